@@ -1,0 +1,257 @@
+"""Read a FASTA once, tokenize it, and keep the ids in a memory-mapped cache.
+
+Training never parses FASTA: every record is tokenized once into a flat uint8
+array (one byte per base, soft-mask kept in the high bit) that is memory-mapped
+for random access. The FASTA is read with pyfaidx where it can be indexed
+(plain or bgzipped files: records are read in bounded chunks, so a 250 Mb
+chromosome never needs to sit in memory as text) and streamed with Biopython
+otherwise (plain gzip, irregular line lengths).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mdlm_dna.tokenizers import SOFT_MASK_BIT, EncodeStats, NucleotideTokenizer, TokenizerError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+_CHUNK = 1 << 24  # bases read per pyfaidx call
+
+
+class FastaError(ValueError):
+    """The file cannot be used as a genome; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    offset: int  # start in the flat id array
+    length: int
+
+
+@dataclass
+class Genome:
+    """Token ids of every record of a FASTA, memory-mapped, with soft-mask bits."""
+
+    path: Path
+    records: list[Record]
+    ids: np.ndarray  # uint8, flat; record r occupies ids[r.offset : r.offset + r.length]
+    stats: dict
+
+    def record(self, name: str) -> Record:
+        for r in self.records:
+            if r.name == name:
+                return r
+        raise KeyError(f"{self.path}: no record named {name!r}; records: {[r.name for r in self.records][:20]}")
+
+    def __len__(self) -> int:
+        return sum(r.length for r in self.records)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MDLM_DNA_CACHE", Path.home() / ".cache" / "mdlm_dna"))
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", newline=None)
+    return open(path, encoding="ascii", errors="replace", newline=None)
+
+
+def check_fasta(path: Path) -> None:
+    """Fail early, with the file's name, on a path that cannot be a FASTA."""
+    if not path.exists():
+        raise FileNotFoundError(f"FASTA file not found: {path}")
+    if path.is_dir():
+        raise FastaError(f"{path}: is a directory, expected a FASTA file")
+    if path.stat().st_size == 0:
+        raise FastaError(f"{path}: file is empty")
+    try:
+        with _open_text(path) as fh:
+            head = fh.read(4096)
+    except (OSError, EOFError) as e:  # e.g. a truncated or corrupt gzip
+        raise FastaError(f"{path}: cannot be read as (gzipped) text: {e}") from e
+    first = head.lstrip()
+    if not first:
+        raise FastaError(f"{path}: contains no sequence (only whitespace)")
+    if not first.startswith(">"):
+        line = first.splitlines()[0][:60]
+        raise FastaError(f"{path}: does not look like FASTA: the first line should start with '>', got {line!r}")
+
+
+def _iter_records_pyfaidx(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+    import pyfaidx
+
+    stem = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    fa = pyfaidx.Fasta(
+        str(path),
+        indexname=str(index_dir / f"{stem}.fai"),
+        gzi_indexname=str(index_dir / f"{stem}.gzi"),
+        as_raw=True,
+        sequence_always_upper=False,
+        read_long_names=False,
+    )
+    try:
+        for name in fa.keys():
+            n = len(fa[name])
+
+            def chunks(name=name, n=n) -> Iterator[bytes]:
+                for start in range(0, n, _CHUNK):
+                    yield fa[name][start : min(n, start + _CHUNK)].encode("ascii", errors="replace")
+
+            yield name, n, chunks()
+    finally:
+        fa.close()
+
+
+def _iter_records_biopython(path: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    with _open_text(path) as fh:
+        for title, seq in SimpleFastaParser(fh):
+            name = title.split(None, 1)[0] if title.strip() else ""
+            raw = seq.replace(" ", "").replace("\r", "").encode("ascii", errors="replace")
+            yield name, len(raw), iter([raw])
+
+
+def _iter_records(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+    import pyfaidx
+
+    try:
+        yield from _iter_records_pyfaidx(path, index_dir)
+        return
+    except pyfaidx.UnsupportedCompressionFormat:
+        log.info("%s is plain gzip (not bgzip): streaming it with Biopython", path)
+    except pyfaidx.FastaIndexingError as e:
+        log.info("%s cannot be indexed by pyfaidx (%s): streaming it with Biopython", path, e)
+    yield from _iter_records_biopython(path)
+
+
+def _cache_key(path: Path, records: Sequence[str] | None) -> str:
+    st = path.stat()
+    key = json.dumps([CACHE_VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, list(records or [])])
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def load_genome(
+    path: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    records: Sequence[str] | None = None,
+    min_record_length: int = 1,
+) -> Genome:
+    """Tokenize ``path`` into the cache (once) and return its memory-mapped ids.
+
+    ``records`` keeps only the named records (e.g. chr1..chr22); empty records
+    and records shorter than ``min_record_length`` are skipped with a warning.
+    """
+    path = Path(path).expanduser()
+    check_fasta(path)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    key = _cache_key(path, records)
+    ids_file = cache / f"{path.name}.{key}.u8"
+    meta_file = cache / f"{path.name}.{key}.json"
+    if not (ids_file.exists() and meta_file.exists()):
+        _build_cache(path, cache, ids_file, meta_file, records, min_record_length)
+    meta = json.loads(meta_file.read_text())
+    recs = [Record(**r) for r in meta["records"]]
+    total = sum(r.length for r in recs)
+    ids = np.memmap(ids_file, dtype=np.uint8, mode="r", shape=(total,))
+    return Genome(path=path, records=recs, ids=ids, stats=meta["stats"])
+
+
+def _build_cache(
+    path: Path,
+    cache: Path,
+    ids_file: Path,
+    meta_file: Path,
+    keep: Sequence[str] | None,
+    min_record_length: int,
+) -> None:
+    tok = NucleotideTokenizer()
+    stats = EncodeStats()
+    recs: list[Record] = []
+    seen: set[str] = set()
+    skipped: list[str] = []
+    offset = 0
+    tmp_ids = ids_file.with_name(f"{ids_file.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp_ids, "wb") as out:
+            for name, length, chunks in _iter_records(path, cache):
+                if keep is not None and name not in keep:
+                    continue
+                if name in seen:
+                    raise FastaError(f"{path}: record name {name!r} occurs twice")
+                seen.add(name)
+                if length < max(1, min_record_length):
+                    skipped.append(f"{name} ({length} bp)")
+                    continue
+                pos = 0
+                for raw in chunks:
+                    try:
+                        ids, st = tok.encode_bytes(raw, where=f"{path}, record {name!r}")
+                    except TokenizerError as e:
+                        # report the position within the record, not within the chunk
+                        raise FastaError(_shift_position(str(e), pos)) from None
+                    stats.add(st)
+                    out.write(ids.tobytes())
+                    pos += len(raw)
+                recs.append(Record(name=name, offset=offset, length=pos))
+                offset += pos
+            out.flush()
+            os.fsync(out.fileno())
+        if keep is not None and (missing := [n for n in keep if n not in seen]):
+            raise FastaError(f"{path}: records not found: {missing}")
+        if not recs:
+            raise FastaError(f"{path}: no usable sequence (records skipped: {skipped or 'none found'})")
+        if skipped:
+            log.warning("%s: skipped %d short or empty record(s): %s", path, len(skipped), ", ".join(skipped[:10]))
+        if stats.iupac_to_n:
+            log.warning(
+                "%s: %d IUPAC ambiguity codes mapped to N (%s)", path, stats.iupac_to_n, stats.by_code
+            )
+        meta = {
+            "source": str(path.resolve()),
+            "records": [r.__dict__ for r in recs],
+            "stats": {
+                "bases": offset,
+                "iupac_to_n": stats.iupac_to_n,
+                "iupac_codes": stats.by_code,
+                "soft_masked": stats.soft_masked,
+                "skipped_records": skipped,
+            },
+        }
+        tmp_meta = meta_file.with_name(f"{meta_file.name}.tmp{os.getpid()}")
+        tmp_meta.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp_ids, ids_file)
+        os.replace(tmp_meta, meta_file)  # the metadata appears last: its presence marks a complete cache
+    finally:
+        tmp_ids.unlink(missing_ok=True)
+
+
+def _shift_position(msg: str, shift: int) -> str:
+    import re
+
+    m = re.search(r"at position ([\d,]+)", msg)
+    if not m or shift == 0:
+        return msg
+    pos = int(m.group(1).replace(",", "")) + shift
+    return msg[: m.start(1)] + f"{pos:,}" + msg[m.end(1) :]
+
+
+def base_ids(ids: np.ndarray) -> np.ndarray:
+    """Drop the soft-mask bit."""
+    return ids & np.uint8(0xFF ^ SOFT_MASK_BIT)

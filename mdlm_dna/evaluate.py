@@ -1,0 +1,89 @@
+"""Evaluate a checkpoint: NELBO (nats/token), bits per base and perplexity on a held-out split.
+
+    python -m mdlm_dna.evaluate ckpt=RUN/checkpoints/last.ckpt
+    python -m mdlm_dna.evaluate ckpt=RUN/checkpoints/last.ckpt split=validation t_samples=16
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mdlm_dna.data.datamodule import GenomeDataModule
+from mdlm_dna.pretrain import format_metrics
+from mdlm_dna.resources import config_dir, register_resolvers
+from mdlm_dna.train.lit_module import DiffusionModule
+
+log = logging.getLogger("mdlm_dna.evaluate")
+register_resolvers()
+
+
+def load_module(ckpt: str | Path, use_ema: bool = True) -> tuple[DiffusionModule, bool]:
+    """Rebuild the module from a checkpoint alone; returns it and whether EMA weights are in use."""
+    path = Path(ckpt).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise ValueError(f"{path}: cannot be read as a PyTorch checkpoint ({e})") from e
+    if "hyper_parameters" not in state or "config" not in state["hyper_parameters"]:
+        raise ValueError(f"{path}: not an mdlm-dna checkpoint (no saved run config)")
+    module = DiffusionModule(state["hyper_parameters"]["config"])
+    module.load_state_dict(state["state_dict"])
+    module.on_load_checkpoint(state)
+    ema = use_ema and module.use_ema_weights()
+    module.eval()
+    return module, ema
+
+
+def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, float]:
+    cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+    module, ema = load_module(cfg.ckpt, use_ema=cfg.use_ema)
+    config = copy.deepcopy(module.config)
+    config.setdefault("eval", {})["t_samples"] = int(cfg.t_samples)
+    module.config["eval"] = config["eval"]
+    module.seed = int(cfg.seed)
+    if cfg.batch_size:
+        config["data"]["eval_batch_size"] = int(cfg.batch_size)
+    config["data"]["val_max_windows" if cfg.split == "validation" else "test_max_windows"] = cfg.max_windows
+    if cfg.genome_path:
+        config["genome"]["path"] = str(cfg.genome_path)
+    if cfg.split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {cfg.split!r}")
+    dm = GenomeDataModule(config["genome"], config["data"], seed=int(config["seed"]), cache_dir=cfg.cache_dir)
+    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer), logger=False, enable_checkpointing=False)
+    if cfg.split == "test":
+        raw = trainer.test(module, datamodule=dm, verbose=False)[0]
+        prefix = "test"
+    else:
+        raw = trainer.validate(module, datamodule=dm, verbose=False)[0]
+        prefix = "val"
+    metrics = {k: float(v) for k, v in raw.items()}
+    result = {
+        "split": cfg.split, "nelbo_nats_per_token": metrics[f"{prefix}/nelbo"],
+        "bits_per_base": metrics[f"{prefix}/bpb"], "perplexity": metrics[f"{prefix}/ppl"],
+        "ema": ema, "windows": len(dm.test_dataloader().dataset if cfg.split == "test" else dm.val_dataloader().dataset),
+        "seq_len": int(config["data"]["seq_len"]), "t_samples": int(cfg.t_samples), "ckpt": str(cfg.ckpt),
+    }
+    print(f"{format_metrics(prefix, metrics)} ({'EMA' if ema else 'raw'} weights, {result['windows']} windows)")
+    if cfg.output:
+        Path(cfg.output).write_text(json.dumps(result, indent=1))
+    return result
+
+
+@hydra.main(config_path=str(config_dir()), config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Backbones: networks that map token ids (and a noise level) to logits.
+
+Every backbone is an ``nn.Module`` with
+
+    forward(input_ids: LongTensor[B, L], sigma: FloatTensor[B] | None) -> FloatTensor[B, L, vocab_size]
+    hidden_states(input_ids, sigma=None) -> FloatTensor[B, L, d_model]   # for classification heads
+    d_model: int
+
+``sigma`` is the noise level the objective conditions on (MDLM passes
+-log alpha_t); backbones built without time conditioning ignore it, and the AR
+baseline passes None. A backbone is chosen by the ``name`` key of its config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+# name -> "module:builder"; builders take (config mapping without 'name', vocab_size, complement_ids)
+_REGISTRY: dict[str, str] = {
+    "dit": "mdlm_dna.models.dit:build",
+    "mamba": "mdlm_dna.models.caduceus:build_mamba",
+    "bimamba": "mdlm_dna.models.caduceus:build_bimamba",
+    "caduceus_ps": "mdlm_dna.models.caduceus:build_caduceus_ps",
+    "caduceus_ph": "mdlm_dna.models.caduceus:build_caduceus_ph",
+}
+
+
+def available_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_backbone(
+    config: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None = None
+) -> nn.Module:
+    """Build the backbone named by ``config['name']`` from the rest of the config."""
+    cfg = dict(config)
+    name = cfg.pop("name", None)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {available_backbones()}")
+    module_name, builder = _REGISTRY[name].split(":")
+    build = getattr(importlib.import_module(module_name), builder)
+    return build(cfg, vocab_size=vocab_size, complement_ids=complement_ids)

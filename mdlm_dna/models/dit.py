@@ -1,0 +1,161 @@
+"""DiT: a bidirectional transformer with adaLN time conditioning (the MDLM paper's backbone).
+
+Pre-norm blocks whose LayerNorm outputs are shifted, scaled and gated by a
+projection of the noise-level embedding (zero-initialised, so every block
+starts as the identity), rotary position embeddings, and PyTorch's fused
+``scaled_dot_product_attention``. ``causal=True`` gives the same network with a
+causal mask, the autoregressive baseline's backbone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DiTConfig:
+    vocab_size: int
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    cond_dim: int = 128
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    time_conditioning: bool = True  # off: the network sees sigma = 0 (no time signal), as in MDLM's option
+    causal: bool = False
+    rotary_base: float = 10_000.0
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("the head dimension must be even for rotary embeddings")
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding, cached per sequence length."""
+
+    def __init__(self, head_dim: int, base: float):
+        super().__init__()
+        inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cache: tuple[int, torch.device, torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None or self._cache[0] != seq_len or self._cache[1] != device:
+            t = torch.arange(seq_len, device=device, dtype=torch.float32)
+            freqs = torch.outer(t, self.inv_freq.to(device))
+            self._cache = (seq_len, device, freqs.cos(), freqs.sin())
+        return self._cache[2], self._cache[3]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, H, L, Dh]; rotate pairs (x1, x2) made of the two halves of the head dimension."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.type_as(x)
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features of the scalar noise level followed by an MLP."""
+
+    def __init__(self, cond_dim: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
+        args = sigma.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads, self.causal, self.dropout = cfg.n_heads, cfg.causal, cfg.dropout
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=True, bias=False)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=True, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(approximate="tanh"), nn.Linear(cfg.mlp_ratio * d, d)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.adaLN = nn.Linear(cfg.cond_dim, 6 * d)
+        nn.init.zeros_(self.adaLN.weight)
+        nn.init.zeros_(self.adaLN.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN(c).chunk(6, dim=-1)
+        h = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = self.qkv(h).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        a = F.scaled_dot_product_attention(
+            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        a = a.transpose(1, 2).reshape(B, L, D)
+        x = x + gate1[:, None] * self.drop(self.attn_out(a))
+        h = modulate(self.norm2(x), shift2, scale2)
+        return x + gate2[:, None] * self.drop(self.mlp(h))
+
+
+class DiT(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.d_model = cfg.d_model
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        nn.init.kaiming_uniform_(self.embed.weight, a=math.sqrt(5))
+        self.sigma_embed = TimestepEmbedder(cfg.cond_dim)
+        self.rotary = Rotary(cfg.d_model // cfg.n_heads, cfg.rotary_base)
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_layers))
+        self.norm_f = nn.LayerNorm(cfg.d_model, elementwise_affine=True, bias=False)
+        self.adaLN_f = nn.Linear(cfg.cond_dim, 2 * cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        for lin in (self.adaLN_f, self.lm_head):  # start from uniform predictions
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def _cond(self, input_ids: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+        if sigma is None or not self.cfg.time_conditioning:
+            sigma = torch.zeros(input_ids.shape[0], device=input_ids.device)
+        return F.silu(self.sigma_embed(sigma))
+
+    def _trunk(self, input_ids: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self._cond(input_ids, sigma)
+        x = self.embed(input_ids)
+        cos, sin = self.rotary(input_ids.shape[1], input_ids.device)
+        for block in self.blocks:
+            x = block(x, c, cos, sin)
+        return x, c
+
+    def hidden_states(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm_f(self._trunk(input_ids, sigma)[0])
+
+    def forward(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        x, c = self._trunk(input_ids, sigma)
+        shift, scale = self.adaLN_f(c).chunk(2, dim=-1)
+        return self.lm_head(modulate(self.norm_f(x), shift, scale))
+
+
+def build(cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None = None) -> DiT:
+    known = {f.name for f in fields(DiTConfig)} - {"vocab_size"}
+    unknown = set(cfg) - known
+    if unknown:
+        raise ValueError(f"unknown DiT option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return DiT(DiTConfig(vocab_size=vocab_size, **cfg))

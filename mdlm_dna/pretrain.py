@@ -1,0 +1,117 @@
+"""Pretrain a diffusion language model on a genome.
+
+    python -m mdlm_dna.pretrain                                   # tiny DiT, embedded E. coli, CPU
+    python -m mdlm_dna.pretrain genome=fasta genome.path=my.fa.gz trainer=gpu model=dit_small
+    python -m mdlm_dna.pretrain hydra.run.dir=runs/a              # run again: resumes from runs/a/checkpoints/last.ckpt
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from mdlm_dna.data.datamodule import GenomeDataModule
+from mdlm_dna.resources import config_dir, register_resolvers
+from mdlm_dna.train.callbacks import AtomicCheckpointIO, GracefulStop, ResumableCSVLogger
+from mdlm_dna.train.lit_module import DiffusionModule
+
+log = logging.getLogger("mdlm_dna.pretrain")
+register_resolvers()
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+def resolve_resume(resume: Any, last_ckpt: Path) -> Path | None:
+    if resume in (None, False, "null", "none", "never"):
+        if last_ckpt.exists():
+            raise FileExistsError(
+                f"{last_ckpt} exists and resume is off: choose another hydra.run.dir, or resume=auto to continue it"
+            )
+        return None
+    if resume == "auto":
+        return last_ckpt if last_ckpt.exists() else None
+    path = Path(str(resume)).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"resume checkpoint not found: {path}")
+    return path
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+
+
+def format_metrics(prefix: str, metrics: dict[str, Any]) -> str:
+    nelbo = float(metrics[f"{prefix}/nelbo"])
+    return (
+        f"{prefix} NELBO: {nelbo:.4f} nats/token | {float(metrics[f'{prefix}/bpb']):.4f} bits/base | "
+        f"perplexity {float(metrics[f'{prefix}/ppl']):.4f}"
+    )
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train as ``cfg`` says, in ``run_dir``; returns the final validation metrics and paths."""
+    run_dir = Path(run_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    ckpt_dir = run_dir / "checkpoints"
+    last_ckpt = ckpt_dir / "last.ckpt"
+    resume = resolve_resume(config.get("resume", "auto"), last_ckpt)
+    resume_step = _checkpoint_step(resume) if resume else None
+    if resume:
+        log.info("resuming from %s (step %d)", resume, resume_step)
+
+    pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
+    module = DiffusionModule(config)
+    datamodule = GenomeDataModule(config["genome"], config["data"], seed=int(config["seed"]), cache_dir=config.get("cache_dir"))
+
+    periodic = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="step{step:07d}", auto_insert_metric_name=False, save_last=True,
+        every_n_train_steps=int(config["checkpoint"]["every_n_train_steps"]), save_top_k=-1 if config["checkpoint"].get("keep_all") else 1,
+        monitor="step", mode="max",
+    )
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/nelbo", mode="min", save_top_k=1, save_last=False)
+    callbacks = [periodic, best, GracefulStop(last_ckpt), LearningRateMonitor(logging_interval="step")]
+    trainer = pl.Trainer(
+        **config["trainer"], default_root_dir=str(run_dir), callbacks=callbacks,
+        logger=ResumableCSVLogger(run_dir, resume_step=resume_step), plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if periodic._last_global_step_saved != trainer.global_step:
+        trainer.save_checkpoint(last_ckpt)
+
+    interrupted = callbacks[2].requested
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if not interrupted and (not metrics or trainer.global_step % int(trainer.val_check_interval or 1) != 0):
+        metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
+    result = {"run_dir": str(run_dir), "last_ckpt": str(last_ckpt), "global_step": trainer.global_step,
+              "interrupted": interrupted, "metrics": metrics}
+    if trainer.is_global_zero:
+        if interrupted:
+            print(f"Interrupted at step {trainer.global_step}; {last_ckpt} saved. Run the same command to resume.")
+        if "val/nelbo" in metrics:
+            print(f"step {trainer.global_step}: " + format_metrics("val", metrics))
+        print(f"run folder: {run_dir}")
+    return result
+
+
+@hydra.main(config_path=str(config_dir()), config_name="pretrain", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    result = run(cfg, HydraConfig.get().runtime.output_dir)
+    if result["interrupted"]:
+        sys.exit(INTERRUPTED_EXIT_CODE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Exponential moving average of the weights, kept in float32 and saved with every checkpoint."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """Shadow copy of a module's floating-point parameters.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so a
+    short run (a few hundred CPU steps) does not evaluate weights that are
+    still mostly the initialisation, while a long run gets the full decay.
+    """
+
+    def __init__(self, module: nn.Module, decay: float = 0.9999, warmup: bool = True):
+        self.decay, self.warmup = decay, warmup
+        self.num_updates = 0
+        self.shadow = {n: p.detach().float().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+    def current_decay(self) -> float:
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        d = self.current_decay()
+        for n, p in module.named_parameters():
+            if n in self.shadow:
+                s = self.shadow[n]
+                if s.device != p.device:
+                    s = self.shadow[n] = s.to(p.device)
+                s.lerp_(p.detach().float(), 1.0 - d)
+        self.num_updates += 1
+
+    @contextmanager
+    @torch.no_grad()
+    def swapped_in(self, module: nn.Module):
+        """Run the module with EMA weights inside the block; the training weights come back afterwards."""
+        params = dict(module.named_parameters())
+        backup = {n: params[n].detach().clone() for n in self.shadow}
+        for n, s in self.shadow.items():
+            params[n].copy_(s)
+        try:
+            yield
+        finally:
+            for n, b in backup.items():
+                params[n].copy_(b)
+
+    def copy_to(self, module: nn.Module) -> None:
+        params = dict(module.named_parameters())
+        with torch.no_grad():
+            for n, s in self.shadow.items():
+                params[n].copy_(s)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "warmup": self.warmup, "num_updates": self.num_updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = set(self.shadow) ^ set(state["shadow"])
+        if missing:
+            raise KeyError(f"EMA state does not match the model's parameters: {sorted(missing)[:5]}")
+        self.num_updates = state["num_updates"]
+        for n, s in state["shadow"].items():
+            self.shadow[n] = s.to(self.shadow[n].device, torch.float32).clone()

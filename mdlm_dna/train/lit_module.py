@@ -1,0 +1,170 @@
+"""The LightningModule that trains and evaluates a diffusion objective on token windows.
+
+Randomness is explicit so that runs are reproducible and resumes are exact:
+the diffusion noise of training batch (epoch e, batch b) comes from a generator
+seeded by (seed, e, b, rank), and validation / test always use the same noise,
+so their NELBO estimates are comparable from one evaluation to the next.
+Dropout uses the global RNG, whose state travels in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torchmetrics.aggregation import MeanMetric
+
+from mdlm_dna.diffusion.mdlm import MDLM
+from mdlm_dna.diffusion.noise import build_schedule
+from mdlm_dna.models import build_backbone
+from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.train.ema import EMA
+
+LN2 = math.log(2.0)
+
+
+def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
+    seed = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> MDLM:
+    model_cfg = dict(config["model"])
+    backbone = build_backbone(model_cfg, tokenizer.vocab_size, tokenizer.complement_ids)
+    noise_cfg = dict(config["noise"])
+    schedule = build_schedule(noise_cfg.pop("name"), **noise_cfg)
+    obj = dict(config.get("objective", {}))
+    name = obj.pop("name", "mdlm")
+    if name != "mdlm":
+        raise ValueError(f"unknown objective {name!r}")
+    return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, **obj)
+
+
+class DiffusionModule(pl.LightningModule):
+    """``config`` is the run's resolved config (a plain dict); it is saved in the checkpoint."""
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config = config
+        self.tokenizer = NucleotideTokenizer()
+        self.objective = build_objective(config, self.tokenizer)
+        ema_cfg = config.get("ema") or {}
+        self.ema = EMA(self.objective, decay=ema_cfg["decay"], warmup=ema_cfg.get("warmup", True)) if ema_cfg.get(
+            "enabled", True
+        ) else None
+        self._ema_step = -1
+        self.seed = int(config.get("seed", 0))
+        self.val_nelbo = MeanMetric()
+        self.test_nelbo = MeanMetric()
+
+    # ----- training -------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        g = seeded_generator(self.device, self.seed, 0, self.current_epoch, batch_idx, self.global_rank)
+        out = self.objective.nelbo(batch["input_ids"], generator=g)
+        loss = out.per_token
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bpb", loss / LN2)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None and self.global_step > self._ema_step:
+            self.ema.update(self.objective)
+            self._ema_step = self.global_step
+
+    # ----- evaluation -----------------------------------------------------------------------
+    def _eval_step(self, batch, batch_idx: int, metric: MeanMetric, stream: int) -> None:
+        x0 = batch["input_ids"]
+        for k in range(int(self.config.get("eval", {}).get("t_samples", 1))):
+            g = seeded_generator(self.device, self.seed, stream, k, batch_idx, self.global_rank)
+            out = self.objective.nelbo(x0, generator=g)
+            metric.update(out.per_sequence.sum() / out.num_tokens.sum(), weight=out.num_tokens.sum())
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, self.val_nelbo, stream=1)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, self.test_nelbo, stream=2)
+
+    def _log_eval(self, prefix: str, metric: MeanMetric) -> None:
+        nelbo = metric.compute()
+        metric.reset()
+        self.log(f"{prefix}/nelbo", nelbo, prog_bar=True)
+        self.log(f"{prefix}/bpb", nelbo / LN2, prog_bar=True)
+        self.log(f"{prefix}/ppl", torch.exp(nelbo))
+
+    def _swap_ema(self, on: bool) -> None:
+        if self.ema is None:
+            return
+        if on:
+            self._ema_ctx = self.ema.swapped_in(self.objective)
+            self._ema_ctx.__enter__()
+        elif getattr(self, "_ema_ctx", None) is not None:
+            self._ema_ctx.__exit__(None, None, None)
+            self._ema_ctx = None
+
+    def on_validation_epoch_start(self):
+        self._swap_ema(True)
+
+    def on_validation_epoch_end(self):
+        self._swap_ema(False)
+        self._log_eval("val", self.val_nelbo)
+
+    def on_test_epoch_end(self):
+        self._log_eval("test", self.test_nelbo)
+
+    # ----- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.config["optim"]
+        opt = torch.optim.AdamW(
+            self.objective.parameters(), lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.999))),
+            eps=o.get("eps", 1e-8), weight_decay=o.get("weight_decay", 0.0),
+        )
+        warmup = int(o.get("warmup_steps", 0))
+        decay = o.get("schedule", "constant")
+        total = max(1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches))
+        min_ratio = float(o.get("min_lr_ratio", 0.1))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if decay == "cosine":
+                p = min(1.0, (step - warmup) / max(1, total - warmup))
+                return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+            return 1.0
+
+        if decay not in ("constant", "cosine"):
+            raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {decay!r}")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ----- checkpoints ----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.state_dict()
+            checkpoint["ema_step"] = self._ema_step
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None and "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+            self._ema_step = checkpoint.get("ema_step", -1)
+        rng = checkpoint.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def use_ema_weights(self) -> bool:
+        """Copy the EMA weights into the model for evaluation or sampling; False when the run kept none."""
+        if self.ema is None or self.ema.num_updates == 0:
+            return False
+        self.ema.copy_to(self.objective)
+        return True
