@@ -71,8 +71,10 @@ class MDLM(nn.Module):
         return torch.where(masked, torch.full_like(x0, self.mask_id), x0)
 
     def denoiser_logits(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Backbone logits (float32) with [MASK] excluded: log-softmax gives log p(x_0 | x_t) at masked positions."""
-        logits = self.backbone(xt, self.schedule.sigma(t)).float()
+        """Backbone logits (at least float32) with [MASK] excluded: log-softmax gives log p(x_0 | x_t) at masked positions."""
+        logits = self.backbone(xt, self.schedule.sigma(t))
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # log-softmax and the loss in full precision
         return logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), float("-inf"))
 
     def subs_log_probs(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,9 @@ class Rotary(nn.Module):
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x: [B, H, L, Dh]; rotate pairs (x1, x2) made of the two halves of the head dimension."""
-    x1, x2 = x.float().chunk(2, dim=-1)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # half precision rotates in fp32
+    x1, x2 = x.to(dtype).chunk(2, dim=-1)
+    cos, sin = cos.to(dtype), sin.to(dtype)
     out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
     return out.type_as(x)
 
@@ -75,7 +77,8 @@ class TimestepEmbedder(nn.Module):
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half)
         args = sigma.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+        feats = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        return self.mlp(feats.to(self.mlp[0].weight.dtype))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
