@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def format_metrics(prefix: str, metrics: dict[str, Any]) -> str:
     )
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
     """Train as ``cfg`` says, in ``run_dir``; returns the final validation metrics and paths."""
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -81,7 +82,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         monitor="step", mode="max",
     )
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/nelbo", mode="min", save_top_k=1, save_last=False)
-    callbacks = [periodic, best, GracefulStop(last_ckpt), LearningRateMonitor(logging_interval="step")]
+    stopper = GracefulStop(last_ckpt)
+    callbacks = [periodic, best, stopper, LearningRateMonitor(logging_interval="step"), *extra_callbacks]
     trainer = pl.Trainer(
         **config["trainer"], default_root_dir=str(run_dir), callbacks=callbacks,
         logger=ResumableCSVLogger(run_dir, resume_step=resume_step), plugins=[AtomicCheckpointIO()],
@@ -91,7 +93,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if periodic._last_global_step_saved != trainer.global_step:
         trainer.save_checkpoint(last_ckpt)
 
-    interrupted = callbacks[2].requested
+    interrupted = stopper.requested
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if not interrupted and (not metrics or trainer.global_step % int(trainer.val_check_interval or 1) != 0):
         metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}

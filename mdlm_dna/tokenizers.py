@@ -66,6 +66,9 @@ class NucleotideTokenizer:
     vocab_size = len(vocab)
     num_bases = 4
 
+    # tokens that genome windows never contain: a denoiser need not give them mass
+    special_ids_not_in_data = (6, 7, 8, 9)
+
     # complement permutation over the whole vocabulary; special tokens map to themselves
     complement_ids: tuple[int, ...] = (3, 2, 1, 0, 4, 5, 6, 7, 8, 9)
 

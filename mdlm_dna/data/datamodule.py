@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from mdlm_dna.data.fasta import Genome, load_genome
@@ -106,7 +107,11 @@ class GenomeDataModule(pl.LightningDataModule):
 
     def _loader(self, ds, batch_size: int | None = None, **kw) -> DataLoader:
         workers = int(self.data_cfg.get("num_workers", 0))
+        # a private generator: creating an iterator must not draw from the global RNG (dropout's), or a
+        # resumed run, which creates its iterators at other moments, would see different dropout masks
+        generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             ds, batch_size=batch_size or int(self.data_cfg["batch_size"]), num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=bool(self.data_cfg.get("pin_memory", False)), **kw,
+            persistent_workers=workers > 0, pin_memory=bool(self.data_cfg.get("pin_memory", False)),
+            generator=generator, **kw,
         )

@@ -14,6 +14,7 @@ per batch, strided by 1/B) from [t_min, 1].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,11 +48,15 @@ class MDLM(nn.Module):
         pad_id: int | None = None,
         t_min: float = 1e-3,
         antithetic: bool = True,
+        never_predict: Sequence[int] = (),
     ):
+        """``never_predict``: ids besides [MASK] that cannot occur in clean data (for DNA the special
+        tokens), also given zero mass, so a small model does not spend its first steps learning that."""
         super().__init__()
         self.backbone, self.schedule = backbone, schedule
         self.mask_id, self.pad_id = mask_id, pad_id
         self.t_min, self.antithetic = t_min, antithetic
+        self.register_buffer("excluded_ids", torch.tensor(sorted({mask_id, *never_predict})), persistent=False)
 
     def sample_t(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
         """Times in [t_min, 1]; low-discrepancy: u_i = (u_0 + i / B) mod 1."""
@@ -71,11 +76,14 @@ class MDLM(nn.Module):
         return torch.where(masked, torch.full_like(x0, self.mask_id), x0)
 
     def denoiser_logits(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Backbone logits (at least float32) with [MASK] excluded: log-softmax gives log p(x_0 | x_t) at masked positions."""
+        """Backbone logits (at least float32) with [MASK] (and ``never_predict``) excluded.
+
+        Their log-softmax is log p_theta(x_0 | x_t) at the masked positions.
+        """
         logits = self.backbone(xt, self.schedule.sigma(t))
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()  # log-softmax and the loss in full precision
-        return logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), float("-inf"))
+        return logits.index_fill(-1, self.excluded_ids, float("-inf"))
 
     def subs_log_probs(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Full SUBS distribution log p_theta(x_0 | x_t): [B, L, V].

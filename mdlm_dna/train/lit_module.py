@@ -1,8 +1,8 @@
 """The LightningModule that trains and evaluates a diffusion objective on token windows.
 
 Randomness is explicit so that runs are reproducible and resumes are exact:
-the diffusion noise of training batch (epoch e, batch b) comes from a generator
-seeded by (seed, e, b, rank), and validation / test always use the same noise,
+the diffusion noise of a training batch comes from a generator seeded by
+(seed, optimizer step, micro-batch, rank), and validation / test always use the same noise,
 so their NELBO estimates are comparable from one evaluation to the next.
 Dropout uses the global RNG, whose state travels in the checkpoint.
 """
@@ -42,7 +42,9 @@ def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> M
     name = obj.pop("name", "mdlm")
     if name != "mdlm":
         raise ValueError(f"unknown objective {name!r}")
-    return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, **obj)
+    predict_special = obj.pop("predict_special_tokens", False)
+    never = () if predict_special else tokenizer.special_ids_not_in_data
+    return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, never_predict=never, **obj)
 
 
 class DiffusionModule(pl.LightningModule):
@@ -58,24 +60,25 @@ class DiffusionModule(pl.LightningModule):
         self.ema = EMA(self.objective, decay=ema_cfg["decay"], warmup=ema_cfg.get("warmup", True)) if ema_cfg.get(
             "enabled", True
         ) else None
-        self._ema_step = -1
         self.seed = int(config.get("seed", 0))
         self.val_nelbo = MeanMetric()
         self.test_nelbo = MeanMetric()
 
     # ----- training -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        g = seeded_generator(self.device, self.seed, 0, self.current_epoch, batch_idx, self.global_rank)
+        micro = batch_idx % self.trainer.accumulate_grad_batches if self._trainer else 0
+        g = seeded_generator(self.device, self.seed, 0, self.global_step, micro, self.global_rank)
         out = self.objective.nelbo(batch["input_ids"], generator=g)
         loss = out.per_token
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bpb", loss / LN2)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None and self.global_step > self._ema_step:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # update the EMA right after the weights change, before any callback (checkpointing) sees the step
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
             self.ema.update(self.objective)
-            self._ema_step = self.global_step
 
     # ----- evaluation -----------------------------------------------------------------------
     def _eval_step(self, batch, batch_idx: int, metric: MeanMetric, stream: int) -> None:
@@ -147,7 +150,6 @@ class DiffusionModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
-            checkpoint["ema_step"] = self._ema_step
         checkpoint["rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
@@ -155,7 +157,6 @@ class DiffusionModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
-            self._ema_step = checkpoint.get("ema_step", -1)
         rng = checkpoint.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
