@@ -1,0 +1,329 @@
+"""Selective scan (the Mamba SSM recurrence) and the depthwise causal conv, with interchangeable backends.
+
+For every batch row b and channel d, with a state h of size N::
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t      y_t = <C_t, h_t> + D * u_t      out_t = y_t * silu(z_t)
+
+Shapes follow mamba-ssm's ``selective_scan_fn``: u, delta, z: [B, D, L]; A: [D, N]; B, C: [B, N, L] (one
+B_t/C_t for all channels) or [B, G, N, L] (G groups of D/G channels); D, delta_bias: [D].
+
+Backends:
+
+* ``reference``: the recurrence as written, one step at a time; float64-friendly and slow. The source of
+  truth in tests.
+* ``torch``: a chunked scan in plain PyTorch, the default off-GPU. L is cut into chunks of T steps; each
+  chunk is solved from a zero state, all chunks at once, then the chunk-final states are carried from
+  chunk to chunk and added back, decayed by exp(cumulative sum of log-decays). Inside a chunk, ``segsum``
+  builds the T x T matrix exp(S_t - S_s) (fully parallel, T times the work: good on GPUs), ``scan`` steps
+  through the T positions with every chunk in parallel (least work: what is fastest on CPUs, measured in
+  ``benchmarks/bench_selective_scan.py``). Chunks are grouped in blocks of bounded size that are
+  recomputed in the backward pass, so memory stays bounded at L = 131k.
+* ``cuda``: mamba-ssm's fused kernel, only when mamba_ssm imports and the tensors are on a GPU.
+* ``auto``: cuda when possible, else torch. A kernel that fails to import (current mamba-ssm releases
+  do without their compiled extension) or fails when called (newer releases import and raise at call)
+  is dropped once, with a warning, and the torch backend takes over.
+
+Nothing from mamba_ssm or causal_conv1d is imported until a CUDA tensor asks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+logger = logging.getLogger("mdlm_dna.models")
+
+SCAN_BACKENDS = ("auto", "reference", "torch", "cuda")
+BLOCK_ELEMENTS = 1 << 23  # elements of one [batch, D, N, block] intermediate (32 MiB in float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# optional CUDA kernels: imported lazily, dropped once on any failure
+
+
+class OptionalKernel:
+    """A function from an optional compiled package, imported on first use and dropped after a failure."""
+
+    def __init__(self, name: str, loader: Callable[[], Callable[..., Any]]):
+        self.name, self._loader = name, loader
+        self._fn: Callable[..., Any] | None = None
+        self.state = "untried"  # untried | ok | failed
+
+    def get(self) -> Callable[..., Any] | None:
+        if self.state == "untried":
+            try:
+                self._fn, self.state = self._loader(), "ok"
+            except Exception as err:  # ImportError, OSError (missing libcudart), RuntimeError, ...
+                self.state = "failed"
+                logger.info("%s is not available (%s: %s); using the PyTorch implementation",
+                            self.name, type(err).__name__, err)
+        return self._fn if self.state == "ok" else None
+
+    def disable(self, err: BaseException) -> None:
+        self._fn, self.state = None, "failed"
+        logger.warning("%s failed when called (%s: %s); falling back to the PyTorch implementation for the "
+                       "rest of this process", self.name, type(err).__name__, err)
+
+    def reset(self) -> None:
+        self._fn, self.state = None, "untried"
+
+
+def _load_selective_scan_fn() -> Callable[..., Any]:
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    return selective_scan_fn
+
+
+def _load_causal_conv1d_fn() -> Callable[..., Any]:
+    from causal_conv1d import causal_conv1d_fn
+
+    return causal_conv1d_fn
+
+
+SCAN_KERNEL = OptionalKernel("mamba_ssm selective_scan_fn", _load_selective_scan_fn)
+CONV_KERNEL = OptionalKernel("causal_conv1d_fn", _load_causal_conv1d_fn)
+_logged: set[str] = set()
+
+
+def _on_cuda(t: Tensor) -> bool:
+    return t.is_cuda
+
+
+def _log_once(what: str, backend: str) -> None:
+    if (what, backend) not in _logged:
+        _logged.add((what, backend))
+        logger.info("%s backend: %s", what, backend)
+
+
+def _call_kernel(kernel: OptionalKernel, *args: Any, **kwargs: Any) -> Tensor | None:
+    """The kernel's output, or None if it is unavailable or has just failed (then it stays disabled)."""
+    fn = kernel.get()
+    if fn is None:
+        return None
+    try:
+        return fn(*args, **kwargs)
+    except torch.cuda.OutOfMemoryError:
+        raise  # the fallback would not fit either; the kernel itself is fine
+    except Exception as err:
+        kernel.disable(err)
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# selective scan
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    backend: str = "auto",
+    *,
+    chunk_size: int | None = None,
+    intra_chunk: str = "auto",
+    block_len: int | None = None,
+) -> Tensor:
+    """The selective scan of mamba-ssm's ``selective_scan_fn`` (same arguments and shapes); returns [B, D, L].
+
+    ``chunk_size``, ``intra_chunk`` (``segsum`` | ``scan`` | ``auto``) and ``block_len`` only tune the
+    ``torch`` backend; see the module docstring.
+    """
+    if backend not in SCAN_BACKENDS:
+        raise ValueError(f"unknown selective scan backend {backend!r}; choose one of {SCAN_BACKENDS}")
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if backend in ("auto", "cuda"):
+        usable = _on_cuda(u)
+        if backend == "cuda" and not usable:
+            raise RuntimeError("selective_scan backend='cuda' needs CUDA tensors")
+        out = (_call_kernel(SCAN_KERNEL, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+               if usable else None)
+        if out is not None:
+            _log_once("selective_scan", "cuda")
+            return out
+        if backend == "cuda":
+            raise RuntimeError("selective_scan backend='cuda' requested but mamba_ssm's kernel is unavailable")
+        backend = "torch"
+    _log_once("selective_scan", backend)
+    if backend == "reference":
+        return _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    return _scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                       chunk_size=chunk_size, intra_chunk=intra_chunk, block_len=block_len)
+
+
+def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"u and delta must both be [B, D, L]; got {tuple(u.shape)} and {tuple(delta.shape)}")
+    batch, dim, length = u.shape
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"A must be [D={dim}, N]; got {tuple(A.shape)}")
+    if A.is_complex():
+        raise NotImplementedError("complex A is not supported")
+    n = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        ok = (t.dim() == 3 and t.shape == (batch, n, length)) or (
+            t.dim() == 4 and t.shape[0] == batch and t.shape[2:] == (n, length) and dim % t.shape[1] == 0
+        )
+        if not ok:
+            raise ValueError(f"{name} must be [B, N, L] or [B, G, N, L] with G dividing D; got {tuple(t.shape)}")
+    for name, t, shape in (("D", D, (dim,)), ("delta_bias", delta_bias, (dim,)), ("z", z, tuple(u.shape))):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
+
+
+def _compute_dtype(*ts: Tensor | None) -> torch.dtype:
+    """float32 for half precision inputs (as mamba-ssm), float64 if anything is float64."""
+    return torch.float64 if any(t is not None and t.dtype == torch.float64 for t in ts) else torch.float32
+
+
+def _per_channel(t: Tensor, dim: int) -> Tensor:
+    """B or C as [B, 1, N, L] (shared by all channels) or [B, D, N, L] (grouped, expanded to channels)."""
+    if t.dim() == 3:
+        return t.unsqueeze(1)
+    return t.repeat_interleave(dim // t.shape[1], dim=1)
+
+
+def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
+    dt = _compute_dtype(u, delta, A, B, C)
+    u, delta, A, B, C = (t.to(dt) for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dt)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    return u, delta, A, _per_channel(B, u.shape[1]), _per_channel(C, u.shape[1])
+
+
+def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, out_dtype: torch.dtype) -> Tensor:
+    if D is not None:
+        y = y + u * D.to(y.dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y.to(out_dtype)
+
+
+def _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> Tensor:
+    """One step at a time, exactly as the recurrence reads."""
+    out_dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])  # [B, D, N]
+    ys = []
+    # unbind (not indexing) so that the backward pass stacks gradients instead of scattering into zeros
+    for u_t, d_t, b_t, c_t in zip(u.unbind(-1), delta.unbind(-1), B.unbind(-1), C.unbind(-1)):
+        h = torch.exp(d_t[..., None] * A) * h + (d_t * u_t)[..., None] * b_t
+        ys.append((h * c_t).sum(-1))
+    return _finish(torch.stack(ys, dim=-1), u, D, z, out_dtype)
+
+
+def _exp_no_subnormal(x: Tensor) -> Tensor:
+    """exp(x) for x <= 0, with results below sqrt(smallest normal) flushed to 0.
+
+    The flushed terms are decays under 1e-19 (float32), far below rounding; subnormal floats would slow
+    every later CPU multiplication by an order of magnitude.
+    """
+    floor = 0.5 * math.log(torch.finfo(x.dtype).tiny)
+    return torch.exp(torch.where(x > floor, x, -math.inf))
+
+
+def _scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, *, chunk_size=None, intra_chunk="auto",
+                block_len=None) -> Tensor:
+    out_dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    if intra_chunk == "auto":
+        intra_chunk = "scan" if u.device.type == "cpu" else "segsum"
+    if intra_chunk not in ("scan", "segsum"):
+        raise ValueError(f"intra_chunk must be 'scan', 'segsum' or 'auto'; got {intra_chunk!r}")
+    T = chunk_size or (16 if intra_chunk == "scan" else 32)
+    T = max(1, min(T, length))
+    if block_len is None:  # bound each [batch, D, N, block] intermediate by BLOCK_ELEMENTS
+        block_len = BLOCK_ELEMENTS // (batch * dim * n)
+    block_len = max(T, block_len // T * T)
+
+    pad = -length % T  # delta = 0 and u = 0 on padding: decay 1, no input, so the state passes through
+    x = delta * u
+    d_p, x_p, B_p, C_p = (F.pad(t, (0, pad)) for t in (delta, x, B, C))
+    h = u.new_zeros(batch, dim, n)
+    ys = []
+    blocks = list(zip(*(t.split(block_len, dim=-1) for t in (d_p, x_p, B_p, C_p))))
+    recompute = torch.is_grad_enabled() and len(blocks) > 1
+    for d_b, x_b, B_b, C_b in blocks:
+        args = (d_b, x_b, A, B_b, C_b, h, T, intra_chunk)
+        y, h = _checkpoint(_chunked_block, *args, use_reentrant=False) if recompute else _chunked_block(*args)
+        ys.append(y)
+    y = torch.cat(ys, dim=-1)[..., :length]
+    return _finish(y, u, D, z, out_dtype)
+
+
+def _chunked_block(delta: Tensor, x: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor, T: int,
+                   intra_chunk: str) -> tuple[Tensor, Tensor]:
+    """Scan one block of K chunks of T steps from state h0 [B, D, N]: returns (y [B, D, K*T], last state).
+
+    delta, x = delta * u: [B, D, K*T]; B, C: [B, 1 or D, N, K*T].
+    """
+    batch, dim, length = delta.shape
+    n, K = A.shape[1], length // T
+    # layout [T, B, D, N, K]: the step axis first so that each step is one contiguous slice
+    log_a = (delta[:, :, None, :] * A[None, :, :, None]).reshape(batch, dim, n, K, T).permute(4, 0, 1, 2, 3)
+    xb = (B * x[:, :, None, :]).reshape(batch, dim, n, K, T).permute(4, 0, 1, 2, 3)
+    c = C.reshape(batch, -1, n, K, T).permute(4, 0, 1, 2, 3)
+    S = log_a.cumsum(dim=0)  # log-decay from the chunk start, inclusive
+    if intra_chunk == "scan":
+        # every chunk from a zero state, stepping through the T positions with all K chunks at once
+        hs, h = [], None
+        for a_t, x_t in zip(_exp_no_subnormal(log_a).contiguous().unbind(0), xb.contiguous().unbind(0)):
+            h = x_t if h is None else a_t * h + x_t
+            hs.append(h)
+        H = torch.stack(hs, dim=0)
+    else:
+        # H_t = sum_{s <= t} exp(S_t - S_s) xb_s, as a T x T "segsum" matrix per chunk
+        seg = S[:, None] - S[None, :]  # [t, s, ...]
+        causal = torch.ones(T, T, dtype=torch.bool, device=S.device).tril().view(T, T, 1, 1, 1, 1)
+        G = _exp_no_subnormal(seg.masked_fill(~causal, -math.inf))
+        H = (G * xb[None]).sum(dim=1)
+    # carry states across chunks: state entering chunk k = decay(k-1) * state entering k-1 + end of k-1
+    decay, ends = _exp_no_subnormal(S[-1]), H[-1]  # [B, D, N, K]
+    starts, h = [], h0
+    for decay_k, end_k in zip(decay.unbind(-1), ends.unbind(-1)):
+        starts.append(h)
+        h = decay_k * h + end_k
+    H = H + _exp_no_subnormal(S) * torch.stack(starts, dim=-1)
+    y = (H * c).sum(dim=3)  # [T, B, D, K]
+    return y.permute(1, 2, 3, 0).reshape(batch, dim, length), h
+
+
+# ----------------------------------------------------------------------------------------------------
+# depthwise causal conv1d
+
+
+def causal_conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str | None = None,
+                  backend: str = "auto") -> Tensor:
+    """Depthwise causal convolution: x [B, D, L], weight [D, W], bias [D]; ``activation`` None or 'silu'.
+
+    Output t sees inputs t-W+1..t only (left zero padding), as mamba-ssm's conv1d followed by [..., :L].
+    Uses causal_conv1d_fn on CUDA tensors when that package works, else ``F.conv1d``.
+    """
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"activation must be None or 'silu'; got {activation!r}")
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"causal_conv1d backend must be 'auto' or 'torch'; got {backend!r}")
+    if backend == "auto" and _on_cuda(x):
+        out = _call_kernel(CONV_KERNEL, x, weight, bias, activation=activation)
+        if out is not None:
+            _log_once("causal_conv1d", "cuda")
+            return out
+    _log_once("causal_conv1d", "torch")
+    out = F.conv1d(F.pad(x, (weight.shape[-1] - 1, 0)), weight.unsqueeze(1), bias, groups=x.shape[1])
+    return F.silu(out) if activation is not None else out
