@@ -96,7 +96,7 @@ class SigmaEmbedding(nn.Module):
         half = self.freq_dim // 2
         freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=sigma.device) / half)
         args = sigma.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1).to(self.mlp[0].weight.dtype))
 
 
 def _norm(cfg: CaduceusConfig) -> nn.Module:

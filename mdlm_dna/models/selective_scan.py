@@ -288,10 +288,12 @@ def _chunked_block(delta: Tensor, x: Tensor, A: Tensor, B: Tensor, C: Tensor, h0
             hs.append(h)
         H = torch.stack(hs, dim=0)
     else:
-        # H_t = sum_{s <= t} exp(S_t - S_s) xb_s, as a T x T "segsum" matrix per chunk
-        seg = S[:, None] - S[None, :]  # [t, s, ...]
-        causal = torch.ones(T, T, dtype=torch.bool, device=S.device).tril().view(T, T, 1, 1, 1, 1)
-        G = _exp_no_subnormal(seg.masked_fill(~causal, -math.inf))
+        # H_t = sum_{s <= t} exp(seg[t, s]) xb_s with seg[t, s] = sum_{s < r <= t} log_a_r, a T x T
+        # "segsum" matrix per chunk, summed directly (not S_t - S_s, which cancels catastrophically)
+        t_gt_s = torch.ones(T, T, dtype=torch.bool, device=S.device).tril(-1).view(T, T, 1, 1, 1, 1)
+        seg = log_a[:, None].masked_fill(~t_gt_s, 0.0).cumsum(dim=0)  # [t, s, B, D, N, K]
+        t_ge_s = torch.ones(T, T, dtype=torch.bool, device=S.device).tril().view(T, T, 1, 1, 1, 1)
+        G = _exp_no_subnormal(seg.masked_fill(~t_ge_s, -math.inf))
         H = (G * xb[None]).sum(dim=1)
     # carry states across chunks: state entering chunk k = decay(k-1) * state entering k-1 + end of k-1
     decay, ends = _exp_no_subnormal(S[-1]), H[-1]  # [B, D, N, K]
