@@ -134,9 +134,9 @@ def rc_h(x):
     return x.flip(-2, -1)
 
 
-def reference_logits(sd, config, ref_ids):
-    """CaduceusForMaskedLM.forward for an RCPS config: RCPSEmbedding, RCPSMambaBlock (fused or not),
-    RCPSWrapper(BiMambaWrapper), norm_f, RCPSLMHead, following modeling_caduceus.py / modeling_rcps.py."""
+def reference_logits(sd, config, ref_ids, fused: bool):
+    """CaduceusForMaskedLM.forward for an RCPS config: RCPSEmbedding, RCPSMambaBlock (``fused`` branch or
+    not), RCPSWrapper(BiMambaWrapper), norm_f, RCPSLMHead, following modeling_caduceus.py / modeling_rcps.py."""
     d, names = config["d_model"], ref_names(config)
     comp = torch.tensor([config["complement_map"][str(i)] for i in range(config["vocab_size"])])
     E = sd[names["embedding"]].double()
@@ -144,7 +144,7 @@ def reference_logits(sd, config, ref_ids):
     residual = None
     for i in range(config["n_layer"]):
         w = sd[names["norm"](i)].double()
-        if config["fused_add_norm"]:  # the halves swap: the second half feeds the forward call
+        if fused:  # the halves swap: the second half feeds the forward call
             r_f = h[..., d:] + (0 if residual is None else residual[..., d:])
             r_r = rc_h(h[..., :d]) + (0 if residual is None else rc_h(residual[..., :d]))
             h = torch.cat([rms_norm(r_f, w), rc_h(rms_norm(r_r, w))], dim=-1)
@@ -212,13 +212,13 @@ def test_loaded_model_computes_the_reference_network(tmp_path, fused):
     path = save(tmp_path, config, sd, "safetensors")
     model = load_caduceus(path).double()
     ids = torch.randint(0, TOK.vocab_size, (2, 21), generator=torch.Generator().manual_seed(0))
-    expected = reference_logits(sd, config, torch.tensor(ROWS)[ids])[..., ROWS]
+    expected = reference_logits(sd, config, torch.tensor(ROWS)[ids], fused)[..., ROWS]
     with torch.no_grad():
         torch.testing.assert_close(model(ids, None), expected, rtol=1e-9, atol=1e-9)
         # the swap changes the function: the other path gives clearly different logits
         other = load_caduceus(path, rcps_swap_halves=not fused).double()(ids, None)
     assert (other - expected).abs().max() > 1e-2 * expected.abs().max()
-    flipped = reference_logits(sd, {**config, "fused_add_norm": not fused}, torch.tensor(ROWS)[ids])[..., ROWS]
+    flipped = reference_logits(sd, config, torch.tensor(ROWS)[ids], not fused)[..., ROWS]
     torch.testing.assert_close(other, flipped, rtol=1e-9, atol=1e-9)
 
 
