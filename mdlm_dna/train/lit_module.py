@@ -33,18 +33,26 @@ def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
     return g
 
 
+def _build_mdlm(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> MDLM:
+    cfg = dict(cfg)
+    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+    return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, never_predict=never, **cfg)
+
+
+# name -> builder(backbone, schedule, tokenizer, objective config without 'name'). Every objective exposes
+# ``nelbo(x0, t=None, generator=None) -> NELBO`` (an exact NLL for AR), which is all training needs.
+OBJECTIVES = {"mdlm": _build_mdlm}
+
+
 def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> MDLM:
-    model_cfg = dict(config["model"])
-    backbone = build_backbone(model_cfg, tokenizer.vocab_size, tokenizer.complement_ids)
+    obj = dict(config.get("objective") or {"name": "mdlm"})
+    name = obj.pop("name", "mdlm")
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
+    backbone = build_backbone(dict(config["model"]), tokenizer.vocab_size, tokenizer.complement_ids)
     noise_cfg = dict(config["noise"])
     schedule = build_schedule(noise_cfg.pop("name"), **noise_cfg)
-    obj = dict(config.get("objective", {}))
-    name = obj.pop("name", "mdlm")
-    if name != "mdlm":
-        raise ValueError(f"unknown objective {name!r}")
-    predict_special = obj.pop("predict_special_tokens", False)
-    never = () if predict_special else tokenizer.special_ids_not_in_data
-    return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, never_predict=never, **obj)
+    return OBJECTIVES[name](backbone, schedule, tokenizer, obj)
 
 
 class DiffusionModule(pl.LightningModule):
