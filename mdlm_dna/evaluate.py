@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: NELBO (nats/token), bits per base and perplexity on a held-out split.
 
-    python -m mdlm_dna.evaluate ckpt=RUN/checkpoints/last.ckpt
-    python -m mdlm_dna.evaluate ckpt=RUN/checkpoints/last.ckpt split=validation t_samples=16
+python -m mdlm_dna.evaluate ckpt=RUN/checkpoints/last.ckpt
+python -m mdlm_dna.evaluate ckpt=RUN/checkpoints/last.ckpt split=validation t_samples=16
 """
 
 from __future__ import annotations
@@ -69,10 +69,15 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, float]:
         prefix = "val"
     metrics = {k: float(v) for k, v in raw.items()}
     result = {
-        "split": cfg.split, "nelbo_nats_per_token": metrics[f"{prefix}/nelbo"],
-        "bits_per_base": metrics[f"{prefix}/bpb"], "perplexity": metrics[f"{prefix}/ppl"],
-        "ema": ema, "windows": len(dm.test_dataloader().dataset if cfg.split == "test" else dm.val_dataloader().dataset),
-        "seq_len": int(config["data"]["seq_len"]), "t_samples": int(cfg.t_samples), "ckpt": str(cfg.ckpt),
+        "split": cfg.split,
+        "nelbo_nats_per_token": metrics[f"{prefix}/nelbo"],
+        "bits_per_base": metrics[f"{prefix}/bpb"],
+        "perplexity": metrics[f"{prefix}/ppl"],
+        "ema": ema,
+        "windows": len(dm.test_dataloader().dataset if cfg.split == "test" else dm.val_dataloader().dataset),
+        "seq_len": int(config["data"]["seq_len"]),
+        "t_samples": int(cfg.t_samples),
+        "ckpt": str(cfg.ckpt),
     }
     print(f"{format_metrics(prefix, metrics)} ({'EMA' if ema else 'raw'} weights, {result['windows']} windows)")
     if cfg.output:

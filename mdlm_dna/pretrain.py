@@ -1,8 +1,8 @@
 """Pretrain a diffusion language model on a genome.
 
-    python -m mdlm_dna.pretrain                                   # tiny DiT, embedded E. coli, CPU
-    python -m mdlm_dna.pretrain genome=fasta genome.path=my.fa.gz trainer=gpu model=dit_small
-    python -m mdlm_dna.pretrain hydra.run.dir=runs/a              # run again: resumes from runs/a/checkpoints/last.ckpt
+python -m mdlm_dna.pretrain                                   # tiny DiT, embedded E. coli, CPU
+python -m mdlm_dna.pretrain genome=fasta genome.path=my.fa.gz trainer=gpu model=dit_small
+python -m mdlm_dna.pretrain hydra.run.dir=runs/a              # run again: resumes from runs/a/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -74,19 +74,31 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
 
     pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
     module = DiffusionModule(config)
-    datamodule = GenomeDataModule(config["genome"], config["data"], seed=int(config["seed"]), cache_dir=config.get("cache_dir"))
+    datamodule = GenomeDataModule(
+        config["genome"], config["data"], seed=int(config["seed"]), cache_dir=config.get("cache_dir")
+    )
 
     periodic = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="step{step:07d}", auto_insert_metric_name=False, save_last=True,
-        every_n_train_steps=int(config["checkpoint"]["every_n_train_steps"]), save_top_k=-1 if config["checkpoint"].get("keep_all") else 1,
-        monitor="step", mode="max",
+        dirpath=ckpt_dir,
+        filename="step{step:07d}",
+        auto_insert_metric_name=False,
+        save_last=True,
+        every_n_train_steps=int(config["checkpoint"]["every_n_train_steps"]),
+        save_top_k=-1 if config["checkpoint"].get("keep_all") else 1,
+        monitor="step",
+        mode="max",
     )
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/nelbo", mode="min", save_top_k=1, save_last=False)
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor="val/nelbo", mode="min", save_top_k=1, save_last=False
+    )
     stopper = GracefulStop(last_ckpt)
     callbacks = [periodic, best, stopper, LearningRateMonitor(logging_interval="step"), *extra_callbacks]
     trainer = pl.Trainer(
-        **config["trainer"], default_root_dir=str(run_dir), callbacks=callbacks,
-        logger=ResumableCSVLogger(run_dir, resume_step=resume_step), plugins=[AtomicCheckpointIO()],
+        **config["trainer"],
+        default_root_dir=str(run_dir),
+        callbacks=callbacks,
+        logger=ResumableCSVLogger(run_dir, resume_step=resume_step),
+        plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
     )
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
@@ -97,8 +109,13 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if not interrupted and (not metrics or trainer.global_step % int(trainer.val_check_interval or 1) != 0):
         metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
-    result = {"run_dir": str(run_dir), "last_ckpt": str(last_ckpt), "global_step": trainer.global_step,
-              "interrupted": interrupted, "metrics": metrics}
+    result = {
+        "run_dir": str(run_dir),
+        "last_ckpt": str(last_ckpt),
+        "global_step": trainer.global_step,
+        "interrupted": interrupted,
+        "metrics": metrics,
+    }
     if trainer.is_global_zero:
         if interrupted:
             print(f"Interrupted at step {trainer.global_step}; {last_ckpt} saved. Run the same command to resume.")

@@ -34,7 +34,7 @@ class EncodeStats:
     soft_masked: int = 0
     by_code: dict[str, int] = field(default_factory=dict)
 
-    def add(self, other: "EncodeStats") -> None:
+    def add(self, other: EncodeStats) -> None:
         self.iupac_to_n += other.iupac_to_n
         self.soft_masked += other.soft_masked
         for k, v in other.by_code.items():

@@ -16,10 +16,19 @@ ECOLI = Path(data_file("GCF_000005845.2_ASM584v2_genomic.fna.gz"))
 
 # A CPU-friendly run: a 2-layer DiT on 64-base windows, a few steps.
 TINY = [
-    "model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.cond_dim=32",
-    "data.seq_len=64", "data.batch_size=8", "data.eval_batch_size=32", "data.val_max_windows=32",
-    "data.test_max_windows=32", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
-    "optim.warmup_steps=2", "eval.t_samples=1",
+    "model.d_model=32",
+    "model.n_layers=2",
+    "model.n_heads=2",
+    "model.cond_dim=32",
+    "data.seq_len=64",
+    "data.batch_size=8",
+    "data.eval_batch_size=32",
+    "data.val_max_windows=32",
+    "data.test_max_windows=32",
+    "trainer.enable_progress_bar=false",
+    "trainer.log_every_n_steps=1",
+    "optim.warmup_steps=2",
+    "eval.t_samples=1",
 ]
 
 

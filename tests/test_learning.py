@@ -16,11 +16,24 @@ def test_tiny_model_fits_a_short_real_sequence(tmp_path):
     fasta = tmp_path / "short.fa"
     fasta.write_text(f">train\n{seq}\n>copy\n{seq}\n")
     cfg = compose_pretrain(
-        *TINY, "genome=fasta", f"genome.path={fasta}", "genome.val_records=[copy]",
-        "model.d_model=128", "model.n_layers=4", "model.n_heads=4", "model.cond_dim=64",
-        "data.seq_len=32", "data.batch_size=32", "data.rc_prob=0", "eval.t_samples=32",
-        "optim.lr=2e-3", "optim.warmup_steps=20", "trainer.max_steps=600", "trainer.val_check_interval=600",
-        "trainer.log_every_n_steps=50", "checkpoint.every_n_train_steps=600",
+        *TINY,
+        "genome=fasta",
+        f"genome.path={fasta}",
+        "genome.val_records=[copy]",
+        "model.d_model=128",
+        "model.n_layers=4",
+        "model.n_heads=4",
+        "model.cond_dim=64",
+        "data.seq_len=32",
+        "data.batch_size=32",
+        "data.rc_prob=0",
+        "eval.t_samples=32",
+        "optim.lr=2e-3",
+        "optim.warmup_steps=20",
+        "trainer.max_steps=600",
+        "trainer.val_check_interval=600",
+        "trainer.log_every_n_steps=50",
+        "checkpoint.every_n_train_steps=600",
     )
     res = run(cfg, tmp_path / "run")
     bpb = res["metrics"]["val/bpb"]

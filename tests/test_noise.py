@@ -3,7 +3,11 @@ import torch
 
 from mdlm_dna.diffusion.noise import SCHEDULES, build_schedule
 
-SCHEDULE_ARGS = {"loglinear": {"eps": 1e-3}, "cosine": {"eps": 1e-3}, "geometric": {"sigma_min": 1e-4, "sigma_max": 20.0}}
+SCHEDULE_ARGS = {
+    "loglinear": {"eps": 1e-3},
+    "cosine": {"eps": 1e-3},
+    "geometric": {"sigma_min": 1e-4, "sigma_max": 20.0},
+}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))

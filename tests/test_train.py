@@ -43,8 +43,12 @@ def _state(ckpt: Path) -> dict:
 
 
 def test_resume_after_crash_equals_uninterrupted_run(ecoli_prefix, tmp_path):
-    common = ["trainer.max_steps=12", "trainer.val_check_interval=6", "checkpoint.every_n_train_steps=4",
-              "model.dropout=0.1"]  # dropout: the global RNG state must travel in the checkpoint too
+    common = [
+        "trainer.max_steps=12",
+        "trainer.val_check_interval=6",
+        "checkpoint.every_n_train_steps=4",
+        "model.dropout=0.1",
+    ]  # dropout: the global RNG state must travel in the checkpoint too
     straight = run(tiny_cfg(ecoli_prefix, *common), tmp_path / "straight")
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tiny_cfg(ecoli_prefix, *common), tmp_path / "crashed", extra_callbacks=[CrashAt(6)])
@@ -98,9 +102,21 @@ def test_evaluate_uses_ema_weights(ecoli_prefix, tmp_path):
     for n, p in module.objective.named_parameters():
         torch.testing.assert_close(p.detach(), state["ema"]["shadow"][n])
     assert any(not torch.equal(p, q) for p, q in zip(module.parameters(), raw_module.parameters()))
-    out = evaluate({"ckpt": res["last_ckpt"], "split": "test", "use_ema": True, "t_samples": 2, "batch_size": None,
-                    "max_windows": 16, "genome_path": None, "cache_dir": None, "seed": 0, "output": str(tmp_path / "m.json"),
-                    "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}})
+    out = evaluate(
+        {
+            "ckpt": res["last_ckpt"],
+            "split": "test",
+            "use_ema": True,
+            "t_samples": 2,
+            "batch_size": None,
+            "max_windows": 16,
+            "genome_path": None,
+            "cache_dir": None,
+            "seed": 0,
+            "output": str(tmp_path / "m.json"),
+            "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False},
+        }
+    )
     assert 1.0 < out["bits_per_base"] < 4.0 and out["windows"] == 16
     assert (tmp_path / "m.json").exists()
 
@@ -122,8 +138,15 @@ def test_atomic_checkpoint_write_leaves_old_file_on_failure(tmp_path):
 
 def _cli(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def _wait_for_step(ckpt: Path, step: int, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -144,8 +167,16 @@ def _wait_for_step(ckpt: Path, step: int, proc: subprocess.Popen, timeout: float
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_cli_kill_and_resume(ecoli_prefix, tmp_path, sig):
     run_dir = tmp_path / "run"
-    args = ["mdlm_dna.pretrain", *TINY, "genome=fasta", f"genome.path={ecoli_prefix}", f"hydra.run.dir={run_dir}",
-            "trainer.max_steps=400", "trainer.val_check_interval=400", "checkpoint.every_n_train_steps=5"]
+    args = [
+        "mdlm_dna.pretrain",
+        *TINY,
+        "genome=fasta",
+        f"genome.path={ecoli_prefix}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.max_steps=400",
+        "trainer.val_check_interval=400",
+        "checkpoint.every_n_train_steps=5",
+    ]
     proc = _cli(args)
     _wait_for_step(run_dir / "checkpoints/last.ckpt", 5, proc)
     proc.send_signal(sig)
@@ -170,12 +201,28 @@ def test_cli_kill_and_resume(ecoli_prefix, tmp_path, sig):
 
 def test_cli_pretrain_then_evaluate(ecoli_prefix, tmp_path):
     run_dir = tmp_path / "run"
-    p = _cli(["mdlm_dna.pretrain", *TINY, "genome=fasta", f"genome.path={ecoli_prefix}", f"hydra.run.dir={run_dir}",
-              "trainer.max_steps=4", "trainer.val_check_interval=2"])
+    p = _cli(
+        [
+            "mdlm_dna.pretrain",
+            *TINY,
+            "genome=fasta",
+            f"genome.path={ecoli_prefix}",
+            f"hydra.run.dir={run_dir}",
+            "trainer.max_steps=4",
+            "trainer.val_check_interval=2",
+        ]
+    )
     out, _ = p.communicate(timeout=240)
     assert p.returncode == 0, out
     assert "val NELBO" in out and "bits/base" in out and "perplexity" in out
-    p = _cli(["mdlm_dna.evaluate", f"ckpt={run_dir}/checkpoints/last.ckpt", "max_windows=8", "trainer.enable_progress_bar=false"])
+    p = _cli(
+        [
+            "mdlm_dna.evaluate",
+            f"ckpt={run_dir}/checkpoints/last.ckpt",
+            "max_windows=8",
+            "trainer.enable_progress_bar=false",
+        ]
+    )
     out, _ = p.communicate(timeout=240)
     assert p.returncode == 0, out
     assert "test NELBO" in out and "bits/base" in out and "EMA weights" in out

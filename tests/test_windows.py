@@ -22,8 +22,8 @@ def test_interval_split_never_overlaps_and_covers(genome):
     s = split_genome(genome, val_fraction=0.05, test_fraction=0.05)
     spans = sorted(iv for ivs in s.values() for iv in _covered(ivs))
     assert spans[0][0] == 0 and spans[-1][1] == len(genome)
-    for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
-        assert a1 == b0  # contiguous, disjoint
+    for left, right in zip(spans, spans[1:]):
+        assert left[1] == right[0]  # contiguous, disjoint
     assert [len(iv) for iv in s["train"]] == [54_000]
     assert [len(iv) for iv in s["validation"]] == [3_000]
 

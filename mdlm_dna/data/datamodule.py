@@ -32,7 +32,9 @@ class GenomeDataModule(pl.LightningDataModule):
         if self.genome is None:
             g = self.genome_cfg
             self.genome = load_genome(
-                g["path"], cache_dir=self.cache_dir, records=g.get("records"),
+                g["path"],
+                cache_dir=self.cache_dir,
+                records=g.get("records"),
                 min_record_length=int(g.get("min_record_length", 1)),
             )
             self.splits = split_genome(
@@ -75,8 +77,13 @@ class GenomeDataModule(pl.LightningDataModule):
         d = self.data_cfg
         n = self.train_samples_per_epoch()
         ds = RandomWindows(
-            self._load(), self.splits["train"], seq_len=int(d["seq_len"]), num_samples=n, seed=self.seed,
-            rc_prob=float(d.get("rc_prob", 0.0)), max_n_fraction=float(d.get("max_n_fraction", 0.5)),
+            self._load(),
+            self.splits["train"],
+            seq_len=int(d["seq_len"]),
+            num_samples=n,
+            seed=self.seed,
+            rc_prob=float(d.get("rc_prob", 0.0)),
+            max_n_fraction=float(d.get("max_n_fraction", 0.5)),
             keep_soft_mask=bool(d.get("keep_soft_mask", False)),
         )
         t = self.trainer
@@ -88,16 +95,21 @@ class GenomeDataModule(pl.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         d = self.data_cfg
         ds = TiledWindows(
-            self._load(), self.splits[split], seq_len=int(d["seq_len"]),
+            self._load(),
+            self.splits[split],
+            seq_len=int(d["seq_len"]),
             max_windows=d.get(f"{'val' if split == 'validation' else 'test'}_max_windows"),
-            max_n_fraction=float(d.get("max_n_fraction", 0.5)), keep_soft_mask=bool(d.get("keep_soft_mask", False)),
+            max_n_fraction=float(d.get("max_n_fraction", 0.5)),
+            keep_soft_mask=bool(d.get("keep_soft_mask", False)),
         )
         if len(ds) == 0:
             raise ValueError(
                 f"{self.genome.path}: the {split} split has no window of seq_len={d['seq_len']}; "
                 "use a shorter seq_len or larger split fractions"
             )
-        return self._loader(ds, shuffle=False, drop_last=False, batch_size=int(d.get("eval_batch_size") or d["batch_size"]))
+        return self._loader(
+            ds, shuffle=False, drop_last=False, batch_size=int(d.get("eval_batch_size") or d["batch_size"])
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validation")
@@ -111,7 +123,11 @@ class GenomeDataModule(pl.LightningDataModule):
         # resumed run, which creates its iterators at other moments, would see different dropout masks
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
-            ds, batch_size=batch_size or int(self.data_cfg["batch_size"]), num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=bool(self.data_cfg.get("pin_memory", False)),
-            generator=generator, **kw,
+            ds,
+            batch_size=batch_size or int(self.data_cfg["batch_size"]),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=bool(self.data_cfg.get("pin_memory", False)),
+            generator=generator,
+            **kw,
         )

@@ -220,9 +220,7 @@ def _build_cache(
         if skipped:
             log.warning("%s: skipped %d short or empty record(s): %s", path, len(skipped), ", ".join(skipped[:10]))
         if stats.iupac_to_n:
-            log.warning(
-                "%s: %d IUPAC ambiguity codes mapped to N (%s)", path, stats.iupac_to_n, stats.by_code
-            )
+            log.warning("%s: %d IUPAC ambiguity codes mapped to N (%s)", path, stats.iupac_to_n, stats.by_code)
         meta = {
             "source": str(path.resolve()),
             "records": [r.__dict__ for r in recs],

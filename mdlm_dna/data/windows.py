@@ -106,7 +106,9 @@ class RandomWindows(Dataset):
                 f"(longest: {longest}); use a shorter seq_len or a larger genome"
             )
         if len(usable) < len(intervals):
-            log.warning("%d training interval(s) shorter than seq_len=%d are not used", len(intervals) - len(usable), seq_len)
+            log.warning(
+                "%d training interval(s) shorter than seq_len=%d are not used", len(intervals) - len(usable), seq_len
+            )
         self.genome, self.seq_len, self.num_samples = genome, seq_len, num_samples
         self.seed, self.rc_prob, self.max_n_fraction = seed, rc_prob, max_n_fraction
         self.keep_soft_mask = keep_soft_mask

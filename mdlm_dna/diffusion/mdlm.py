@@ -6,7 +6,8 @@ on [MASK] and copies every unmasked token through unchanged, so the
 Rao-Blackwellized continuous-time NELBO reduces to a weighted cross-entropy on
 the masked positions:
 
-    NELBO(x) = E_{t ~ U[0,1], x_t ~ q(.|x, t)} [ -alpha'(t) / (1 - alpha(t)) * sum_{l: x_t^l = [MASK]} -log p(x^l | x_t) ]
+    NELBO(x) = E_{t ~ U[0,1], x_t ~ q(.|x, t)} [ -alpha'(t) / (1 - alpha(t))
+               * sum_{l: x_t^l = [MASK]} -log p(x^l | x_t) ]
 
 (Sahoo et al. 2024, eq. 10). t is drawn low-discrepancy (one uniform offset
 per batch, strided by 1/B) from [t_min, 1].
@@ -94,9 +95,7 @@ class MDLM(nn.Module):
         carry = torch.full_like(logp, float("-inf")).scatter_(-1, xt[..., None], 0.0)
         return torch.where((xt != self.mask_id)[..., None], carry, logp)
 
-    def nelbo(
-        self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> NELBO:
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> NELBO:
         """One-sample Monte-Carlo estimate of each sequence's NELBO (unbiased up to the t < t_min cut)."""
         if t is None:
             t = self.sample_t(x0.shape[0], x0.device, generator)

@@ -17,8 +17,11 @@ import numpy as np
 import torch
 from torchmetrics.aggregation import MeanMetric
 
+from mdlm_dna.diffusion.ar import AR
+from mdlm_dna.diffusion.d3pm import D3PM
 from mdlm_dna.diffusion.mdlm import MDLM
 from mdlm_dna.diffusion.noise import build_schedule
+from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import build_backbone
 from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.ema import EMA
@@ -39,9 +42,49 @@ def _build_mdlm(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[st
     return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, never_predict=never, **cfg)
 
 
+def _build_ar(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> AR:
+    cfg = dict(cfg)  # the noise schedule is unused: AR has no forward process
+    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+    return AR(
+        backbone,
+        bos_id=tokenizer.bos_id,
+        pad_id=tokenizer.pad_id,
+        never_predict=sorted({tokenizer.mask_id, *never}),
+        **cfg,
+    )
+
+
+def _build_sedd(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> SEDD:
+    cfg = dict(cfg)
+    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+    return SEDD(
+        backbone,
+        schedule,
+        mask_id=tokenizer.mask_id,
+        vocab_size=tokenizer.vocab_size,
+        pad_id=tokenizer.pad_id,
+        never_predict=never,
+        **cfg,
+    )
+
+
+def _build_d3pm(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> D3PM:
+    cfg = dict(cfg)
+    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+    return D3PM(
+        backbone,
+        schedule,
+        mask_id=tokenizer.mask_id,
+        vocab_size=tokenizer.vocab_size,
+        pad_id=tokenizer.pad_id,
+        never_predict=never,
+        **cfg,
+    )
+
+
 # name -> builder(backbone, schedule, tokenizer, objective config without 'name'). Every objective exposes
 # ``nelbo(x0, t=None, generator=None) -> NELBO`` (an exact NLL for AR), which is all training needs.
-OBJECTIVES = {"mdlm": _build_mdlm}
+OBJECTIVES = {"mdlm": _build_mdlm, "ar": _build_ar, "sedd": _build_sedd, "d3pm": _build_d3pm}
 
 
 def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> MDLM:
@@ -65,9 +108,11 @@ class DiffusionModule(pl.LightningModule):
         self.tokenizer = NucleotideTokenizer()
         self.objective = build_objective(config, self.tokenizer)
         ema_cfg = config.get("ema") or {}
-        self.ema = EMA(self.objective, decay=ema_cfg["decay"], warmup=ema_cfg.get("warmup", True)) if ema_cfg.get(
-            "enabled", True
-        ) else None
+        self.ema = (
+            EMA(self.objective, decay=ema_cfg["decay"], warmup=ema_cfg.get("warmup", True))
+            if ema_cfg.get("enabled", True)
+            else None
+        )
         self.seed = int(config.get("seed", 0))
         self.val_nelbo = MeanMetric()
         self.test_nelbo = MeanMetric()
@@ -133,12 +178,17 @@ class DiffusionModule(pl.LightningModule):
     def configure_optimizers(self):
         o = self.config["optim"]
         opt = torch.optim.AdamW(
-            self.objective.parameters(), lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.999))),
-            eps=o.get("eps", 1e-8), weight_decay=o.get("weight_decay", 0.0),
+            self.objective.parameters(),
+            lr=o["lr"],
+            betas=tuple(o.get("betas", (0.9, 0.999))),
+            eps=o.get("eps", 1e-8),
+            weight_decay=o.get("weight_decay", 0.0),
         )
         warmup = int(o.get("warmup_steps", 0))
         decay = o.get("schedule", "constant")
-        total = max(1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches))
+        total = max(
+            1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches)
+        )
         min_ratio = float(o.get("min_lr_ratio", 0.1))
 
         def factor(step: int) -> float:
