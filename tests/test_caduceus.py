@@ -192,7 +192,8 @@ def test_plain_backbones_are_not_rc_equivariant(name):
 @pytest.mark.parametrize("swap", [True, False])
 def test_ps_with_time_conditioning_is_equivariant_and_uses_sigma(swap):
     model = build("caduceus_ps", time_conditioning=True, cond_dim=8, rcps_swap_halves=swap).eval()
-    x, s1, s2 = random_ids(), torch.full((3,), 0.2, dtype=torch.float64), torch.full((3,), 3.0, dtype=torch.float64)
+    x = random_ids()
+    s1, s2 = torch.full((3,), 0.2, dtype=torch.float64), torch.full((3,), 3.0, dtype=torch.float64)
     with torch.no_grad():
         assert torch.equal(model(x, s1), model(x, s2))  # adaLN starts at zero: no effect yet
         for block in model.layers:
@@ -233,7 +234,8 @@ def test_builders_and_contract():
     for name in ("mamba", "bimamba", "caduceus_ps", "caduceus_ph"):
         m = build(name, torch.float32)
         assert m.d_model == SMALL["d_model"]
-        assert m(x, torch.rand(2)).shape == (2, 21, V) and m.hidden_states(x).shape == (2, 21, SMALL["d_model"])
+        assert m(x, torch.rand(2)).shape == (2, 21, V)
+        assert m.hidden_states(x).shape == (2, 21, SMALL["d_model"])
     with pytest.raises(ValueError, match="unknown caduceus_ps config keys"):
         build_backbone({"name": "caduceus_ps", "d_modle": 8}, V, COMP)
     with pytest.raises(ValueError, match="fixes rcps"):
@@ -249,10 +251,13 @@ def test_scan_backends_agree_inside_the_model():
     x = random_ids()
     with torch.no_grad():
         ref = build("caduceus_ps", scan_backend="reference")(x, None)
-        torch.testing.assert_close(build("caduceus_ps", scan_backend="torch")(x, None), ref, rtol=1e-10, atol=1e-10)
+        out = build("caduceus_ps", scan_backend="torch")(x, None)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("d_model,n_layers,expected", [(118, 4, 470_702), (256, 4, 1_934_592), (256, 16, 7_725_312)])
+@pytest.mark.parametrize(
+    "d_model,n_layers,expected", [(118, 4, 470_702), (256, 4, 1_934_592), (256, 16, 7_725_312)]
+)
 def test_parameter_count_of_published_caduceus_ps(d_model, n_layers, expected):
     """Unique parameters of the published checkpoints' shapes (16-row padded vocabulary, tied head and
     tied in/out projections): 4 * 118 * ... summed by hand for d_model=118 gives 470,702."""

@@ -33,13 +33,14 @@ def reference_config(rcps=True, fused=True, d_model=118, n_layer=4):
     return {
         "architectures": ["CaduceusForMaskedLM"], "model_type": "caduceus",
         "bidirectional": True, "bidirectional_strategy": "add", "bidirectional_weight_tie": True,
-        "complement_map": {str(i): c for i, c in enumerate([0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15])},
+        "complement_map": {str(i): c for i, c in enumerate([*range(7), 10, 9, 8, 7, *range(11, 16)])},
         "d_model": d_model, "n_layer": n_layer, "fused_add_norm": fused, "rcps": rcps,
-        "initializer_cfg": {"initializer_range": 0.02, "n_residuals_per_layer": 1, "rescale_prenorm_residual": True},
+        "initializer_cfg": {"initializer_range": 0.02, "n_residuals_per_layer": 1,
+                            "rescale_prenorm_residual": True},
         "norm_epsilon": 1e-05, "pad_vocab_size_multiple": 8, "residual_in_fp32": False, "rms_norm": True,
         "ssm_cfg": {"bias": False, "conv_bias": True, "d_conv": 4, "d_state": N_STATE, "dt_init": "random",
-                    "dt_init_floor": 0.0001, "dt_max": 0.1, "dt_min": 0.001, "dt_rank": "auto", "dt_scale": 1.0,
-                    "expand": 2, "use_fast_path": True},
+                    "dt_init_floor": 0.0001, "dt_max": 0.1, "dt_min": 0.001, "dt_rank": "auto",
+                    "dt_scale": 1.0, "expand": 2, "use_fast_path": True},
         "torch_dtype": "float32", "transformers_version": "4.38.1", "vocab_size": 16,
     }
 
@@ -82,7 +83,8 @@ def fake_checkpoint(config, tied_copies: bool, seed=0):
                 "D": 1 + r(di, scale=0.1),
                 "conv1d.weight": r(di, 1, 4, scale=0.4), "conv1d.bias": r(di, scale=0.1),
                 "x_proj.weight": r(rank + 2 * N_STATE, di, scale=di**-0.5),
-                "dt_proj.weight": r(di, rank, scale=rank**-0.5), "dt_proj.bias": dt + torch.log(-torch.expm1(-dt)),
+                "dt_proj.weight": r(di, rank, scale=rank**-0.5),
+                "dt_proj.bias": dt + torch.log(-torch.expm1(-dt)),
             }
             if direction == "mamba_fwd" or tied_copies:
                 params.update(shared)
@@ -103,7 +105,8 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
     for name, t in tensors.items():
         raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
     head = json.dumps(header).encode()
@@ -135,8 +138,8 @@ def rc_h(x):
 
 
 def reference_logits(sd, config, ref_ids, fused: bool):
-    """CaduceusForMaskedLM.forward for an RCPS config: RCPSEmbedding, RCPSMambaBlock (``fused`` branch or
-    not), RCPSWrapper(BiMambaWrapper), norm_f, RCPSLMHead, following modeling_caduceus.py / modeling_rcps.py."""
+    """CaduceusForMaskedLM.forward for an RCPS config: RCPSEmbedding, RCPSMambaBlock (``fused`` branch
+    or not), RCPSWrapper(BiMambaWrapper), norm_f, RCPSLMHead, as modeling_caduceus.py / modeling_rcps.py."""
     d, names = config["d_model"], ref_names(config)
     comp = torch.tensor([config["complement_map"][str(i)] for i in range(config["vocab_size"])])
     E = sd[names["embedding"]].double()
@@ -151,7 +154,8 @@ def reference_logits(sd, config, ref_ids, fused: bool):
             residual = torch.cat([r_f, rc_h(r_r)], dim=-1)
         else:  # RCPSAddNormWrapper: each half in place
             residual = h if residual is None else h + residual
-            h = torch.cat([rms_norm(residual[..., :d], w), rc_h(rms_norm(rc_h(residual[..., d:]), w))], dim=-1)
+            fwd, rc = rms_norm(residual[..., :d], w), rc_h(rms_norm(rc_h(residual[..., d:]), w))
+            h = torch.cat([fwd, rc], dim=-1)
         mixer = BiMamba(d, d_state=N_STATE).double()
         own = {}
         for k in mixer.state_dict():
@@ -238,7 +242,8 @@ def test_ph_checkpoint(tmp_path):
     path = save(tmp_path, config, sd, "bin")
     ph = load_caduceus(path)
     assert ph.cfg.posthoc and not ph.cfg.rcps and not ph.training
-    torch.testing.assert_close(ph.embedding.weight, sd["caduceus.backbone.embeddings.word_embeddings.weight"][ROWS])
+    emb = sd["caduceus.backbone.embeddings.word_embeddings.weight"]
+    torch.testing.assert_close(ph.embedding.weight, emb[ROWS])
     ids = torch.randint(0, TOK.vocab_size, (2, 30), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out, out_rc = ph(ids, None), ph(TOK.reverse_complement(ids), None)

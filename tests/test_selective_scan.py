@@ -258,7 +258,8 @@ def test_conv_falls_back_once_when_causal_conv1d_raises(monkeypatch, pretend_cud
     monkeypatch.setitem(sys.modules, "causal_conv1d", fake)
     x, w, b = torch.randn(2, 3, 10), torch.randn(3, 4), torch.randn(3)
     for _ in range(2):
-        torch.testing.assert_close(causal_conv1d(x, w, b, "silu"), causal_conv1d(x, w, b, "silu", backend="torch"))
+        expected = causal_conv1d(x, w, b, "silu", backend="torch")
+        torch.testing.assert_close(causal_conv1d(x, w, b, "silu"), expected)
     assert len(calls) == 1 and ss.CONV_KERNEL.state == "failed"
 
 

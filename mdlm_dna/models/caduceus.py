@@ -61,7 +61,7 @@ class CaduceusConfig:
     rcps: bool = False
     rcps_swap_halves: bool = True  # as the reference's fused add-norm path, see the module docstring
     posthoc: bool = False
-    posthoc_train: str = "plain"  # plain | augment (random RC per sample) | conjoin (average also in training)
+    posthoc_train: str = "plain"  # plain | augment (RC each sample at random) | conjoin (average in training)
     # blocks
     rms_norm: bool = True  # False: LayerNorm
     norm_eps: float = 1e-5
@@ -100,7 +100,8 @@ class SigmaEmbedding(nn.Module):
 
 
 def _norm(cfg: CaduceusConfig) -> nn.Module:
-    return nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.rms_norm else nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+    norm = nn.RMSNorm if cfg.rms_norm else nn.LayerNorm
+    return norm(cfg.d_model, eps=cfg.norm_eps)
 
 
 class Block(nn.Module):
@@ -112,17 +113,18 @@ class Block(nn.Module):
         self.norm = _norm(cfg)
         self.mixer = BiMamba(
             cfg.d_model, bidirectional=cfg.bidirectional, strategy=cfg.bidirectional_strategy,
-            weight_tie=cfg.bidirectional_weight_tie, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand,
-            dt_rank=cfg.dt_rank, dt_min=cfg.dt_min, dt_max=cfg.dt_max, dt_init_floor=cfg.dt_init_floor,
-            conv_bias=cfg.conv_bias, bias=cfg.bias, scan_backend=cfg.scan_backend,
+            weight_tie=cfg.bidirectional_weight_tie, d_state=cfg.d_state, d_conv=cfg.d_conv,
+            expand=cfg.expand, dt_rank=cfg.dt_rank, dt_min=cfg.dt_min, dt_max=cfg.dt_max,
+            dt_init_floor=cfg.dt_init_floor, conv_bias=cfg.conv_bias, bias=cfg.bias,
+            scan_backend=cfg.scan_backend,
         )
         # adaLN-style shift and scale of the normed input from the noise level; zero-init: identity at start
         self.ada = nn.Linear(cfg.cond_dim, 2 * cfg.d_model) if cfg.time_conditioning else None
 
     def forward(self, hidden: Tensor, residual: Tensor | None, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         residual = hidden if residual is None else residual + hidden
-        if self.residual_in_fp32:
-            residual = residual.float()
+        if self.residual_in_fp32:  # half precision residual stream in float32 (float64 stays float64)
+            residual = residual.to(torch.promote_types(residual.dtype, torch.float32))
         x = self.norm(residual.to(self.norm.weight.dtype))
         if self.ada is not None:
             shift, scale = self.ada(cond).chunk(2, dim=-1)
@@ -157,7 +159,7 @@ class Caduceus(nn.Module):
 
     # ------------------------------------------------------------------------------------------------
     def _init_weights(self) -> None:
-        """mamba-ssm's MixerModel init: N(0, 0.02) embeddings, zero Linear biases, out_proj / sqrt(n_layers)."""
+        """mamba-ssm's MixerModel init: N(0, 0.02) embeddings, zero biases, out_proj / sqrt(n_layers)."""
         cfg = self.cfg
         for m in self.modules():
             if isinstance(m, nn.Linear) and m.bias is not None and not getattr(m.bias, "_no_reinit", False):
@@ -279,9 +281,9 @@ def _complement_tensor(complement_ids: Sequence[int] | None, vocab_size: int) ->
         raise ValueError("Caduceus-PS / -PH need complement_ids (the tokenizer's complement permutation)")
     comp = list(complement_ids) + list(range(len(complement_ids), vocab_size))
     if len(comp) != vocab_size or sorted(comp) != list(range(vocab_size)):
-        raise ValueError(f"complement_ids must be a permutation of range({vocab_size}); got {list(complement_ids)}")
+        raise ValueError(f"complement_ids must permute range({vocab_size}); got {list(complement_ids)}")
     if any(comp[c] != i for i, c in enumerate(comp)):
-        raise ValueError("complement_ids must be an involution (the complement of the complement is the token)")
+        raise ValueError("complement_ids must be an involution (complementing twice gives the token back)")
     return torch.tensor(comp, dtype=torch.long)
 
 
@@ -310,17 +312,25 @@ def make_config(kind: str, cfg: Mapping[str, Any], vocab_size: int) -> CaduceusC
     return CaduceusConfig(vocab_size=vocab_size, **values)
 
 
-def build_mamba(cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None) -> nn.Module:
+def build_mamba(
+    cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None
+) -> nn.Module:
     return Caduceus(make_config("mamba", cfg, vocab_size), complement_ids)
 
 
-def build_bimamba(cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None) -> nn.Module:
+def build_bimamba(
+    cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None
+) -> nn.Module:
     return Caduceus(make_config("bimamba", cfg, vocab_size), complement_ids)
 
 
-def build_caduceus_ps(cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None) -> nn.Module:
+def build_caduceus_ps(
+    cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None
+) -> nn.Module:
     return Caduceus(make_config("caduceus_ps", cfg, vocab_size), complement_ids)
 
 
-def build_caduceus_ph(cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None) -> nn.Module:
+def build_caduceus_ph(
+    cfg: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None
+) -> nn.Module:
     return Caduceus(make_config("caduceus_ph", cfg, vocab_size), complement_ids)

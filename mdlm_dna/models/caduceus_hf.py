@@ -6,19 +6,18 @@ caduceus, ``caduceus/modeling_caduceus.py`` and ``modeling_rcps.py``); e.g. the 
 ``kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16`` or
 ``kuleshov-group/caduceus-ps_seqlen-1k_d_model-118_n_layer-4_lr-8e-3``. Nothing is downloaded.
 
-Parameter names, reference -> ours (``caduceus.`` prefix of CaduceusForMaskedLM optional; i = layer):
+Parameter names, reference -> ours (the ``caduceus.`` prefix of CaduceusForMaskedLM is optional; i is
+the layer; "PS" names come from the RCPS wrappers, "fused" / "non-fused" from the add-norm path):
 
-=====================================================================  =====================================
-``caduceus.backbone.embeddings.word_embeddings.embedding.weight`` (PS)  ``embedding.weight`` (rows remapped)
-``caduceus.backbone.embeddings.word_embeddings.weight`` (PH / plain)    ``embedding.weight`` (rows remapped)
-``caduceus.backbone.layers.i.mixer.submodule.mamba_{fwd,rev}.P`` (PS)   ``layers.i.mixer.mamba_{fwd,rev}.P``
-``caduceus.backbone.layers.i.mixer.mamba_{fwd,rev}.P`` (PH / plain)     ``layers.i.mixer.mamba_{fwd,rev}.P``
-``caduceus.backbone.layers.i.norm.weight`` (fused add-norm)            ``layers.i.norm.weight``
-``caduceus.backbone.layers.i.norm.submodule.weight`` (PS, non-fused)    ``layers.i.norm.weight``
-``caduceus.backbone.norm_f.weight`` / ``norm_f.submodule.weight``       ``norm_f.weight``
-``lm_head.lm_head.weight`` (PS) / ``lm_head.weight``                    tied to the embedding: checked, dropped
-``...word_embeddings.complement_map``, ``lm_head.complement_map``       buffers: checked against config, dropped
-=====================================================================  =====================================
+    caduceus.backbone.embeddings.word_embeddings.embedding.weight (PS)  -> embedding.weight, rows remapped
+    caduceus.backbone.embeddings.word_embeddings.weight (PH, plain)     -> embedding.weight, rows remapped
+    caduceus.backbone.layers.i.mixer.submodule.mamba_{fwd,rev}.P (PS)   -> layers.i.mixer.mamba_{fwd,rev}.P
+    caduceus.backbone.layers.i.mixer.mamba_{fwd,rev}.P (PH, plain)      -> layers.i.mixer.mamba_{fwd,rev}.P
+    caduceus.backbone.layers.i.norm.weight (fused; PH, plain)           -> layers.i.norm.weight
+    caduceus.backbone.layers.i.norm.submodule.weight (PS non-fused)     -> layers.i.norm.weight
+    caduceus.backbone.norm_f.weight, or norm_f.submodule.weight         -> norm_f.weight
+    lm_head.lm_head.weight (PS), lm_head.weight                         -> tied to the embedding: checked
+    ...word_embeddings.complement_map, lm_head.complement_map (PS)      -> buffers: checked against config
 
 P is one of mamba-ssm's Mamba parameters (in_proj.weight, conv1d.weight, conv1d.bias, x_proj.weight,
 dt_proj.weight, dt_proj.bias, A_log, D, out_proj.weight), identical in ours. With
@@ -68,7 +67,8 @@ _RENAMES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(p), r)
     for p, r in [
         (r"^backbone\.embeddings\.word_embeddings\.(?:embedding\.)?weight$", "embedding.weight"),
-        (r"^backbone\.layers\.(\d+)\.mixer\.(?:submodule\.)?(mamba_fwd|mamba_rev)\.(.+)$", r"layers.\1.mixer.\2.\3"),
+        (r"^backbone\.layers\.(\d+)\.mixer\.(?:submodule\.)?(mamba_fwd|mamba_rev)\.(.+)$",
+         r"layers.\1.mixer.\2.\3"),
         (r"^backbone\.layers\.(\d+)\.norm\.(?:submodule\.)?(weight|bias)$", r"layers.\1.norm.\2"),
         (r"^backbone\.norm_f\.(?:submodule\.)?(weight|bias)$", r"norm_f.\1"),
         (r"^lm_head\.(?:lm_head\.)?weight$", "lm_head.weight"),
@@ -108,7 +108,8 @@ def config_from_reference(config: Mapping[str, Any]) -> dict[str, Any]:
         "rcps_swap_halves": config.get("fused_add_norm", True),
         "tie_embeddings": config.get("tie_word_embeddings", True),
     }
-    for key in ("d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init_floor", "conv_bias", "bias"):
+    for key in ("d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init_floor", "conv_bias",
+                "bias"):
         if key in ssm:
             ours[key] = ssm[key]
     return ours
@@ -152,8 +153,10 @@ def read_safetensors(file: str | Path) -> dict[str, Tensor]:
             continue
         start, end = (8 + n + o for o in info["data_offsets"])
         dtype = _ST_DTYPES[info["dtype"]]
-        flat = torch.frombuffer(bytearray(data[start:end]), dtype=dtype) if end > start else torch.empty(0, dtype=dtype)
-        out[name] = flat.reshape(info["shape"]).clone()
+        if end == start:
+            out[name] = torch.empty(info["shape"], dtype=dtype)
+        else:
+            out[name] = torch.frombuffer(bytearray(data[start:end]), dtype=dtype).reshape(info["shape"])
     return out
 
 
@@ -202,7 +205,8 @@ def convert_state_dict(
         if new == "embedding.weight":
             ref_embedding = tensor
         ours[new] = tensor
-    if config.get("rcps", False) and config.get("fused_add_norm", True) and any(".norm.submodule." in k for k in ref):
+    fused = config.get("fused_add_norm", True)
+    if config.get("rcps", False) and fused and any(".norm.submodule." in k for k in ref):
         raise ValueError("config.json says fused_add_norm but the norms are named as in the non-fused path")
     head = ours.pop("lm_head.weight", None)
     if ref_embedding is None and head is not None and config.get("tie_word_embeddings", True):
@@ -241,7 +245,9 @@ def _check_complement_buffer(name: str, tensor: Tensor, config: Mapping[str, Any
         raise ValueError(f"{name} disagrees with config.json's complement_map")
 
 
-def _check_complement_map(config: Mapping[str, Any], rows: Sequence[int], complement_ids: Sequence[int]) -> None:
+def _check_complement_map(
+    config: Mapping[str, Any], rows: Sequence[int], complement_ids: Sequence[int]
+) -> None:
     comp = {int(k): int(v) for k, v in (config.get("complement_map") or {}).items()}
     if not comp:
         return
@@ -288,6 +294,7 @@ def load_caduceus(
         raise ValueError(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
-            raise ValueError(f"{key}: checkpoint shape {tuple(tensor.shape)} != model {tuple(expected[key].shape)}")
+            shapes = f"{tuple(tensor.shape)} in the checkpoint, {tuple(expected[key].shape)} in the model"
+            raise ValueError(f"{key}: shape {shapes}")
     model.load_state_dict(state, strict=True)
     return model.eval()

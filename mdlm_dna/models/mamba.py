@@ -54,7 +54,7 @@ class Mamba(nn.Module):
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True, **factory)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
-        # dt_proj: weights keep the variance of dt at init; the bias is softplus^-1 of dt ~ LogUniform[min, max]
+        # dt_proj: weights keep dt's variance at init; the bias is softplus^-1 of dt ~ LogUniform[min, max]
         std = self.dt_rank**-0.5 * dt_scale
         if dt_init == "constant":
             nn.init.constant_(self.dt_proj.weight, std)
@@ -105,8 +105,8 @@ class BiMamba(nn.Module):
     state dict. ``bidirectional=False`` gives a plain (causal) Mamba under the same names.
     """
 
-    def __init__(self, d_model: int, bidirectional: bool = True, strategy: str = "add", weight_tie: bool = True,
-                 **mamba_kwargs):
+    def __init__(self, d_model: int, bidirectional: bool = True, strategy: str = "add",
+                 weight_tie: bool = True, **mamba_kwargs):
         super().__init__()
         if strategy not in ("add", "ew_multiply"):
             raise ValueError(f"bidirectional_strategy must be 'add' or 'ew_multiply'; got {strategy!r}")

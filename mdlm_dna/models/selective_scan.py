@@ -2,7 +2,8 @@
 
 For every batch row b and channel d, with a state h of size N::
 
-    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t      y_t = <C_t, h_t> + D * u_t      out_t = y_t * silu(z_t)
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t
+    y_t = <C_t, h_t> + D * u_t,     out_t = y_t * silu(z_t)
 
 Shapes follow mamba-ssm's ``selective_scan_fn``: u, delta, z: [B, D, L]; A: [D, N]; B, C: [B, N, L] (one
 B_t/C_t for all channels) or [B, G, N, L] (G groups of D/G channels); D, delta_bias: [D].
@@ -13,11 +14,12 @@ Backends:
   truth in tests.
 * ``torch``: a chunked scan in plain PyTorch, the default off-GPU. L is cut into chunks of T steps; each
   chunk is solved from a zero state, all chunks at once, then the chunk-final states are carried from
-  chunk to chunk and added back, decayed by exp(cumulative sum of log-decays). Inside a chunk, ``segsum``
-  builds the T x T matrix exp(S_t - S_s) (fully parallel, T times the work: good on GPUs), ``scan`` steps
-  through the T positions with every chunk in parallel (least work: what is fastest on CPUs, measured in
-  ``benchmarks/bench_selective_scan.py``). Chunks are grouped in blocks of bounded size that are
-  recomputed in the backward pass, so memory stays bounded at L = 131k.
+  chunk to chunk and added back, decayed by exp(cumulative sum of log-decays). Inside a chunk,
+  ``segsum`` (the default on GPUs) builds the T x T matrix exp(sum of the log-decays between s and t):
+  fully parallel, T times the work; ``scan`` (the default on CPUs) steps through the T positions with
+  all chunks at once: the least work, and several times faster on CPUs (see
+  ``benchmarks/bench_selective_scan.py``). Chunks are grouped in blocks of bounded size; for long inputs
+  the blocks are recomputed in the backward pass, so memory stays bounded at L = 131k.
 * ``cuda``: mamba-ssm's fused kernel, only when mamba_ssm imports and the tensors are on a GPU.
 * ``auto``: cuda when possible, else torch. A kernel that fails to import (current mamba-ssm releases
   do without their compiled extension) or fails when called (newer releases import and raise at call)
@@ -41,7 +43,9 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 logger = logging.getLogger("mdlm_dna.models")
 
 SCAN_BACKENDS = ("auto", "reference", "torch", "cuda")
+CHUNK_SIZE = 32  # steps per chunk in the torch backend
 BLOCK_ELEMENTS = 1 << 23  # elements of one [batch, D, N, block] intermediate (32 MiB in float32)
+RECOMPUTE_ELEMENTS = 1 << 25  # above this many [batch, D, N, L] elements, blocks are recomputed in backward
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -154,7 +158,7 @@ def selective_scan(
             _log_once("selective_scan", "cuda")
             return out
         if backend == "cuda":
-            raise RuntimeError("selective_scan backend='cuda' requested but mamba_ssm's kernel is unavailable")
+            raise RuntimeError("selective_scan backend='cuda': mamba_ssm's kernel is unavailable")
         backend = "torch"
     _log_once("selective_scan", backend)
     if backend == "reference":
@@ -177,7 +181,7 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
             t.dim() == 4 and t.shape[0] == batch and t.shape[2:] == (n, length) and dim % t.shape[1] == 0
         )
         if not ok:
-            raise ValueError(f"{name} must be [B, N, L] or [B, G, N, L] with G dividing D; got {tuple(t.shape)}")
+            raise ValueError(f"{name} must be [B, N, L] or [B, G, N, L], G dividing D; got {tuple(t.shape)}")
     for name, t, shape in (("D", D, (dim,)), ("delta_bias", delta_bias, (dim,)), ("z", z, tuple(u.shape))):
         if t is not None and tuple(t.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}; got {tuple(t.shape)}")
@@ -227,13 +231,12 @@ def _scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus) -> Tens
 
 
 def _exp_no_subnormal(x: Tensor) -> Tensor:
-    """exp(x) for x <= 0, with results below sqrt(smallest normal) flushed to 0.
+    """exp(x) for x <= 0, floored at sqrt(smallest normal float) (about 1e-19 in float32).
 
-    The flushed terms are decays under 1e-19 (float32), far below rounding; subnormal floats would slow
-    every later CPU multiplication by an order of magnitude.
+    The floor changes nothing above rounding (such decays wipe the state anyway), and keeps subnormal
+    floats out: they slow every later CPU multiplication by an order of magnitude.
     """
-    floor = 0.5 * math.log(torch.finfo(x.dtype).tiny)
-    return torch.exp(torch.where(x > floor, x, -math.inf))
+    return torch.exp(x.clamp_min(0.5 * math.log(torch.finfo(x.dtype).tiny)))
 
 
 def _scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, *, chunk_size=None, intra_chunk="auto",
@@ -246,19 +249,20 @@ def _scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, *, chunk_si
         intra_chunk = "scan" if u.device.type == "cpu" else "segsum"
     if intra_chunk not in ("scan", "segsum"):
         raise ValueError(f"intra_chunk must be 'scan', 'segsum' or 'auto'; got {intra_chunk!r}")
-    T = chunk_size or (16 if intra_chunk == "scan" else 32)
-    T = max(1, min(T, length))
-    if block_len is None:  # bound each [batch, D, N, block] intermediate by BLOCK_ELEMENTS
-        block_len = BLOCK_ELEMENTS // (batch * dim * n)
+    T = max(1, min(chunk_size or CHUNK_SIZE, length))
+    per_step = batch * dim * n * (T if intra_chunk == "segsum" else 1)  # segsum holds T x T per chunk
+    if block_len is None:  # bound each [batch, D, N, block] (segsum: [T, batch, D, N, block]) intermediate
+        block_len = BLOCK_ELEMENTS // per_step
     block_len = max(T, block_len // T * T)
 
     pad = -length % T  # delta = 0 and u = 0 on padding: decay 1, no input, so the state passes through
     x = delta * u
-    d_p, x_p, B_p, C_p = (F.pad(t, (0, pad)) for t in (delta, x, B, C))
+    d_p, x_p, B_p, C_p = (F.pad(t, (0, pad)) if pad else t for t in (delta, x, B, C))
     h = u.new_zeros(batch, dim, n)
     ys = []
     blocks = list(zip(*(t.split(block_len, dim=-1) for t in (d_p, x_p, B_p, C_p))))
-    recompute = torch.is_grad_enabled() and len(blocks) > 1
+    # recompute blocks in the backward pass once the saved activations would be large
+    recompute = torch.is_grad_enabled() and len(blocks) > 1 and per_step * length > RECOMPUTE_ELEMENTS
     for d_b, x_b, B_b, C_b in blocks:
         args = (d_b, x_b, A, B_b, C_b, h, T, intra_chunk)
         y, h = _checkpoint(_chunked_block, *args, use_reentrant=False) if recompute else _chunked_block(*args)
@@ -271,39 +275,48 @@ def _chunked_block(delta: Tensor, x: Tensor, A: Tensor, B: Tensor, C: Tensor, h0
                    intra_chunk: str) -> tuple[Tensor, Tensor]:
     """Scan one block of K chunks of T steps from state h0 [B, D, N]: returns (y [B, D, K*T], last state).
 
-    delta, x = delta * u: [B, D, K*T]; B, C: [B, 1 or D, N, K*T].
+    delta, x = delta * u: [B, D, K*T]; B, C: [B, 1 or D, N, K*T]. Within each chunk, from a zero state:
+    H_t = sum_{s <= t} exp(sum_{s < r <= t} log_a_r) xb_s and the decay since the chunk start
+    P_t = exp(sum_{r <= t} log_a_r); then h_t = H_t + P_t * (state entering the chunk).
     """
     batch, dim, length = delta.shape
     n, K = A.shape[1], length // T
-    # layout [T, B, D, N, K]: the step axis first so that each step is one contiguous slice
-    log_a = (delta[:, :, None, :] * A[None, :, :, None]).reshape(batch, dim, n, K, T).permute(4, 0, 1, 2, 3)
-    xb = (B * x[:, :, None, :]).reshape(batch, dim, n, K, T).permute(4, 0, 1, 2, 3)
-    c = C.reshape(batch, -1, n, K, T).permute(4, 0, 1, 2, 3)
-    S = log_a.cumsum(dim=0)  # log-decay from the chunk start, inclusive
+    # step axis first, chunks last: [T, B, D, K] and [T, B, 1 or D, N, K], built from the small inputs
+    d_t = delta.reshape(batch, dim, K, T).permute(3, 0, 1, 2).contiguous()
+    x_t = x.reshape(batch, dim, K, T).permute(3, 0, 1, 2).contiguous()
+    B_t, C_t = (t.reshape(batch, -1, n, K, T).permute(4, 0, 1, 2, 3).contiguous() for t in (B, C))
+    A_ = A[None, :, :, None]  # [1, D, N, 1]
     if intra_chunk == "scan":
-        # every chunk from a zero state, stepping through the T positions with all K chunks at once
-        hs, h = [], None
-        for a_t, x_t in zip(_exp_no_subnormal(log_a).contiguous().unbind(0), xb.contiguous().unbind(0)):
-            h = x_t if h is None else a_t * h + x_t
-            hs.append(h)
-        H = torch.stack(hs, dim=0)
+        # step through the T positions, all K chunks at once; the [B, D, N, K] terms are made per step
+        Hs, Ps, h, P = [], [], None, None
+        for d, xs, b in zip(d_t.unbind(0), x_t.unbind(0), B_t.unbind(0)):
+            a = _exp_no_subnormal(d[:, :, None, :] * A_)
+            xb = xs[:, :, None, :] * b
+            h = xb if h is None else torch.addcmul(xb, a, h)
+            P = a if P is None else P * a
+            Hs.append(h)
+            Ps.append(P)
     else:
-        # H_t = sum_{s <= t} exp(seg[t, s]) xb_s with seg[t, s] = sum_{s < r <= t} log_a_r, a T x T
-        # "segsum" matrix per chunk, summed directly (not S_t - S_s, which cancels catastrophically)
-        t_gt_s = torch.ones(T, T, dtype=torch.bool, device=S.device).tril(-1).view(T, T, 1, 1, 1, 1)
+        # all T positions at once through the T x T "segsum" matrix seg[t, s] = sum_{s < r <= t} log_a_r,
+        # summed directly (not as S_t - S_s, which cancels catastrophically in float32)
+        log_a = d_t[:, :, :, None, :] * A_[None]  # [T, B, D, N, K]
+        xb = x_t[:, :, :, None, :] * B_t
+        t_gt_s = torch.ones(T, T, dtype=torch.bool, device=delta.device).tril(-1).view(T, T, 1, 1, 1, 1)
+        t_ge_s = torch.ones(T, T, dtype=torch.bool, device=delta.device).tril().view(T, T, 1, 1, 1, 1)
         seg = log_a[:, None].masked_fill(~t_gt_s, 0.0).cumsum(dim=0)  # [t, s, B, D, N, K]
-        t_ge_s = torch.ones(T, T, dtype=torch.bool, device=S.device).tril().view(T, T, 1, 1, 1, 1)
-        G = _exp_no_subnormal(seg.masked_fill(~t_ge_s, -math.inf))
-        H = (G * xb[None]).sum(dim=1)
-    # carry states across chunks: state entering chunk k = decay(k-1) * state entering k-1 + end of k-1
-    decay, ends = _exp_no_subnormal(S[-1]), H[-1]  # [B, D, N, K]
+        G = _exp_no_subnormal(seg).masked_fill(~t_ge_s, 0.0)
+        Hs = (G * xb[None]).sum(dim=1).unbind(0)
+        Ps = _exp_no_subnormal(log_a.cumsum(dim=0)).unbind(0)
+    # carry across chunks: state entering chunk k+1 = P_{T-1}(k) * state entering chunk k + H_{T-1}(k)
     starts, h = [], h0
-    for decay_k, end_k in zip(decay.unbind(-1), ends.unbind(-1)):
+    for decay_k, end_k in zip(Ps[-1].unbind(-1), Hs[-1].unbind(-1)):
         starts.append(h)
-        h = decay_k * h + end_k
-    H = H + _exp_no_subnormal(S) * torch.stack(starts, dim=-1)
-    y = (H * c).sum(dim=3)  # [T, B, D, K]
-    return y.permute(1, 2, 3, 0).reshape(batch, dim, length), h
+        h = torch.addcmul(end_k, decay_k, h)
+    start = torch.stack(starts, dim=-1)  # [B, D, N, K]
+    # per step (a cache-sized slice at a time): y_t = sum_n C_t (H_t + P_t * start)
+    y = torch.stack([(torch.addcmul(H, P, start) * c).sum(dim=2) for H, P, c in zip(Hs, Ps, C_t.unbind(0))],
+                    dim=-1)
+    return y.reshape(batch, dim, length), h  # [B, D, K, T] -> [B, D, L]
 
 
 # ----------------------------------------------------------------------------------------------------
