@@ -15,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch import nn
 from torchmetrics.aggregation import MeanMetric
 
 from mdlm_dna.diffusion.ar import AR
@@ -87,7 +88,7 @@ def _build_d3pm(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[st
 OBJECTIVES = {"mdlm": _build_mdlm, "ar": _build_ar, "sedd": _build_sedd, "d3pm": _build_d3pm}
 
 
-def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> MDLM:
+def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> nn.Module:
     obj = dict(config.get("objective") or {"name": "mdlm"})
     name = obj.pop("name", "mdlm")
     if name not in OBJECTIVES:
