@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from mdlm_dna.resources import config_dir, data_file, register_resolvers
@@ -36,6 +37,15 @@ TINY = [
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session gets its own token cache; nothing is written to the home folder."""
     monkeypatch.setenv("MDLM_DNA_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

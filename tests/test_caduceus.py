@@ -44,19 +44,23 @@ class MambaSimpleLayout(nn.Module):
         x, z = (self.in_proj.weight @ h.transpose(1, 2)).chunk(2, dim=1)  # [B, d_inner, L]
         x = F.silu(self.conv1d(x)[..., :L])
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = (self.dt_proj.weight @ dt.transpose(1, 2))
-        y = selective_scan(x, dt, -torch.exp(self.A_log), B.transpose(1, 2), C.transpose(1, 2), self.D, z=z,
-                           delta_bias=self.dt_proj.bias, delta_softplus=True, backend="reference")
+        dt = self.dt_proj.weight @ dt.transpose(1, 2)
+        y = selective_scan(
+            x,
+            dt,
+            -torch.exp(self.A_log),
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            self.D,
+            z=z,
+            delta_bias=self.dt_proj.bias,
+            delta_softplus=True,
+            backend="reference",
+        )
         return self.out_proj(y.transpose(1, 2))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is faster, and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rc(ids: torch.Tensor) -> torch.Tensor:
@@ -255,9 +259,7 @@ def test_scan_backends_agree_inside_the_model():
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize(
-    "d_model,n_layers,expected", [(118, 4, 470_702), (256, 4, 1_934_592), (256, 16, 7_725_312)]
-)
+@pytest.mark.parametrize("d_model,n_layers,expected", [(118, 4, 470_702), (256, 4, 1_934_592), (256, 16, 7_725_312)])
 def test_parameter_count_of_published_caduceus_ps(d_model, n_layers, expected):
     """Unique parameters of the published checkpoints' shapes (16-row padded vocabulary, tied head and
     tied in/out projections): 4 * 118 * ... summed by hand for d_model=118 gives 470,702."""

@@ -20,28 +20,44 @@ ROWS = [7, 8, 9, 10, 11, 3, 4, 2, 1, 6]
 N_STATE = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_config(rcps=True, fused=True, d_model=118, n_layer=4):
     """config.json of kuleshov-group/caduceus-ps_seqlen-1k_d_model-118_n_layer-4_lr-8e-3 (ph: rcps false)."""
     return {
-        "architectures": ["CaduceusForMaskedLM"], "model_type": "caduceus",
-        "bidirectional": True, "bidirectional_strategy": "add", "bidirectional_weight_tie": True,
+        "architectures": ["CaduceusForMaskedLM"],
+        "model_type": "caduceus",
+        "bidirectional": True,
+        "bidirectional_strategy": "add",
+        "bidirectional_weight_tie": True,
         "complement_map": {str(i): c for i, c in enumerate([*range(7), 10, 9, 8, 7, *range(11, 16)])},
-        "d_model": d_model, "n_layer": n_layer, "fused_add_norm": fused, "rcps": rcps,
-        "initializer_cfg": {"initializer_range": 0.02, "n_residuals_per_layer": 1,
-                            "rescale_prenorm_residual": True},
-        "norm_epsilon": 1e-05, "pad_vocab_size_multiple": 8, "residual_in_fp32": False, "rms_norm": True,
-        "ssm_cfg": {"bias": False, "conv_bias": True, "d_conv": 4, "d_state": N_STATE, "dt_init": "random",
-                    "dt_init_floor": 0.0001, "dt_max": 0.1, "dt_min": 0.001, "dt_rank": "auto",
-                    "dt_scale": 1.0, "expand": 2, "use_fast_path": True},
-        "torch_dtype": "float32", "transformers_version": "4.38.1", "vocab_size": 16,
+        "d_model": d_model,
+        "n_layer": n_layer,
+        "fused_add_norm": fused,
+        "rcps": rcps,
+        "initializer_cfg": {"initializer_range": 0.02, "n_residuals_per_layer": 1, "rescale_prenorm_residual": True},
+        "norm_epsilon": 1e-05,
+        "pad_vocab_size_multiple": 8,
+        "residual_in_fp32": False,
+        "rms_norm": True,
+        "ssm_cfg": {
+            "bias": False,
+            "conv_bias": True,
+            "d_conv": 4,
+            "d_state": N_STATE,
+            "dt_init": "random",
+            "dt_init_floor": 0.0001,
+            "dt_max": 0.1,
+            "dt_min": 0.001,
+            "dt_rank": "auto",
+            "dt_scale": 1.0,
+            "expand": 2,
+            "use_fast_path": True,
+        },
+        "torch_dtype": "float32",
+        "transformers_version": "4.38.1",
+        "vocab_size": 16,
     }
 
 
@@ -81,7 +97,8 @@ def fake_checkpoint(config, tied_copies: bool, seed=0):
             params = {
                 "A_log": torch.log(torch.arange(1.0, N_STATE + 1)).repeat(di, 1) + r(di, N_STATE, scale=0.1),
                 "D": 1 + r(di, scale=0.1),
-                "conv1d.weight": r(di, 1, 4, scale=0.4), "conv1d.bias": r(di, scale=0.1),
+                "conv1d.weight": r(di, 1, 4, scale=0.4),
+                "conv1d.bias": r(di, scale=0.1),
                 "x_proj.weight": r(rank + 2 * N_STATE, di, scale=di**-0.5),
                 "dt_proj.weight": r(di, rank, scale=rank**-0.5),
                 "dt_proj.bias": dt + torch.log(-torch.expm1(-dt)),
@@ -105,8 +122,7 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
     for name, t in tensors.items():
         raw = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
     head = json.dumps(header).encode()
@@ -197,8 +213,17 @@ def test_every_checkpoint_tensor_lands(tmp_path, fmt, tied_copies):
     for i in range(config["n_layer"]):
         expect(f"layers.{i}.norm.weight", names["norm"](i))
         for direction in ("mamba_fwd", "mamba_rev"):
-            for p in ("A_log", "D", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight",
-                      "dt_proj.bias", "in_proj.weight", "out_proj.weight"):
+            for p in (
+                "A_log",
+                "D",
+                "conv1d.weight",
+                "conv1d.bias",
+                "x_proj.weight",
+                "dt_proj.weight",
+                "dt_proj.bias",
+                "in_proj.weight",
+                "out_proj.weight",
+            ):
                 tied = direction == "mamba_rev" and p in ("in_proj.weight", "out_proj.weight")
                 src = names["mixer"](i, "mamba_fwd" if tied and not tied_copies else direction, p)
                 expect(f"layers.{i}.mixer.{direction}.{p}", src)
@@ -272,8 +297,12 @@ def test_safetensors_reader_without_the_package(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "safetensors", None)  # force the hand-written reader
-    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2, 2).to(torch.bfloat16),
-               "d": torch.randn(7, dtype=torch.float64)}
+    tensors = {
+        "a": torch.randn(3, 4),
+        "b": torch.arange(5),
+        "c": torch.randn(2, 2).to(torch.bfloat16),
+        "d": torch.randn(7, dtype=torch.float64),
+    }
     write_safetensors(tmp_path / "x.safetensors", tensors)
     back = read_safetensors(tmp_path / "x.safetensors")
     assert set(back) == set(tensors)

@@ -32,13 +32,7 @@ SHAPES = [  # batch, channels, state, length, groups of B/C (None: [B, N, L])
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread is faster, and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +52,14 @@ def make_inputs(b, d, n, L, groups, dtype=torch.float64, seed=0):
 
     bc_shape = (b, n, L) if groups is None else (b, groups, n, L)
     return {
-        "u": r(b, d, L), "delta": r(b, d, L), "A": -(torch.rand(d, n, generator=g, dtype=dtype) * 3 + 0.1),
-        "B": r(*bc_shape), "C": r(*bc_shape), "D": r(d), "z": r(b, d, L), "delta_bias": r(d),
+        "u": r(b, d, L),
+        "delta": r(b, d, L),
+        "A": -(torch.rand(d, n, generator=g, dtype=dtype) * 3 + 0.1),
+        "B": r(*bc_shape),
+        "C": r(*bc_shape),
+        "D": r(d),
+        "z": r(b, d, L),
+        "delta_bias": r(d),
     }
 
 

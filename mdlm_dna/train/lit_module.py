@@ -55,37 +55,28 @@ def _build_ar(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str,
     )
 
 
-def _build_sedd(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> SEDD:
-    cfg = dict(cfg)
-    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
-    return SEDD(
-        backbone,
-        schedule,
-        mask_id=tokenizer.mask_id,
-        vocab_size=tokenizer.vocab_size,
-        pad_id=tokenizer.pad_id,
-        never_predict=never,
-        **cfg,
-    )
+def _build_with_vocab(cls: type[MDLM]):
+    """Builder for the masked objectives whose constructor also needs the vocabulary size (SEDD, D3PM)."""
 
+    def build(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> MDLM:
+        cfg = dict(cfg)
+        never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+        return cls(
+            backbone,
+            schedule,
+            mask_id=tokenizer.mask_id,
+            vocab_size=tokenizer.vocab_size,
+            pad_id=tokenizer.pad_id,
+            never_predict=never,
+            **cfg,
+        )
 
-def _build_d3pm(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> D3PM:
-    cfg = dict(cfg)
-    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
-    return D3PM(
-        backbone,
-        schedule,
-        mask_id=tokenizer.mask_id,
-        vocab_size=tokenizer.vocab_size,
-        pad_id=tokenizer.pad_id,
-        never_predict=never,
-        **cfg,
-    )
+    return build
 
 
 # name -> builder(backbone, schedule, tokenizer, objective config without 'name'). Every objective exposes
 # ``nelbo(x0, t=None, generator=None) -> NELBO`` (an exact NLL for AR), which is all training needs.
-OBJECTIVES = {"mdlm": _build_mdlm, "ar": _build_ar, "sedd": _build_sedd, "d3pm": _build_d3pm}
+OBJECTIVES = {"mdlm": _build_mdlm, "ar": _build_ar, "sedd": _build_with_vocab(SEDD), "d3pm": _build_with_vocab(D3PM)}
 
 
 def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> nn.Module:
