@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
     resume_step = _checkpoint_step(resume) if resume else None
     if resume:
         log.info("resuming from %s (step %d)", resume, resume_step)
+        # our sampler resumes mid-epoch exactly (see data/windows.py), so Lightning's generic caveats do not apply
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
     pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
     module = DiffusionModule(config)
