@@ -72,11 +72,14 @@ class NucleotideTokenizer:
     # complement permutation over the whole vocabulary; special tokens map to themselves
     complement_ids: tuple[int, ...] = (3, 2, 1, 0, 4, 5, 6, 7, 8, 9)
 
-    def encode_bytes(self, raw: bytes | np.ndarray, where: str = "<sequence>") -> tuple[np.ndarray, EncodeStats]:
+    def encode_bytes(
+        self, raw: bytes | np.ndarray, where: str = "<sequence>", offset: int = 0
+    ) -> tuple[np.ndarray, EncodeStats]:
         """Encode ASCII sequence bytes to uint8 ids with the soft-mask bit kept.
 
         This is the fast path used to build genome caches. ``where`` names the
-        file and record in error messages.
+        file and record in error messages; ``offset`` is the position of
+        ``raw[0]`` in that record, so a chunk's error names the record position.
         """
         arr = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, (bytes, bytearray)) else raw
         ids = _LUT[arr]
@@ -85,7 +88,7 @@ class NucleotideTokenizer:
             pos = int(bad[0])
             ch = chr(arr[pos])
             raise TokenizerError(
-                f"{where}: invalid character {ch!r} (byte {arr[pos]}) at position {pos:,} "
+                f"{where}: invalid character {ch!r} (byte {arr[pos]}) at position {offset + pos:,} "
                 f"({bad.size:,} invalid characters in total); expected A C G T N or an IUPAC code"
             )
         stats = EncodeStats()

@@ -58,3 +58,9 @@ def test_encode_bytes_accepts_arrays():
     arr = np.frombuffer(b"GATTACA", dtype=np.uint8)
     ids, _ = tok.encode_bytes(arr)
     assert tok.decode(ids.astype(np.int64)) == "GATTACA"
+
+
+def test_bad_character_position_counts_from_offset():
+    # genome caches encode records in chunks: the error must name the position in the record
+    with pytest.raises(TokenizerError, match=r"position 1,000,002\b"):
+        tok.encode_bytes(b"ACXT", where="g.fa, record 'r'", offset=1_000_000)

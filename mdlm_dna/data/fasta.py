@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdlm_dna.tokenizers import SOFT_MASK_BIT, EncodeStats, NucleotideTokenizer, TokenizerError
+from mdlm_dna.tokenizers import EncodeStats, NucleotideTokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +202,9 @@ def _build_cache(
                 pos = 0
                 for raw in chunks:
                     try:
-                        ids, st = tok.encode_bytes(raw, where=f"{path}, record {name!r}")
+                        ids, st = tok.encode_bytes(raw, where=f"{path}, record {name!r}", offset=pos)
                     except TokenizerError as e:
-                        # report the position within the record, not within the chunk
-                        raise FastaError(_shift_position(str(e), pos)) from None
+                        raise FastaError(str(e)) from None
                     stats.add(st)
                     out.write(ids.tobytes())
                     pos += len(raw)
@@ -238,18 +237,3 @@ def _build_cache(
         os.replace(tmp_meta, meta_file)  # the metadata appears last: its presence marks a complete cache
     finally:
         tmp_ids.unlink(missing_ok=True)
-
-
-def _shift_position(msg: str, shift: int) -> str:
-    import re
-
-    m = re.search(r"at position ([\d,]+)", msg)
-    if not m or shift == 0:
-        return msg
-    pos = int(m.group(1).replace(",", "")) + shift
-    return msg[: m.start(1)] + f"{pos:,}" + msg[m.end(1) :]
-
-
-def base_ids(ids: np.ndarray) -> np.ndarray:
-    """Drop the soft-mask bit."""
-    return ids & np.uint8(0xFF ^ SOFT_MASK_BIT)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mdlm_dna.data.fasta import Genome
-from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer
+from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, strip_soft_mask
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def split_genome(
 
 
 def _n_fraction(window: np.ndarray) -> float:
-    return float(np.count_nonzero((window & 0x7F) == NucleotideTokenizer.N)) / max(1, len(window))
+    return float(np.count_nonzero(strip_soft_mask(window) == NucleotideTokenizer.N)) / max(1, len(window))
 
 
 class RandomWindows(Dataset):
@@ -175,7 +175,7 @@ _COMPLEMENT = np.array(NucleotideTokenizer.complement_ids, dtype=np.uint8)
 
 
 def _to_item(window: np.ndarray, rc: bool, keep_soft_mask: bool) -> dict[str, torch.Tensor]:
-    ids = window & np.uint8(0xFF ^ SOFT_MASK_BIT)
+    ids = strip_soft_mask(window)
     soft = (window & SOFT_MASK_BIT) != 0
     if rc:
         ids, soft = _COMPLEMENT[ids][::-1], soft[::-1]
