@@ -63,10 +63,10 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, float]:
     trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer), logger=False, enable_checkpointing=False)
     if cfg.split == "test":
         raw = trainer.test(module, datamodule=dm, verbose=False)[0]
-        prefix = "test"
+        prefix, loader = "test", trainer.test_dataloaders
     else:
         raw = trainer.validate(module, datamodule=dm, verbose=False)[0]
-        prefix = "val"
+        prefix, loader = "val", trainer.val_dataloaders
     metrics = {k: float(v) for k, v in raw.items()}
     result = {
         "split": cfg.split,
@@ -74,7 +74,7 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, float]:
         "bits_per_base": metrics[f"{prefix}/bpb"],
         "perplexity": metrics[f"{prefix}/ppl"],
         "ema": ema,
-        "windows": len(dm.test_dataloader().dataset if cfg.split == "test" else dm.val_dataloader().dataset),
+        "windows": len(loader.dataset),  # the loader the trainer used: no second scan of the split
         "seq_len": int(config["data"]["seq_len"]),
         "t_samples": int(cfg.t_samples),
         "ckpt": str(cfg.ckpt),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
@@ -37,19 +35,20 @@ class EMA:
                 s.lerp_(p.detach().float(), 1.0 - d)
         self.num_updates += 1
 
-    @contextmanager
     @torch.no_grad()
-    def swapped_in(self, module: nn.Module):
-        """Run the module with EMA weights inside the block; the training weights come back afterwards."""
+    def swap_in(self, module: nn.Module) -> None:
+        """Give the module the EMA weights, keeping its training weights for :meth:`restore`."""
         params = dict(module.named_parameters())
-        backup = {n: params[n].detach().clone() for n in self.shadow}
-        for n, s in self.shadow.items():
-            params[n].copy_(s)
-        try:
-            yield
-        finally:
-            for n, b in backup.items():
-                params[n].copy_(b)
+        self._backup = {n: params[n].detach().clone() for n in self.shadow}
+        self.copy_to(module)
+
+    @torch.no_grad()
+    def restore(self, module: nn.Module) -> None:
+        """Put back the training weights saved by :meth:`swap_in` (nothing to do if none were saved)."""
+        params = dict(module.named_parameters())
+        for n, b in (getattr(self, "_backup", None) or {}).items():
+            params[n].copy_(b)
+        self._backup = None
 
     def copy_to(self, module: nn.Module) -> None:
         params = dict(module.named_parameters())

@@ -146,21 +146,13 @@ class DiffusionModule(pl.LightningModule):
         self.log(f"{prefix}/bpb", nelbo / LN2, prog_bar=True)
         self.log(f"{prefix}/ppl", torch.exp(nelbo))
 
-    def _swap_ema(self, on: bool) -> None:
-        if self.ema is None:
-            return
-        if on:
-            self._ema_ctx = self.ema.swapped_in(self.objective)
-            self._ema_ctx.__enter__()
-        elif getattr(self, "_ema_ctx", None) is not None:
-            self._ema_ctx.__exit__(None, None, None)
-            self._ema_ctx = None
-
     def on_validation_epoch_start(self):
-        self._swap_ema(True)
+        if self.ema is not None:
+            self.ema.swap_in(self.objective)
 
     def on_validation_epoch_end(self):
-        self._swap_ema(False)
+        if self.ema is not None:
+            self.ema.restore(self.objective)
         self._log_eval("val", self.val_nelbo)
 
     def on_test_epoch_end(self):
