@@ -68,16 +68,13 @@ def write_fasta(path: Path, seqs: list[str], names: list[str], width: int = 80) 
 def reference_windows(config: dict[str, Any], length: int, max_windows: int | None, genome_path: str | None = None,
                       cache_dir: str | None = None) -> np.ndarray:
     """The run's held-out test windows of ``length`` bases (evenly spaced subset), as ids [N, length]."""
-    from mdlm_dna.data import fasta as fasta_mod
-    from mdlm_dna.data.windows import TiledWindows, split_genome
+    from mdlm_dna.data.datamodule import load_split_genome
+    from mdlm_dna.data.windows import TiledWindows
 
     g = dict(config["genome"])
     if genome_path:
         g["path"] = str(genome_path)
-    genome = fasta_mod.load_genome(g["path"], cache_dir=cache_dir, records=g.get("records"),
-                                   min_record_length=int(g.get("min_record_length", 1)))
-    splits = split_genome(genome, val_fraction=g.get("val_fraction", 0.05), test_fraction=g.get("test_fraction", 0.05),
-                          val_records=g.get("val_records") or (), test_records=g.get("test_records") or ())
+    genome, splits = load_split_genome(g, cache_dir)
     ds = TiledWindows(genome, splits["test"], seq_len=length, max_windows=max_windows,
                       max_n_fraction=float(config.get("data", {}).get("max_n_fraction", 0.5)))
     if len(ds) == 0:

@@ -15,6 +15,25 @@ from mdlm_dna.data.windows import RandomWindows, ResumableSampler, TiledWindows,
 log = logging.getLogger(__name__)
 
 
+def load_split_genome(genome_cfg: dict[str, Any], cache_dir: str | None = None) -> tuple[Genome, dict]:
+    """The genome a run's ``genome`` config names, and its train / validation / test intervals."""
+    g = genome_cfg
+    genome = load_genome(
+        g["path"],
+        cache_dir=cache_dir,
+        records=g.get("records"),
+        min_record_length=int(g.get("min_record_length", 1)),
+    )
+    splits = split_genome(
+        genome,
+        val_fraction=g.get("val_fraction", 0.05),
+        test_fraction=g.get("test_fraction", 0.05),
+        val_records=g.get("val_records") or (),
+        test_records=g.get("test_records") or (),
+    )
+    return genome, splits
+
+
 class GenomeDataModule(pl.LightningDataModule):
     """``genome`` and ``data`` are the run config's sections of those names."""
 
@@ -30,20 +49,7 @@ class GenomeDataModule(pl.LightningDataModule):
 
     def _load(self) -> Genome:
         if self.genome is None:
-            g = self.genome_cfg
-            self.genome = load_genome(
-                g["path"],
-                cache_dir=self.cache_dir,
-                records=g.get("records"),
-                min_record_length=int(g.get("min_record_length", 1)),
-            )
-            self.splits = split_genome(
-                self.genome,
-                val_fraction=g.get("val_fraction", 0.05),
-                test_fraction=g.get("test_fraction", 0.05),
-                val_records=g.get("val_records") or (),
-                test_records=g.get("test_records") or (),
-            )
+            self.genome, self.splits = load_split_genome(self.genome_cfg, self.cache_dir)
         return self.genome
 
     def setup(self, stage: str | None = None) -> None:
@@ -69,9 +75,7 @@ class GenomeDataModule(pl.LightningDataModule):
         t = self.trainer
         if t is None:
             return 0
-        n = self.train_samples_per_epoch()
-        micro = t.global_step * t.accumulate_grad_batches
-        return micro * int(self.data_cfg["batch_size"]) * t.world_size - epoch * n
+        return t.global_step * self._global_batch() - epoch * self.train_samples_per_epoch()
 
     def train_dataloader(self) -> DataLoader:
         d = self.data_cfg
