@@ -1,8 +1,9 @@
-"""Pretrain a diffusion language model on a genome.
+"""Pretrain a diffusion language model on a genome (or a text corpus: data=lm1b, data=text_files, ...).
 
 python -m mdlm_dna.pretrain                                   # tiny DiT, embedded E. coli, CPU
 python -m mdlm_dna.pretrain genome=fasta genome.path=my.fa.gz trainer=gpu model=dit_small
 python -m mdlm_dna.pretrain hydra.run.dir=runs/a              # run again: resumes from runs/a/checkpoints/last.ckpt
+python -m mdlm_dna.pretrain data=tinyshakespeare                # text: same objectives, backbones, samplers
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from mdlm_dna.data.datamodule import GenomeDataModule
+from mdlm_dna.data import build_datamodule
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.train.callbacks import AtomicCheckpointIO, GracefulStop, ResumableCSVLogger
 from mdlm_dna.train.lit_module import DiffusionModule
@@ -51,12 +52,17 @@ def _checkpoint_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
 
 
-def format_metrics(prefix: str, metrics: dict[str, Any]) -> str:
+def format_metrics(prefix: str, metrics: dict[str, Any], unit: str = "base") -> str:
+    """One line of NELBO, bits per ``unit`` (a base for DNA, a token for text) and perplexity (bounds for MDLM)."""
     nelbo = float(metrics[f"{prefix}/nelbo"])
     return (
-        f"{prefix} NELBO: {nelbo:.4f} nats/token | {float(metrics[f'{prefix}/bpb']):.4f} bits/base | "
+        f"{prefix} NELBO: {nelbo:.4f} nats/token | {float(metrics[f'{prefix}/bpb']):.4f} bits/{unit} | "
         f"perplexity {float(metrics[f'{prefix}/ppl']):.4f}"
     )
+
+
+def token_unit(config: dict[str, Any]) -> str:
+    return "token" if (config.get("data") or {}).get("kind") == "text" else "base"
 
 
 def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
@@ -78,9 +84,7 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
 
     pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
     module = DiffusionModule(config)
-    datamodule = GenomeDataModule(
-        config["genome"], config["data"], seed=int(config["seed"]), cache_dir=config.get("cache_dir")
-    )
+    datamodule = build_datamodule(config, cache_dir=config.get("cache_dir"), tokenizer=module.tokenizer)
 
     periodic = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -124,7 +128,7 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
         if interrupted:
             print(f"Interrupted at step {trainer.global_step}; {last_ckpt} saved. Run the same command to resume.")
         if "val/nelbo" in metrics:
-            print(f"step {trainer.global_step}: " + format_metrics("val", metrics))
+            print(f"step {trainer.global_step}: " + format_metrics("val", metrics, token_unit(config)))
         print(f"run folder: {run_dir}")
     return result
 

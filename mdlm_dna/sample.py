@@ -1,9 +1,11 @@
-"""Generate synthetic DNA from a checkpoint: FASTA out, plus a JSON report with cost and sequence metrics.
+"""Generate synthetic DNA (or text) from a checkpoint: FASTA (or .txt) out, plus a JSON report with cost and metrics.
 
     python -m mdlm_dna.sample ckpt=RUN/checkpoints/last.ckpt num_samples=64 length=1024 steps=256
     python -m mdlm_dna.sample ckpt=... sampler=sar length=4096            # beyond the training context
     python -m mdlm_dna.sample ckpt=... prefix=ATGAAACGC                    # prompt
     python -m mdlm_dna.sample ckpt=... infill=ACGT----ACGT                 # fill the '-' positions
+    python -m mdlm_dna.sample ckpt=TEXT_RUN/... prefix="To be, or"         # a text model: decoded text
+    python -m mdlm_dna.sample ckpt=TEXT_RUN/... infill="the [MASK] [MASK] sat on the mat"
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, masked_init
 from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.tokenizers import BASES, NucleotideTokenizer
+from mdlm_dna.tokenizers import BASES, NucleotideTokenizer, TextTokenizer
 
 log = logging.getLogger("mdlm_dna.sample")
 register_resolvers()
@@ -65,6 +67,38 @@ def write_fasta(path: Path, seqs: list[str], names: list[str], width: int = 80) 
                 fh.write(s[i : i + width] + "\n")
 
 
+def parse_text_prefix(text: str, tok: TextTokenizer) -> torch.Tensor:
+    """A text prompt -> [BOS] + its ids: samples then read as the continuation of a document's start."""
+    ids = tok.encode(str(text))
+    if not ids:
+        raise ValueError("prefix: empty text")
+    return torch.tensor([tok.bos_id, *ids], dtype=torch.long)
+
+
+def parse_text_infill(text: str, tok: TextTokenizer) -> torch.Tensor:
+    """A text template with [MASK] tokens at the positions to generate -> [BOS] + ids + [EOS]."""
+    ids = tok.hf(str(text), add_special_tokens=False)["input_ids"]  # here "[MASK]" is meant as the special token
+    if tok.mask_id not in ids:
+        raise ValueError(f"infill: nothing to generate (write {tok.hf.mask_token} where tokens are to be generated)")
+    return torch.tensor([tok.bos_id, *ids, tok.eos_id], dtype=torch.long)
+
+
+def write_text_samples(path: Path, texts: list[str]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for i, t in enumerate(texts):
+            fh.write(f"=== sample {i} ===\n{t}\n\n")
+
+
+def token_entropy(ids: torch.Tensor) -> float:
+    """Mean over samples of the entropy (nats) of each sample's token histogram: low values flag repetition."""
+    out = []
+    for row in ids:
+        _, counts = torch.unique(row, return_counts=True)
+        p = counts.double() / counts.sum()
+        out.append(float(-(p * p.log()).sum()))
+    return float(np.mean(out))
+
+
 def reference_windows(config: dict[str, Any], length: int, max_windows: int | None, genome_path: str | None = None,
                       cache_dir: str | None = None) -> np.ndarray:
     """The run's held-out test windows of ``length`` bases (evenly spaced subset), as ids [N, length]."""
@@ -103,13 +137,19 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
 
     cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
     _validate(cfg)
-    prefix = parse_prefix(cfg.prefix) if cfg.prefix is not None else None
-    template = parse_infill(cfg.infill, bool(cfg.infill_n_is_mask)) if cfg.infill is not None else None
+    module, ema = load_module(cfg.ckpt, use_ema=bool(cfg.use_ema))
+    tok = module.tokenizer
+    text = isinstance(tok, TextTokenizer)
+    if text:
+        prefix = parse_text_prefix(cfg.prefix, tok) if cfg.prefix is not None else None
+        template = parse_text_infill(cfg.infill, tok) if cfg.infill is not None else None
+    else:
+        prefix = parse_prefix(cfg.prefix) if cfg.prefix is not None else None
+        template = parse_infill(cfg.infill, bool(cfg.infill_n_is_mask)) if cfg.infill is not None else None
     length = len(template) if template is not None else int(cfg.length)
     if prefix is not None and len(prefix) >= length:
-        raise ValueError(f"prefix ({len(prefix)} bases) must be shorter than length ({length})")
+        raise ValueError(f"prefix ({len(prefix)} tokens) must be shorter than length ({length})")
 
-    module, ema = load_module(cfg.ckpt, use_ema=bool(cfg.use_ema))
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           "cpu" if cfg.device == "auto" else cfg.device)
     model = module.objective.to(device).eval()
@@ -136,13 +176,16 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
         calls, evals, saved, seconds = calls + res.network_calls, evals + res.sequence_evals, \
             saved + res.sequence_evals_saved, seconds + res.seconds
     ids = torch.cat(chunks)
-    tok = NucleotideTokenizer()
     seqs = [tok.decode(r) for r in ids]
 
     out_dir = Path(out_dir)
-    fasta = Path(cfg.output) if cfg.output else out_dir / "samples.fa"
+    fasta = Path(cfg.output) if cfg.output else out_dir / ("samples.txt" if text else "samples.fa")
     fasta.parent.mkdir(parents=True, exist_ok=True)
-    write_fasta(fasta, seqs, [f"sample_{i} sampler={cfg.sampler} steps={cfg.steps} seed={cfg.seed}" for i in range(n)])
+    if text:
+        write_text_samples(fasta, seqs)
+    else:
+        names = [f"sample_{i} sampler={cfg.sampler} steps={cfg.steps} seed={cfg.seed}" for i in range(n)]
+        write_fasta(fasta, seqs, names)
     report: dict[str, Any] = {
         "ckpt": str(cfg.ckpt), "ema": ema, "fasta": str(fasta), "num_samples": n, "length": length,
         "sampler": str(cfg.sampler), "steps": int(cfg.steps), "seed": int(cfg.seed), "dtype": str(cfg.dtype),
@@ -151,7 +194,10 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
         "sequence_evals_saved_by_cache": saved, "network_evals_per_sample": evals / n,
         "prefix": cfg.prefix, "infill": cfg.infill,
     }
-    if cfg.metrics:
+    if text:
+        report["token_entropy"] = token_entropy(ids)
+        print("\n\n".join(f"[{i}] {t}" for i, t in enumerate(seqs[:4])))
+    elif cfg.metrics:
         from mdlm_dna.metrics import metrics_table, plot_gc_distribution, plot_kmer_spectrum
 
         ref = reference_windows(config, length, cfg.reference_windows, cfg.genome_path, cfg.cache_dir)
@@ -172,7 +218,9 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
     report_path = fasta.with_suffix(fasta.suffix + ".json")
     report["report"] = str(report_path)
     report_path.write_text(json.dumps(report, indent=1))
-    print(f"{n} samples x {length} bases -> {fasta} in {seconds:.1f} s ({report['samples_per_second']:.2f} samples/s), "
+    unit = "tokens" if text else "bases"
+    rate = report["samples_per_second"]
+    print(f"{n} samples x {length} {unit} -> {fasta} in {seconds:.1f} s ({rate:.2f} samples/s), "
           f"{calls} network calls, {evals / n:.1f} evaluations per sample ({saved} saved by the cache)")
     return report
 

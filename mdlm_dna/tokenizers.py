@@ -11,7 +11,9 @@ selects anything that can appear in a genome.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -135,3 +137,100 @@ class NucleotideTokenizer:
 def strip_soft_mask(ids: np.ndarray) -> np.ndarray:
     """Cached ids -> plain token ids."""
     return ids & np.uint8(~SOFT_MASK_BIT & 0xFF)
+
+
+# ----- text ------------------------------------------------------------------------------------
+
+
+class TextTokenizer:
+    """A Hugging Face tokenizer seen through the same small interface as :class:`NucleotideTokenizer`.
+
+    MDLM needs a [MASK] id and a [PAD] id; a tokenizer without them (GPT-2) gets them appended
+    after its vocabulary, as the MDLM reference code does, so existing ids never move. Documents are
+    framed by ``bos_id`` / ``eos_id``: [CLS] / [SEP] for BERT, ``<|endoftext|>`` for both with GPT-2.
+    """
+
+    complement_ids = None  # text has no reverse complement
+
+    def __init__(self, hf_tokenizer, name: str):
+        tok = hf_tokenizer
+        if tok.mask_token is None:
+            tok.add_special_tokens({"mask_token": "[MASK]"})
+        if tok.pad_token is None:
+            tok.add_special_tokens({"pad_token": "[PAD]"})
+        tok.model_max_length = 1 << 62  # documents are cut into rows by the data code, not truncated here
+        self.hf, self.name = tok, name
+        self.mask_id, self.pad_id = int(tok.mask_token_id), int(tok.pad_token_id)
+        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
+        eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+        if bos is None or eos is None:
+            raise ValueError(f"tokenizer {name!r} has neither BOS/EOS nor CLS/SEP tokens to frame documents")
+        self.bos_id, self.eos_id = int(bos), int(eos)
+        self.vocab_size = len(tok)
+        # [PAD] never occurs inside a document: a denoiser need not give it mass
+        self.special_ids_not_in_data = (self.pad_id,)
+
+    def encode(self, text: str, add_special_tokens: bool = False, where: str = "<text>") -> list[int]:
+        ids = self.encode_batch([text])[0]
+        return [self.bos_id, *ids, self.eos_id] if add_special_tokens else ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Ids of many documents at once, without special tokens.
+
+        A corpus that contains the literal text "[MASK]" or "<|endoftext|>" gets it tokenized as text,
+        never as the special token, so data can never inject masks or document breaks.
+        """
+        return self.hf(list(texts), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        if skip_special_tokens:
+            return self.hf.decode(ids, skip_special_tokens=True)
+        # keep masks visible and drop padding, so a partially denoised sample reads as text with holes
+        ids = [i for i in ids if i != self.pad_id]
+        return self.hf.decode(ids, skip_special_tokens=False)
+
+
+def load_hf_tokenizer(name: str | None, path: str | None = None):
+    """A local tokenizer directory when ``path`` is given, else the Hub name; offline errors say what to do."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        raise ImportError("text data needs the `transformers` package: pip install 'mdlm-dna[text]'") from e
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            raise FileNotFoundError(f"tokenizer.path={path}: not a directory of tokenizer files")
+        try:
+            return AutoTokenizer.from_pretrained(str(p))
+        except Exception as e:  # a folder without the files transformers needs
+            raise ValueError(f"tokenizer.path={p}: cannot load a tokenizer from it ({e})") from e
+    if not name:
+        raise ValueError("set tokenizer.name (a Hugging Face Hub name) or tokenizer.path (a local directory)")
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except OSError as e:
+        raise OSError(
+            f"cannot load tokenizer {name!r} from the Hugging Face Hub or its local cache ({e}). Offline, download its "
+            f"files elsewhere (e.g. `huggingface-cli download {name} --local-dir DIR`) and pass tokenizer.path=DIR"
+        ) from e
+
+
+def build_tokenizer(tokenizer_cfg: dict | None):
+    """The tokenizer a run's ``data.tokenizer`` config names; no config means the nucleotide tokenizer."""
+    cfg = dict(tokenizer_cfg or {})
+    name, path = cfg.get("name") or "nucleotide", cfg.get("path")
+    if name == "nucleotide" and not path:
+        return NucleotideTokenizer()
+    if path and not Path(path).expanduser().is_dir():
+        # a checkpoint that moved to another machine: its run config names a folder that is not here
+        from mdlm_dna.resources import data_dir
+
+        shipped = data_dir() / "tokenizers" / name
+        if not shipped.is_dir():
+            raise FileNotFoundError(f"tokenizer.path={path}: not a directory of tokenizer files")
+        warnings.warn(f"tokenizer.path={path} does not exist here; using the shipped copy of {name!r} ({shipped})",
+                      stacklevel=2)
+        path = str(shipped)
+    return TextTokenizer(load_hf_tokenizer(name, path), name=name)

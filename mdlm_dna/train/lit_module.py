@@ -24,10 +24,11 @@ from mdlm_dna.diffusion.mdlm import MDLM
 from mdlm_dna.diffusion.noise import build_schedule
 from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import build_backbone
-from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer, build_tokenizer
 from mdlm_dna.train.ema import EMA
 
 LN2 = math.log(2.0)
+Tokenizer = NucleotideTokenizer | TextTokenizer
 
 
 def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
@@ -37,13 +38,13 @@ def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
     return g
 
 
-def _build_mdlm(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> MDLM:
+def _build_mdlm(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> MDLM:
     cfg = dict(cfg)
     never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
     return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, never_predict=never, **cfg)
 
 
-def _build_ar(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> AR:
+def _build_ar(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> AR:
     cfg = dict(cfg)  # the noise schedule is unused: AR has no forward process
     never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
     return AR(
@@ -58,7 +59,7 @@ def _build_ar(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str,
 def _build_with_vocab(cls: type[MDLM]):
     """Builder for the masked objectives whose constructor also needs the vocabulary size (SEDD, D3PM)."""
 
-    def build(backbone, schedule, tokenizer: NucleotideTokenizer, cfg: dict[str, Any]) -> MDLM:
+    def build(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> MDLM:
         cfg = dict(cfg)
         never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
         return cls(
@@ -79,7 +80,7 @@ def _build_with_vocab(cls: type[MDLM]):
 OBJECTIVES = {"mdlm": _build_mdlm, "ar": _build_ar, "sedd": _build_with_vocab(SEDD), "d3pm": _build_with_vocab(D3PM)}
 
 
-def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> nn.Module:
+def build_objective(config: dict[str, Any], tokenizer: Tokenizer) -> nn.Module:
     obj = dict(config.get("objective") or {"name": "mdlm"})
     name = obj.pop("name", "mdlm")
     if name not in OBJECTIVES:
@@ -93,11 +94,12 @@ def build_objective(config: dict[str, Any], tokenizer: NucleotideTokenizer) -> n
 class DiffusionModule(pl.LightningModule):
     """``config`` is the run's resolved config (a plain dict); it is saved in the checkpoint."""
 
-    def __init__(self, config: dict[str, Any]):
+    def __init__(self, config: dict[str, Any], tokenizer: Tokenizer | None = None):
+        """``tokenizer``: the one the run's ``data.tokenizer`` names, when the caller has already built it."""
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config = config
-        self.tokenizer = NucleotideTokenizer()
+        self.tokenizer = tokenizer or build_tokenizer((config.get("data") or {}).get("tokenizer"))
         self.objective = build_objective(config, self.tokenizer)
         ema_cfg = config.get("ema") or {}
         self.ema = (

@@ -1,0 +1,69 @@
+"""What every pretraining DataModule shares: one epoch is the whole run, resumable mid-epoch, private RNG.
+
+Genome windows and text blocks differ only in where a training sample comes from; the batch
+arithmetic (how many samples all ranks have consumed) and the loader settings are the same,
+so both DataModules derive from :class:`ResumableDataModule`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mdlm_dna.data.windows import ResumableSampler
+
+
+class ResumableDataModule(pl.LightningDataModule):
+    """``data`` is the run config's ``data`` section (batch_size, num_workers, pin_memory, ...)."""
+
+    def __init__(self, data: dict[str, Any], seed: int = 0):
+        super().__init__()
+        self.data_cfg, self.seed = data, seed
+
+    def _global_batch(self) -> int:
+        t = self.trainer
+        world = t.world_size if t else 1
+        accum = t.accumulate_grad_batches if t else 1
+        return int(self.data_cfg["batch_size"]) * world * accum
+
+    def train_samples_per_epoch(self) -> int:
+        n = self.data_cfg.get("train_samples_per_epoch")
+        if n:
+            return int(n)
+        if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            return self.trainer.max_steps * self._global_batch()  # one epoch is the whole run
+        raise ValueError("set data.train_samples_per_epoch when training by epochs (trainer.max_steps=-1)")
+
+    def _consumed(self, epoch: int) -> int:
+        """Samples (all ranks) of ``epoch`` already trained on: non-zero only when resuming mid-epoch."""
+        t = self.trainer
+        if t is None:
+            return 0
+        return t.global_step * self._global_batch() - epoch * self.train_samples_per_epoch()
+
+    def _train_sampler(self, num_samples: int) -> ResumableSampler:
+        t = self.trainer
+        return ResumableSampler(
+            num_samples, rank=t.global_rank if t else 0, world_size=t.world_size if t else 1, progress=self._consumed
+        )
+
+    def _loader(self, ds: Dataset, batch_size: int | None = None, **kw) -> DataLoader:
+        workers = int(self.data_cfg.get("num_workers", 0))
+        # a private generator: creating an iterator must not draw from the global RNG (dropout's), or a
+        # resumed run, which creates its iterators at other moments, would see different dropout masks
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            ds,
+            batch_size=batch_size or int(self.data_cfg["batch_size"]),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=bool(self.data_cfg.get("pin_memory", False)),
+            generator=generator,
+            **kw,
+        )
+
+    def _eval_batch_size(self) -> int:
+        return int(self.data_cfg.get("eval_batch_size") or self.data_cfg["batch_size"])
