@@ -88,9 +88,10 @@ def _docs(tok, n=40, seed=0):
 
 
 @pytest.mark.parametrize("seq_len", [7, 16, 64])
-def test_wrap_loses_and_duplicates_nothing(gpt2, seq_len):
+@pytest.mark.parametrize("block_tokens", [1, 100, 1 << 20])  # rows are built in blocks: boundaries must not matter
+def test_wrap_loses_and_duplicates_nothing(gpt2, seq_len, block_tokens):
     docs = _docs(gpt2)
-    rows = list(_rows_from_documents(docs, gpt2, seq_len, wrap=True))
+    rows = list(np.concatenate(list(_rows_from_documents(docs, gpt2, seq_len, wrap=True, block_tokens=block_tokens))))
     assert all(len(r) == seq_len for r in rows)
     flat = np.concatenate(rows)
     # only the last row may be padded, and only at its end
@@ -102,9 +103,11 @@ def test_wrap_loses_and_duplicates_nothing(gpt2, seq_len):
 
 
 @pytest.mark.parametrize("seq_len", [8, 32, 128])
-def test_padded_rows_frame_each_document_and_continue_long_ones(bert, seq_len):
+@pytest.mark.parametrize("block_tokens", [1, 100])
+def test_padded_rows_frame_each_document_and_continue_long_ones(bert, seq_len, block_tokens):
     docs = _docs(bert)
-    rows = list(_rows_from_documents(docs, bert, seq_len, wrap=False))
+    blocks = _rows_from_documents(docs, bert, seq_len, wrap=False, block_tokens=block_tokens)
+    rows = list(np.concatenate(list(blocks)))
     # reassemble: a row that ends in padding closes its document
     rebuilt, current = [], []
     for r in rows:
@@ -120,14 +123,43 @@ def test_padded_rows_frame_each_document_and_continue_long_ones(bert, seq_len):
     assert all(r[0] == bert.bos_id for r in rows if (r == bert.bos_id).any())
 
 
+def test_padding_is_excluded_from_the_loss(bert):
+    """At t = 1 every real token is masked: the NELBO is the weighted NLL summed over real tokens only."""
+    from mdlm_dna.diffusion.mdlm import MDLM
+    from mdlm_dna.diffusion.noise import build_schedule
+    from mdlm_dna.models.dit import DiT, DiTConfig
+
+    torch.manual_seed(0)
+    backbone = DiT(DiTConfig(vocab_size=bert.vocab_size, d_model=32, n_layers=1, n_heads=2, cond_dim=16))
+    with torch.no_grad():  # the output layer starts at zero (adaLN-Zero): make the logits differ per token
+        for p in backbone.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    obj = MDLM(backbone, build_schedule("loglinear"), mask_id=bert.mask_id, pad_id=bert.pad_id,
+               never_predict=bert.special_ids_not_in_data)
+    rows = np.concatenate(list(_rows_from_documents(_docs(bert, n=4), bert, 24, wrap=False)))
+    x0 = torch.from_numpy(rows[:6])
+    assert (x0 == bert.pad_id).any()
+    t = torch.ones(len(x0))
+    out = obj.nelbo(x0, t=t)
+    real = x0 != bert.pad_id
+    xt = torch.where(real, torch.full_like(x0, bert.mask_id), x0)  # the forward process at t = 1, by hand
+    logits = backbone(xt, obj.schedule.sigma(t)).double()
+    logits[..., [bert.mask_id, bert.pad_id]] = float("-inf")
+    nll = -torch.log_softmax(logits, -1).gather(-1, x0[..., None]).squeeze(-1)
+    expected = obj.schedule.loss_weight(t).double()[:, None] * torch.where(real, nll, torch.zeros_like(nll))
+    torch.testing.assert_close(out.per_sequence.double(), expected.sum(-1), rtol=1e-5, atol=1e-5)
+    assert torch.equal(out.num_tokens, real.sum(-1))
+
+
 def test_blocks_round_trip_through_the_disk_cache(gpt2, tmp_path):
     texts = ["First document.", "Second, longer document " * 20, "Third."]
     out = build_blocks(texts, gpt2, 16, True, tmp_path / "blocks")
     blocks = TextBlocks(out)
     ids = np.stack([blocks[i]["input_ids"].numpy() for i in range(len(blocks))])
     assert blocks.meta["dtype"] == "uint16" and blocks.meta["documents"] == 3
-    expected = list(_rows_from_documents([gpt2.encode(t) for t in texts], gpt2, 16, True))
-    np.testing.assert_array_equal(ids, np.stack(expected))
+    framed = np.concatenate([[gpt2.bos_id, *gpt2.encode(t), gpt2.eos_id] for t in texts])
+    assert ids.size - (ids == gpt2.pad_id).sum() == framed.size
+    np.testing.assert_array_equal(ids.reshape(-1)[: framed.size], framed)
     assert not list(tmp_path.glob("blocks.*")), "no temporary folder left behind"
 
 

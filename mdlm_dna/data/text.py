@@ -169,25 +169,45 @@ def documents(cfg: dict[str, Any], split: str) -> Iterable[str]:
 
 
 def _rows_from_documents(
-    docs: Iterable[list[int]], tok: TextTokenizer, seq_len: int, wrap: bool
+    docs: Iterable[list[int]], tok: TextTokenizer, seq_len: int, wrap: bool, block_tokens: int = 1 << 20
 ) -> Iterator[np.ndarray]:
-    """Framed documents -> rows of exactly ``seq_len`` ids; every document token appears exactly once."""
+    """Framed documents -> arrays of rows ``[n, seq_len]``; every document token appears exactly once.
+
+    Work is done in numpy on blocks of about ``block_tokens`` tokens, so that tokenizing a corpus of
+    billions of tokens is limited by the tokenizer, not by Python list handling.
+    """
     if seq_len < 2:
         raise TextDataError(f"data.seq_len must be at least 2 for text (BOS + EOS), got {seq_len}")
-    pending: list[int] = []
+    bos, eos, pad = np.int64(tok.bos_id), np.int64(tok.eos_id), tok.pad_id
+    parts: list[np.ndarray] = []
+    size = 0
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        rows = -(-len(a) // seq_len)
+        out = np.full(rows * seq_len, pad, dtype=np.int64)
+        out[: len(a)] = a
+        return out.reshape(rows, seq_len)
+
     for ids in docs:
-        framed = [tok.bos_id, *ids, tok.eos_id]
+        framed = np.concatenate(([bos], np.asarray(ids, dtype=np.int64), [eos]))
+        parts.append(framed if wrap else padded(framed))
+        size += framed.size
+        if size >= block_tokens:
+            if wrap:
+                stream = np.concatenate(parts)
+                full = len(stream) // seq_len * seq_len
+                yield stream[:full].reshape(-1, seq_len)
+                parts, size = [stream[full:]], len(stream) - full
+            else:
+                yield np.concatenate(parts)
+                parts, size = [], 0
+    if parts:
         if wrap:
-            pending.extend(framed)
-            while len(pending) >= seq_len:
-                yield np.asarray(pending[:seq_len])
-                del pending[:seq_len]
+            stream = np.concatenate(parts)
+            if len(stream):
+                yield padded(stream)  # only the very last row is padded
         else:
-            for i in range(0, len(framed), seq_len):
-                part = framed[i : i + seq_len]
-                yield np.asarray(part + [tok.pad_id] * (seq_len - len(part)))
-    if pending:
-        yield np.asarray(pending + [tok.pad_id] * (seq_len - len(pending)))
+            yield np.concatenate(parts)
 
 
 def _tokenizer_fingerprint(tok: TextTokenizer) -> str:
@@ -251,9 +271,9 @@ def build_blocks(
     try:
         rows = 0
         with open(tmp / "ids.bin", "wb") as fh:
-            for row in _rows_from_documents(encoded(), tok, seq_len, wrap):
-                fh.write(row.astype(dtype).tobytes())
-                rows += 1
+            for block in _rows_from_documents(encoded(), tok, seq_len, wrap):
+                fh.write(block.astype(dtype).tobytes())
+                rows += len(block)
         if rows == 0:
             raise TextDataError(f"{desc}: the corpus has no document with text")
         meta = {

@@ -278,7 +278,10 @@ class Caduceus(nn.Module):
 def _complement_tensor(complement_ids: Sequence[int] | None, vocab_size: int) -> Tensor:
     """The complement permutation as a LongTensor over the vocabulary (ids past its end map to themselves)."""
     if complement_ids is None:
-        raise ValueError("Caduceus-PS / -PH need complement_ids (the tokenizer's complement permutation)")
+        raise ValueError(
+            "Caduceus-PS / -PH need complement_ids (the tokenizer's complement permutation); text has no reverse "
+            "complement: use model=dit_tiny, dit_small, mamba or bimamba for text"
+        )
     comp = list(complement_ids) + list(range(len(complement_ids), vocab_size))
     if len(comp) != vocab_size or sorted(comp) != list(range(vocab_size)):
         raise ValueError(f"complement_ids must permute range({vocab_size}); got {list(complement_ids)}")
