@@ -19,7 +19,7 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.data import build_datamodule
@@ -46,6 +46,55 @@ def resolve_resume(resume: Any, last_ckpt: Path) -> Path | None:
     if not path.exists():
         raise FileNotFoundError(f"resume checkpoint not found: {path}")
     return path
+
+
+def derive_accumulation(global_batch: int, per_device: int, devices: int, num_nodes: int) -> int:
+    """Gradient-accumulation steps that make ``per_device x devices x num_nodes x accumulation = global_batch``."""
+    per_step = per_device * devices * num_nodes
+    if global_batch <= 0 or per_device <= 0:
+        raise ValueError(f"data.global_batch_size={global_batch} and data.batch_size={per_device} must be positive")
+    if global_batch % per_step:
+        raise ValueError(
+            f"data.global_batch_size={global_batch} is not a multiple of data.batch_size={per_device} x "
+            f"devices={devices} x num_nodes={num_nodes} = {per_step}; change one of the three numbers"
+        )
+    return global_batch // per_step
+
+
+def build_strategy(trainer_cfg: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """``trainer.strategy=fsdp`` becomes an FSDPStrategy that shards block by block; other values pass through."""
+    cfg = dict(trainer_cfg)
+    sharding = cfg.pop("fsdp_sharding", "FULL_SHARD")
+    if cfg.get("strategy") != "fsdp":
+        return cfg
+    if (config.get("ema") or {}).get("enabled", True):
+        raise ValueError(
+            "trainer=fsdp: the EMA keeps full copies of the weights, which FSDP shards; run with ema.enabled=false "
+            "(or use trainer=ddp, which keeps EMA)"
+        )
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from mdlm_dna.models.caduceus import Block as CaduceusBlock
+    from mdlm_dna.models.dit import DiTBlock
+
+    cfg["strategy"] = FSDPStrategy(
+        auto_wrap_policy={DiTBlock, CaduceusBlock},
+        sharding_strategy=sharding,
+        state_dict_type="full",  # one consolidated checkpoint that evaluate / sample / finetune read
+    )
+    return cfg
+
+
+def _progress_bar(trainer_cfg: dict[str, Any], refresh: int | None) -> list[pl.Callback]:
+    """Refreshing the bar reads the loss on the host: on a GPU do it every log interval, not every step."""
+    if not trainer_cfg.get("enable_progress_bar", True):
+        return []
+    if refresh is None:
+        on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda") or (
+            trainer_cfg.get("accelerator") == "auto" and torch.cuda.is_available()
+        )
+        refresh = int(trainer_cfg.get("log_every_n_steps", 50)) if on_gpu else 1
+    return [TQDMProgressBar(refresh_rate=int(refresh))]
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -101,14 +150,29 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
     )
     stopper = GracefulStop(last_ckpt)
     callbacks = [periodic, best, stopper, LearningRateMonitor(logging_interval="step"), *extra_callbacks]
+    callbacks += _progress_bar(config["trainer"], config.get("progress_bar_refresh_rate"))
     trainer = pl.Trainer(
-        **config["trainer"],
+        **build_strategy(config["trainer"], config),
         default_root_dir=str(run_dir),
         callbacks=callbacks,
         logger=ResumableCSVLogger(run_dir, resume_step=resume_step),
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
     )
+    global_batch = config["data"].get("global_batch_size")
+    if global_batch:
+        accum = derive_accumulation(
+            int(global_batch), int(config["data"]["batch_size"]), trainer.num_devices, trainer.num_nodes
+        )
+        asked = int(config["trainer"].get("accumulate_grad_batches") or 1)
+        if asked not in (1, accum):
+            raise ValueError(
+                f"trainer.accumulate_grad_batches={asked} contradicts data.global_batch_size={global_batch} "
+                f"(which needs {accum}); set only one of them"
+            )
+        trainer.accumulate_grad_batches = accum
+        log.info("global batch %d = %d per device x %d devices x %d nodes x %d accumulation", int(global_batch),
+                 int(config["data"]["batch_size"]), trainer.num_devices, trainer.num_nodes, accum)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     if periodic._last_global_step_saved != trainer.global_step:
         trainer.save_checkpoint(last_ckpt)

@@ -7,13 +7,44 @@ so both DataModules derive from :class:`ResumableDataModule`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mdlm_dna.data.windows import ResumableSampler
+
+
+class WithIndex(Dataset):
+    """Adds ``index`` (the sample's global index) to every item: the training step keys its noise by it."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {**self.dataset[i], "index": torch.tensor(i, dtype=torch.long)}
+
+
+class ShardedEvalSampler(Sampler[int]):
+    """Rank ``r`` of ``w`` evaluates items ``r, r + w, ...``: every item exactly once over all ranks.
+
+    Unlike ``DistributedSampler`` nothing is padded or repeated, so the sums of nats and tokens that
+    the metrics reduce over ranks are exactly those of a single process.
+    """
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1):
+        self.n, self.rank, self.world = num_items, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
 
 
 class ResumableDataModule(pl.LightningDataModule):
@@ -50,6 +81,18 @@ class ResumableDataModule(pl.LightningDataModule):
             num_samples, rank=t.global_rank if t else 0, world_size=t.world_size if t else 1, progress=self._consumed
         )
 
+    def _train_loader(self, ds: Dataset, num_samples: int) -> DataLoader:
+        return self._loader(WithIndex(ds), sampler=self._train_sampler(num_samples), drop_last=True)
+
+    def _eval_loader_for(self, ds: Dataset) -> DataLoader:
+        t = self.trainer
+        sampler = ShardedEvalSampler(len(ds), rank=t.global_rank if t else 0, world_size=t.world_size if t else 1)
+        return self._loader(WithIndex(ds), sampler=sampler, drop_last=False, batch_size=self._eval_batch_size())
+
+    def _pin_memory(self) -> bool:
+        pin = self.data_cfg.get("pin_memory", "auto")
+        return torch.cuda.is_available() if pin in ("auto", None) else bool(pin)
+
     def _loader(self, ds: Dataset, batch_size: int | None = None, **kw) -> DataLoader:
         workers = int(self.data_cfg.get("num_workers", 0))
         # a private generator: creating an iterator must not draw from the global RNG (dropout's), or a
@@ -60,7 +103,7 @@ class ResumableDataModule(pl.LightningDataModule):
             batch_size=batch_size or int(self.data_cfg["batch_size"]),
             num_workers=workers,
             persistent_workers=workers > 0,
-            pin_memory=bool(self.data_cfg.get("pin_memory", False)),
+            pin_memory=self._pin_memory(),
             generator=generator,
             **kw,
         )

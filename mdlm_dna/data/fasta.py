@@ -42,12 +42,33 @@ class Record:
 
 @dataclass
 class Genome:
-    """Token ids of every record of a FASTA, memory-mapped, with soft-mask bits."""
+    """Token ids of every record of a FASTA, memory-mapped, with soft-mask bits.
+
+    ``ids`` is the cache's ``np.memmap`` (the array path) or a :class:`PyfaidxIds` (the pyfaidx
+    path); both are sliced the same way. A Genome pickles as file names, not bases, so that
+    DataLoader workers started with ``spawn`` / ``forkserver`` re-open the map instead of
+    receiving a copy of the genome.
+    """
 
     path: Path
     records: list[Record]
     ids: np.ndarray  # uint8, flat; record r occupies ids[r.offset : r.offset + r.length]
     stats: dict
+    ids_file: Path | None = None  # the memory-mapped cache file, when ids is one
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.ids_file is not None and isinstance(self.ids, np.memmap):
+            state["ids"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.ids is None:
+            self.ids = np.memmap(self.ids_file, dtype=np.uint8, mode="r", shape=(len(self),))
+
+    def lengths(self) -> dict[str, int]:
+        return {r.name: r.length for r in self.records}
 
     def record(self, name: str) -> Record:
         for r in self.records:
@@ -92,11 +113,12 @@ def check_fasta(path: Path) -> None:
         raise FastaError(f"{path}: does not look like FASTA: the first line should start with '>', got {line!r}")
 
 
-def _iter_records_pyfaidx(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+def open_pyfaidx(path: Path, index_dir: Path):
+    """A raw, case-preserving pyfaidx handle whose .fai/.gzi live in ``index_dir`` (genome folders may be read-only)."""
     import pyfaidx
 
     stem = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-    fa = pyfaidx.Fasta(
+    return pyfaidx.Fasta(
         str(path),
         indexname=str(index_dir / f"{stem}.fai"),
         gzi_indexname=str(index_dir / f"{stem}.gzi"),
@@ -104,6 +126,10 @@ def _iter_records_pyfaidx(path: Path, index_dir: Path) -> Iterator[tuple[str, in
         sequence_always_upper=False,
         read_long_names=False,
     )
+
+
+def _iter_records_pyfaidx(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+    fa = open_pyfaidx(path, index_dir)
     try:
         for name in fa.keys():
             n = len(fa[name])
@@ -170,7 +196,101 @@ def load_genome(
     recs = [Record(**r) for r in meta["records"]]
     total = sum(r.length for r in recs)
     ids = np.memmap(ids_file, dtype=np.uint8, mode="r", shape=(total,))
-    return Genome(path=path, records=recs, ids=ids, stats=meta["stats"])
+    return Genome(path=path, records=recs, ids=ids, stats=meta["stats"], ids_file=ids_file)
+
+
+class PyfaidxIds:
+    """The pyfaidx path: slices of the flat id array read from the FASTA itself, no token cache.
+
+    ``ids[a:b]`` returns what the memory-mapped cache holds at ``[a, b)`` (same ids, same
+    soft-mask bit), read through pyfaidx and tokenized on the fly. A slice must lie inside one
+    record, as every window does. The pyfaidx handle is opened lazily in the process that
+    reads, and re-opened after a fork: DataLoader workers never share a file handle.
+    """
+
+    def __init__(self, path: Path, records: Sequence[Record], index_dir: Path):
+        self.path, self.records, self.index_dir = path, list(records), index_dir
+        self._offsets = np.array([r.offset for r in self.records], dtype=np.int64)
+        self._fa = None
+        self._pid: int | None = None
+        self._tok = NucleotideTokenizer()
+
+    def _handle(self):
+        if self._fa is None or self._pid != os.getpid():
+            self._fa = open_pyfaidx(self.path, self.index_dir)  # a forked copy's handle is dropped, not closed
+            self._pid = os.getpid()
+        return self._fa
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fa": None, "_pid": None}
+
+    def __len__(self) -> int:
+        return sum(r.length for r in self.records)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("the pyfaidx path reads contiguous slices ids[a:b] only")
+        start, stop = key.start or 0, key.stop if key.stop is not None else len(self)
+        if stop <= start:
+            return np.zeros(0, dtype=np.uint8)
+        j = int(np.searchsorted(self._offsets, start, side="right")) - 1
+        if j < 0 or stop > self.records[j].offset + self.records[j].length:
+            raise IndexError(f"{self.path}: slice [{start}, {stop}) does not lie inside one record")
+        r = self.records[j]
+        a = start - r.offset
+        raw = self._handle()[r.name][a : a + (stop - start)].encode("ascii", errors="replace")
+        try:
+            ids, _ = self._tok.encode_bytes(raw, where=f"{self.path}, record {r.name!r}", offset=a)
+        except TokenizerError as e:
+            raise FastaError(str(e)) from None
+        return ids
+
+
+def open_genome_pyfaidx(
+    path: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    records: Sequence[str] | None = None,
+    min_record_length: int = 1,
+) -> Genome:
+    """The same :class:`Genome` as :func:`load_genome` (same records and offsets), read through pyfaidx.
+
+    Needs a plain or bgzipped FASTA with regular line lengths (what pyfaidx can index); the
+    index goes to the cache folder. No token cache is written.
+    """
+    import pyfaidx
+
+    path = Path(path).expanduser()
+    check_fasta(path)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        fa = open_pyfaidx(path, cache)
+    except pyfaidx.UnsupportedCompressionFormat:
+        raise FastaError(
+            f"{path}: plain gzip cannot be read at random positions; for genome.reader=pyfaidx use a plain "
+            "FASTA (gunzip it) or a bgzipped one (bgzip it), or use genome.reader=array"
+        ) from None
+    except pyfaidx.FastaIndexingError as e:
+        raise FastaError(f"{path}: pyfaidx cannot index it ({e}); use genome.reader=array") from None
+    try:
+        lengths = [(name, len(fa[name])) for name in fa.keys()]
+    finally:
+        fa.close()
+    if records is not None and (missing := [n for n in records if n not in dict(lengths)]):
+        raise FastaError(f"{path}: records not found: {missing}")
+    recs, offset = [], 0
+    for name, n in lengths:
+        if (records is not None and name not in records) or n < max(1, min_record_length):
+            continue
+        recs.append(Record(name=name, offset=offset, length=n))
+        offset += n
+    if not recs:
+        raise FastaError(f"{path}: no usable sequence")
+    return Genome(path=path, records=recs, ids=PyfaidxIds(path, recs, cache), stats={"bases": offset})
 
 
 def _build_cache(

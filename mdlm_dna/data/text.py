@@ -411,14 +411,13 @@ class TextDataModule(ResumableDataModule):
 
     def train_dataloader(self) -> DataLoader:
         n = self.train_samples_per_epoch()
-        ds = ShuffledRows(self.load_split("train"), n, self.seed)
-        return self._loader(ds, sampler=self._train_sampler(n), drop_last=True)
+        return self._train_loader(ShuffledRows(self.load_split("train"), n, self.seed), n)
 
     def _eval_loader(self, split: str) -> DataLoader:
         blocks = self.load_split(split)
         key = f"{'val' if split == 'validation' else 'test'}_max_windows"
-        ds = torch.utils.data.Subset(blocks, evenly_spaced(len(blocks), self.data_cfg.get(key)))
-        return self._loader(ds, shuffle=False, drop_last=False, batch_size=self._eval_batch_size())
+        subset = torch.utils.data.Subset(blocks, evenly_spaced(len(blocks), self.data_cfg.get(key)))
+        return self._eval_loader_for(subset)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validation")

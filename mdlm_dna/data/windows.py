@@ -1,5 +1,8 @@
 """Splits of a genome into train / validation / test intervals, and the windows drawn from them.
 
+Splits come from a BED file of labelled intervals (:func:`bed_splits`), from whole records
+(chromosome-level), or from the end of every record (:func:`split_genome`).
+
 Training windows are drawn at random positions, but "random" is a pure function
 of (seed, sample index): any sample can be recomputed, by any worker or rank,
 and a resumed run sees exactly the samples an uninterrupted run would have.
@@ -9,13 +12,15 @@ Validation and test windows tile their intervals deterministically.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mdlm_dna.data.bed import assign_splits, check_against_genome, read_bed
 from mdlm_dna.data.fasta import Genome
 from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, strip_soft_mask
 
@@ -74,6 +79,96 @@ def split_genome(
     return out
 
 
+def bed_splits(
+    genome: Genome,
+    bed_path: str | os.PathLike,
+    split_map: Mapping[str, str] | None = None,
+    default_split: str | None = None,
+    missing_chroms: str = "error",
+    merge: bool = True,
+) -> dict[str, list[Interval]]:
+    """Train / validation / test intervals from a BED file (HyenaDNA / Caduceus / Borzoi style).
+
+    The 4th column is mapped to a split (see :mod:`mdlm_dna.data.bed`); every interval is
+    checked against its chromosome's length. With ``merge`` (default), overlapping or touching
+    intervals of the same split are merged: Borzoi's 196 kb windows overlap each other (10.9 Gb of
+    intervals on a 3.1 Gb genome), and unmerged, bases covered by several intervals would be
+    drawn several times as often and tiled several times for validation. Overlaps between
+    different splits (leakage) are reported in the log. Intervals are on the genome's flat id
+    array: sorted by position when merged, in file order otherwise.
+    """
+    bed = check_against_genome(read_bed(bed_path), bed_path, genome.lengths(), missing_chroms)
+    offsets = {r.name: r.offset for r in genome.records}
+    by_split = assign_splits(bed, bed_path, split_map, default_split)
+    out = {
+        split: [Interval(iv.chrom, offsets[iv.chrom] + iv.start, offsets[iv.chrom] + iv.end) for iv in ivs]
+        for split, ivs in by_split.items()
+    }
+    if merge:
+        out = {split: merge_intervals(ivs) for split, ivs in out.items()}
+        if leak := cross_split_overlap(out):
+            log.warning("%s: %s bp are in intervals of more than one split", bed_path, f"{leak:,}")
+    log.info(
+        "%s: %s", bed_path, ", ".join(f"{k} {len(v):,} intervals, {sum(map(len, v)):,} bp" for k, v in out.items())
+    )
+    return out
+
+
+def merge_intervals(intervals: Sequence[Interval]) -> list[Interval]:
+    """Overlapping or touching intervals of one record merged into one; sorted by position."""
+    out: list[Interval] = []
+    for iv in sorted(intervals, key=lambda iv: (iv.start, iv.end)):
+        if out and out[-1].record == iv.record and iv.start <= out[-1].end:
+            if iv.end > out[-1].end:
+                out[-1] = Interval(iv.record, out[-1].start, iv.end)
+        else:
+            out.append(iv)
+    return out
+
+
+def cross_split_overlap(splits: Mapping[str, Sequence[Interval]]) -> int:
+    """Bases that lie in intervals of two or more splits (each split's intervals already merged)."""
+    events = sorted((p, d) for ivs in splits.values() for iv in ivs for p, d in ((iv.start, 1), (iv.end, -1)))
+    shared, depth, last = 0, 0, 0
+    for pos, d in events:
+        if depth >= 2:
+            shared += pos - last
+        depth, last = depth + d, pos
+    return shared
+
+
+SHORT_INTERVAL_RULES = ("drop", "expand")
+
+
+def fit_intervals(genome: Genome, intervals: Sequence[Interval], seq_len: int, rule: str = "drop") -> list[Interval]:
+    """Apply the rule for intervals shorter than ``seq_len``; longer ones are kept as they are.
+
+    ``drop``: leave them out (windows never leave their interval; the default).
+    ``expand``: grow them to exactly ``seq_len`` around their centre, shifted to stay inside the
+    chromosome (HyenaDNA's rule, without its padding); the extra bases may belong to a
+    neighbouring interval of another split. Intervals on a chromosome shorter than
+    ``seq_len`` are dropped under either rule.
+    """
+    if rule not in SHORT_INTERVAL_RULES:
+        raise ValueError(f"short_intervals must be one of {SHORT_INTERVAL_RULES}, got {rule!r}")
+    recs = {r.name: r for r in genome.records}
+    out, dropped = [], 0
+    for iv in intervals:
+        if len(iv) >= seq_len:
+            out.append(iv)
+            continue
+        r = recs[iv.record]
+        if rule == "drop" or r.length < seq_len:
+            dropped += 1
+            continue
+        start = iv.start - (seq_len - len(iv)) // 2
+        start = min(max(start, r.offset), r.offset + r.length - seq_len)
+        out.append(Interval(iv.record, start, start + seq_len))
+    if dropped:
+        log.warning("%d interval(s) shorter than seq_len=%d left out (short_intervals=%s)", dropped, seq_len, rule)
+    return out
+
+
 def _n_fraction(window: np.ndarray) -> float:
     return float(np.count_nonzero(strip_soft_mask(window) == NucleotideTokenizer.N)) / max(1, len(window))
 
@@ -120,18 +215,26 @@ class RandomWindows(Dataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def _draw(self, i: int) -> tuple[int, bool, np.ndarray]:
         rng = np.random.default_rng((self.seed, int(i)))
         for _ in range(100):
             k = int(rng.integers(self.cum[-1]))
             j = int(np.searchsorted(self.cum, k, side="right"))
-            pos = self.starts[j] + k - (self.cum[j - 1] if j else 0)
+            pos = int(self.starts[j] + k - (self.cum[j - 1] if j else 0))
             window = np.asarray(self.genome.ids[pos : pos + self.seq_len])
             if _n_fraction(window) <= self.max_n_fraction:
                 break
         else:
             raise RuntimeError(f"{self.genome.path}: 100 draws in a row were mostly N; is the genome mostly N?")
-        rc = rng.random() < self.rc_prob
+        return pos, bool(rng.random() < self.rc_prob), window
+
+    def position(self, i: int) -> tuple[int, bool]:
+        """Where sample ``i`` starts on the flat id array, and whether it is reverse-complemented."""
+        pos, rc, _ = self._draw(i)
+        return pos, rc
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        _, rc, window = self._draw(i)
         return _to_item(window, rc, self.keep_soft_mask)
 
 
@@ -154,9 +257,12 @@ class TiledWindows(Dataset):
     ):
         starts = []
         for iv in intervals:
-            for s in range(iv.start, iv.end - seq_len + 1, seq_len):
-                if _n_fraction(np.asarray(genome.ids[s : s + seq_len])) <= max_n_fraction:
-                    starts.append(s)
+            k = len(iv) // seq_len  # whole windows in this interval, read at once (hg38: ~1 GB per split)
+            if k == 0:
+                continue
+            tiles = strip_soft_mask(np.asarray(genome.ids[iv.start : iv.start + k * seq_len])).reshape(k, seq_len)
+            n_frac = np.count_nonzero(tiles == NucleotideTokenizer.N, axis=1) / seq_len
+            starts.extend((iv.start + seq_len * np.flatnonzero(n_frac <= max_n_fraction)).tolist())
         if max_windows is not None and len(starts) > max_windows:
             pick = np.linspace(0, len(starts) - 1, max_windows).round().astype(np.int64)
             starts = [starts[i] for i in pick]

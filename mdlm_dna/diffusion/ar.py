@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdlm_dna.diffusion.mdlm import NELBO
+from mdlm_dna.diffusion.mdlm import NELBO, Randomness
 
 
 def is_causal(backbone: nn.Module) -> bool | None:
@@ -70,7 +70,7 @@ class AR(nn.Module):
             logits = logits.index_fill(-1, self.excluded_ids, float("-inf"))
         return F.log_softmax(logits, dim=-1)
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> NELBO:
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
         """Exact per-sequence NLL in nats (padding neither predicted nor counted)."""
         nll = -self.log_probs(x0).gather(-1, x0[..., None]).squeeze(-1)  # [B, L]
         counts = (x0 != self.pad_id) if self.pad_id is not None else torch.ones_like(x0, dtype=torch.bool)

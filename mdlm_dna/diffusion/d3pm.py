@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from mdlm_dna.diffusion.mdlm import MDLM, NELBO
+from mdlm_dna.diffusion.mdlm import MDLM, NELBO, Randomness
 from mdlm_dna.diffusion.noise import NoiseSchedule
 
 
@@ -62,7 +62,7 @@ class D3PM(MDLM):
     def num_terms(self) -> int:
         return self.num_steps + 1 - self.first_step
 
-    def sample_step(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None):
+    def sample_step(self, batch_size: int, device: torch.device, generator: Randomness = None):
         """Grid indices i in [first_step, T], one per sequence, uniform (stratified within the batch)."""
         u = (self.sample_t(batch_size, device, generator) - self.t_min) / (1.0 - self.t_min)  # [0, 1]
         return self.first_step + (u * self.num_terms).long().clamp_(max=self.num_terms - 1)
@@ -75,7 +75,7 @@ class D3PM(MDLM):
         coef = (a_s - a_t) / self.schedule.one_minus_alpha(t)
         return torch.where(i == 0, torch.ones_like(coef), coef)
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> NELBO:
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
         """Unbiased one-step estimate of each sequence's discrete-time NELBO in nats.
 
         ``t``, when given, must lie on the grid (i / T); it picks the step, as sampling would.

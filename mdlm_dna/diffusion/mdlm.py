@@ -26,6 +26,22 @@ from mdlm_dna.diffusion.noise import NoiseSchedule
 
 
 @dataclass
+class DrawnNoise:
+    """The forward process's uniforms, drawn by the caller: one row per sequence.
+
+    Passed where a ``torch.Generator`` would go. Training draws them per sample (keyed by the
+    sample's place in the global batch), so the noise a sequence gets does not depend on how the
+    global batch is split over devices and accumulation steps.
+    """
+
+    t_uniform: torch.Tensor  # [B] in [0, 1): the time, already stratified across the global batch
+    mask_uniform: torch.Tensor  # [B, L] in [0, 1): position l is masked when below 1 - alpha(t)
+
+
+Randomness = torch.Generator | DrawnNoise | None
+
+
+@dataclass
 class NELBO:
     """Per-sequence NELBO terms of a batch, in nats."""
 
@@ -59,19 +75,25 @@ class MDLM(nn.Module):
         self.t_min, self.antithetic = t_min, antithetic
         self.register_buffer("excluded_ids", torch.tensor(sorted({mask_id, *never_predict})), persistent=False)
 
-    def sample_t(self, batch_size: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_t(self, batch_size: int, device: torch.device, generator: Randomness = None) -> torch.Tensor:
         """Times in [t_min, 1]; low-discrepancy: u_i = (u_0 + i / B) mod 1."""
-        if self.antithetic:
+        if isinstance(generator, DrawnNoise):
+            u = generator.t_uniform.to(device)
+        elif self.antithetic:
             u0 = torch.rand(1, device=device, generator=generator)
             u = (u0 + torch.arange(batch_size, device=device) / batch_size) % 1.0
         else:
             u = torch.rand(batch_size, device=device, generator=generator)
         return self.t_min + (1.0 - self.t_min) * u
 
-    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, generator: Randomness = None) -> torch.Tensor:
         """Sample x_t ~ q(x_t | x_0): mask each token with probability 1 - alpha(t)."""
         p_mask = self.schedule.one_minus_alpha(t)[:, None]
-        masked = torch.rand(x0.shape, device=x0.device, generator=generator) < p_mask
+        if isinstance(generator, DrawnNoise):
+            u = generator.mask_uniform
+        else:
+            u = torch.rand(x0.shape, device=x0.device, generator=generator)
+        masked = u < p_mask
         if self.pad_id is not None:
             masked &= x0 != self.pad_id
         return torch.where(masked, torch.full_like(x0, self.mask_id), x0)
@@ -95,7 +117,7 @@ class MDLM(nn.Module):
         carry = torch.full_like(logp, float("-inf")).scatter_(-1, xt[..., None], 0.0)
         return torch.where((xt != self.mask_id)[..., None], carry, logp)
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> NELBO:
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
         """One-sample Monte-Carlo estimate of each sequence's NELBO (unbiased up to the t < t_min cut)."""
         if t is None:
             t = self.sample_t(x0.shape[0], x0.device, generator)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mdlm_dna.diffusion.mdlm import MDLM, NELBO
+from mdlm_dna.diffusion.mdlm import MDLM, NELBO, Randomness
 from mdlm_dna.diffusion.noise import NoiseSchedule
 
 
@@ -78,7 +78,7 @@ class SEDD(MDLM):
         """log(e^sigma - 1) = log((1 - alpha) / alpha), computed without cancellation."""
         return torch.log(self.schedule.one_minus_alpha(t)) - torch.log(self.schedule.alpha(t))
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> NELBO:
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
         """One-sample Monte-Carlo estimate of each sequence's DWDSE NELBO in nats."""
         if t is None:
             t = self.sample_t(x0.shape[0], x0.device, generator)

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .mamba import BiMamba, Mamba
 
@@ -145,6 +146,7 @@ class Caduceus(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.d_model = cfg.d_model
+        self.gradient_checkpointing = False  # recompute each block's activations in backward (long contexts)
         if cfg.rcps or cfg.posthoc:
             comp = _complement_tensor(complement_ids, cfg.vocab_size)
             self.register_buffer("complement", comp, persistent=False)
@@ -205,11 +207,15 @@ class Caduceus(nn.Module):
         """Final normed hidden states of the ids given (already stacked with their RC when paired)."""
         hidden, residual = self.embedding(input_ids), None
         swap = self.cfg.rcps and self.cfg.rcps_swap_halves
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
             if swap:
                 hidden = _rc_streams(hidden)
                 residual = None if residual is None else _rc_streams(residual)
-            hidden, residual = layer(hidden, residual, cond)
+            if recompute:
+                hidden, residual = checkpoint(layer, hidden, residual, cond, use_reentrant=False)
+            else:
+                hidden, residual = layer(hidden, residual, cond)
         residual = hidden if residual is None else residual + hidden
         return self.norm_f(residual.to(self.norm_f.weight.dtype))
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -122,6 +123,7 @@ class DiT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.d_model = cfg.d_model
+        self.gradient_checkpointing = False  # recompute each block's activations in backward (long contexts)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         nn.init.kaiming_uniform_(self.embed.weight, a=math.sqrt(5))
         self.sigma_embed = TimestepEmbedder(cfg.cond_dim)
@@ -143,8 +145,9 @@ class DiT(nn.Module):
         c = self._cond(input_ids, sigma)
         x = self.embed(input_ids)
         cos, sin = self.rotary(input_ids.shape[1], input_ids.device)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x, c, cos, sin)
+            x = checkpoint(block, x, c, cos, sin, use_reentrant=False) if recompute else block(x, c, cos, sin)
         return x, c
 
     def hidden_states(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,12 +27,19 @@ class EMA:
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         d = self.current_decay()
-        for n, p in module.named_parameters():
-            if n in self.shadow:
-                s = self.shadow[n]
-                if s.device != p.device:
-                    s = self.shadow[n] = s.to(p.device)
-                s.lerp_(p.detach().float(), 1.0 - d)
+        pairs = [(self.shadow[n], p) for n, p in module.named_parameters() if n in self.shadow]
+        if len(pairs) != len(self.shadow):
+            raise RuntimeError(
+                f"EMA: the module's parameter names no longer match the EMA's ({len(pairs)} of {len(self.shadow)} "
+                "found); was the model wrapped (FSDP) after the EMA was made?"
+            )
+        if pairs and pairs[0][0].device != pairs[0][1].device:
+            for n, p in module.named_parameters():
+                if n in self.shadow:
+                    self.shadow[n] = self.shadow[n].to(p.device)
+            pairs = [(self.shadow[n], p) for n, p in module.named_parameters() if n in self.shadow]
+        # one fused kernel over all parameters instead of one small kernel per tensor
+        torch._foreach_lerp_([s for s, _ in pairs], [p.detach().float() for _, p in pairs], 1.0 - d)
         self.num_updates += 1
 
     @torch.no_grad()

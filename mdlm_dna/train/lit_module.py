@@ -1,9 +1,11 @@
 """The LightningModule that trains and evaluates a diffusion objective on token windows.
 
-Randomness is explicit so that runs are reproducible and resumes are exact:
-the diffusion noise of a training batch comes from a generator seeded by
-(seed, optimizer step, micro-batch, rank), and validation / test always use the same noise,
-so their NELBO estimates are comparable from one evaluation to the next.
+Randomness is explicit so that runs are reproducible, resumes are exact, and the result does not
+depend on how a global batch is split over devices and gradient-accumulation steps: the diffusion
+noise of a training sample is row ``index mod G`` of a ``[G, L]`` draw seeded by (seed, optimizer
+step), where ``index`` is the sample's global index and G the global batch; its time is stratified
+over the whole global batch (low-discrepancy sampling). Validation / test noise is keyed by the
+window's index in its split, so every evaluation sees the same noise, on any number of ranks.
 Dropout uses the global RNG, whose state travels in the checkpoint.
 """
 
@@ -20,7 +22,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from mdlm_dna.diffusion.ar import AR
 from mdlm_dna.diffusion.d3pm import D3PM
-from mdlm_dna.diffusion.mdlm import MDLM
+from mdlm_dna.diffusion.mdlm import MDLM, DrawnNoise
 from mdlm_dna.diffusion.noise import build_schedule
 from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import build_backbone
@@ -28,6 +30,9 @@ from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer, build_tokeni
 from mdlm_dna.train.ema import EMA
 
 LN2 = math.log(2.0)
+# model config keys that say how to run the backbone, not what it is
+TRAINING_ONLY_MODEL_KEYS = ("compile", "checkpointing")
+EVAL_NOISE_BLOCK = 256  # evaluation windows share one seeded draw per block of this many indices
 Tokenizer = NucleotideTokenizer | TextTokenizer
 
 
@@ -36,6 +41,28 @@ def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
+
+
+def drawn_noise(
+    index: torch.Tensor, length: int, block: int, antithetic: bool, key: tuple[int, ...], block_id: int | None = None
+) -> DrawnNoise:
+    """Per-sample uniforms: sample ``i`` gets row ``i mod block`` of a ``[block, length + 1]`` draw seeded by
+    ``(*key, i // block)`` (or ``(*key, block_id)`` when every index is known to lie in that block, which
+    avoids reading the indices on the host)."""
+    device = index.device
+    t_u = torch.empty(index.shape[0], device=device)
+    mask_u = torch.empty(index.shape[0], length, device=device)
+    ids = [block_id] if block_id is not None else (index // block).unique().tolist()
+    for b in ids:
+        g = seeded_generator(device, *key, b)
+        u0 = torch.rand(1, device=device, generator=g)
+        draw = torch.rand(block, length + 1, device=device, generator=g)
+        rows = index % block
+        sel = torch.ones_like(index, dtype=torch.bool) if block_id is not None else index // block == b
+        t_row = (u0 + rows / block) % 1.0 if antithetic else draw[rows, 0]
+        t_u = torch.where(sel, t_row, t_u)
+        mask_u = torch.where(sel[:, None], draw[rows, 1:], mask_u)
+    return DrawnNoise(t_uniform=t_u, mask_uniform=mask_u)
 
 
 def _build_mdlm(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> MDLM:
@@ -85,7 +112,9 @@ def build_objective(config: dict[str, Any], tokenizer: Tokenizer) -> nn.Module:
     name = obj.pop("name", "mdlm")
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    backbone = build_backbone(dict(config["model"]), tokenizer.vocab_size, tokenizer.complement_ids)
+    model_cfg = {k: v for k, v in config["model"].items() if k not in TRAINING_ONLY_MODEL_KEYS}
+    backbone = build_backbone(model_cfg, tokenizer.vocab_size, tokenizer.complement_ids)
+    backbone.gradient_checkpointing = bool(config["model"].get("checkpointing", False))
     noise_cfg = dict(config["noise"])
     schedule = build_schedule(noise_cfg.pop("name"), **noise_cfg)
     return OBJECTIVES[name](backbone, schedule, tokenizer, obj)
@@ -108,14 +137,34 @@ class DiffusionModule(pl.LightningModule):
             else None
         )
         self.seed = int(config.get("seed", 0))
+        self._compiled = False
         self.val_nelbo = MeanMetric()
         self.test_nelbo = MeanMetric()
 
+    def setup(self, stage: str) -> None:
+        # compile in place (nn.Module.compile): parameter names, EMA and checkpoints stay as in eager mode
+        if stage == "fit" and self.config["model"].get("compile", False) and not self._compiled:
+            self.objective.backbone.compile()
+            self._compiled = True
+
     # ----- training -------------------------------------------------------------------------
+    def global_batch_size(self) -> int:
+        t = self._trainer
+        world, accum = (t.world_size, t.accumulate_grad_batches) if t else (1, 1)
+        return int(self.config["data"]["batch_size"]) * world * accum
+
+    def _antithetic(self) -> bool:
+        return bool(getattr(self.objective, "antithetic", True))
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        micro = batch_idx % self.trainer.accumulate_grad_batches if self._trainer else 0
-        g = seeded_generator(self.device, self.seed, 0, self.global_step, micro, self.global_rank)
-        out = self.objective.nelbo(batch["input_ids"], generator=g)
+        x0 = batch["input_ids"]
+        if "index" in batch:  # our DataModules: noise per sample, independent of the device layout
+            g = drawn_noise(batch["index"], x0.shape[1], self.global_batch_size(), self._antithetic(),
+                            key=(self.seed, 0), block_id=self.global_step)
+        else:  # a loader of one's own: noise per (step, micro-batch, rank)
+            micro = batch_idx % self.trainer.accumulate_grad_batches if self._trainer else 0
+            g = seeded_generator(self.device, self.seed, 0, self.global_step, micro, self.global_rank)
+        out = self.objective.nelbo(x0, generator=g)
         loss = out.per_token
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bpb", loss / LN2)
@@ -131,7 +180,11 @@ class DiffusionModule(pl.LightningModule):
     def _eval_step(self, batch, batch_idx: int, metric: MeanMetric, stream: int) -> None:
         x0 = batch["input_ids"]
         for k in range(int(self.config.get("eval", {}).get("t_samples", 1))):
-            g = seeded_generator(self.device, self.seed, stream, k, batch_idx, self.global_rank)
+            if "index" in batch:
+                g = drawn_noise(batch["index"], x0.shape[1], EVAL_NOISE_BLOCK, self._antithetic(),
+                                key=(self.seed, stream, k))
+            else:
+                g = seeded_generator(self.device, self.seed, stream, k, batch_idx, self.global_rank)
             out = self.objective.nelbo(x0, generator=g)
             metric.update(out.per_sequence.sum() / out.num_tokens.sum(), weight=out.num_tokens.sum())
 
@@ -163,12 +216,15 @@ class DiffusionModule(pl.LightningModule):
     # ----- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.config["optim"]
+        fused = o.get("fused", "auto")
+        fused = self.device.type == "cuda" if fused in ("auto", None) else bool(fused)  # one kernel per step
         opt = torch.optim.AdamW(
             self.objective.parameters(),
             lr=o["lr"],
             betas=tuple(o.get("betas", (0.9, 0.999))),
             eps=o.get("eps", 1e-8),
             weight_decay=o.get("weight_decay", 0.0),
+            fused=fused or None,
         )
         warmup = int(o.get("warmup_steps", 0))
         decay = o.get("schedule", "constant")

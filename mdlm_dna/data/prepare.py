@@ -1,0 +1,223 @@
+"""Fetch, verify, unpack and index a pretraining genome once, before any training run.
+
+    python -m mdlm_dna.data.prepare hg38 --out DIR
+    python -m mdlm_dna.data.prepare fasta URL [--md5 HEX | --sha256 HEX] [--bed URL] --out DIR
+
+``hg38`` fetches what ``configs/genome/hg38.yaml`` lists under ``download`` (the UCSC FASTA and
+the fold BED), checks them against their published checksums, unpacks the FASTA (pyfaidx
+needs a plain or bgzipped file), tokenizes it into the memory-mapped token cache that training
+reads, and checks every BED interval against the chromosome lengths. Run it again at any time:
+finished steps are verified and skipped, an interrupted download resumes. Offline, it stops at
+once and says which files to fetch elsewhere and where to put them. Afterwards:
+``python -m mdlm_dna.pretrain genome=hg38 genome.root=DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from omegaconf import OmegaConf
+
+from mdlm_dna.data.download import DownloadError, OfflineError, RemoteFile, download
+from mdlm_dna.resources import config_dir
+
+log = logging.getLogger("mdlm_dna.prepare")
+
+
+class PrepareError(RuntimeError):
+    """A step failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of a genome: the remote file, and the name it is unpacked to (None: used as downloaded)."""
+
+    remote: RemoteFile
+    unpack: str | None = None
+
+    def ready_name(self) -> str:
+        return self.unpack or self.remote.name
+
+
+def genome_config(name: str, root: Path) -> dict[str, Any]:
+    """``configs/genome/NAME.yaml`` with ``root`` set and interpolations resolved."""
+    path = config_dir() / "genome" / f"{name}.yaml"
+    if not path.exists():
+        raise PrepareError(f"no genome config {path}")
+    cfg = OmegaConf.load(path)
+    cfg.root = str(root)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def items_from_config(cfg: dict[str, Any]) -> list[Item]:
+    dl = cfg.get("download") or {}
+    if not dl:
+        raise PrepareError(f"genome {cfg.get('name')!r} has no download section")
+    items = []
+    for spec in dl.values():
+        spec = dict(spec)
+        unpack = spec.pop("unpack", None)
+        items.append(Item(RemoteFile(**spec), unpack))
+    return items
+
+
+def offline_message(items: list[Item], out: Path, err: Exception, command: str) -> str:
+    lines = [
+        f"cannot download ({err}); this machine looks offline.",
+        f"Fetch these files elsewhere and put them in {out}/:",
+    ]
+    for it in items:
+        if (out / it.ready_name()).exists():
+            continue
+        f = it.remote
+        lines.append(
+            f"  {out / f.name}\n      from {f.url}\n      {f.checksum_text()}" + (f"  [{f.what}]" if f.what else "")
+        )
+    lines.append(f"then run `{command}` again: it verifies them and builds the index without the network.")
+    return "\n".join(lines)
+
+
+def unpack_gzip(src: Path, dst: Path) -> None:
+    """Stream-decompress to ``dst`` via a ``.part`` file (a killed run never leaves a truncated FASTA)."""
+    part = dst.with_name(dst.name + ".part")
+    t0 = time.time()
+    with gzip.open(src, "rb") as fin, open(part, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 24)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.replace(part, dst)
+    log.info("unpacked %s -> %s (%.1f GB, %.0f s)", src.name, dst.name, dst.stat().st_size / 1e9, time.time() - t0)
+
+
+def fetch_all(items: list[Item], out: Path, command: str, retries: int = 5, timeout: float = 60.0) -> None:
+    """Download (or verify what is there) and unpack every item; offline: a PrepareError listing what to fetch."""
+    out.mkdir(parents=True, exist_ok=True)
+    for it in items:
+        ready = out / it.ready_name()
+        if it.unpack and ready.exists():
+            log.info("%s: present (unpacked earlier), skipping its download", ready)
+            continue
+        try:
+            path = download(it.remote, out, retries=retries, timeout=timeout)
+        except OfflineError as e:
+            raise PrepareError(offline_message(items, out, e, command)) from None
+        except DownloadError as e:
+            raise PrepareError(str(e)) from None
+        if it.unpack:
+            unpack_gzip(path, ready)
+
+
+def build_index(cfg: dict[str, Any], cache_dir: str | None) -> dict[str, Any]:
+    """Tokenize the FASTA into the token cache training reads, index it for pyfaidx, check the BED."""
+    from mdlm_dna.data.datamodule import load_split_genome
+    from mdlm_dna.data.fasta import open_genome_pyfaidx
+
+    t0 = time.time()
+    genome, splits = load_split_genome({**cfg, "reader": "array"}, cache_dir)
+    t_cache = time.time() - t0
+    pyfaidx_ok = True
+    try:
+        open_genome_pyfaidx(cfg["path"], cache_dir, cfg.get("records"), int(cfg.get("min_record_length", 1)))
+    except Exception as e:  # the array path still works; say why the pyfaidx one does not
+        log.warning("pyfaidx path unavailable: %s", e)
+        pyfaidx_ok = False
+    summary = {
+        "genome": cfg.get("name"),
+        "fasta": str(genome.path),
+        "token_cache": str(genome.ids_file),
+        "token_cache_bytes": genome.ids_file.stat().st_size if genome.ids_file else None,
+        "records": len(genome.records),
+        "bases": len(genome),
+        "stats": genome.stats,
+        "bed": cfg.get("bed"),
+        "splits": {k: {"intervals": len(v), "bases": sum(map(len, v))} for k, v in splits.items()},
+        "pyfaidx_path": pyfaidx_ok,
+        "index_seconds": round(t_cache, 1),
+    }
+    return summary
+
+
+def prepare(cfg: dict[str, Any], items: list[Item], out: Path, command: str, cache_dir: str | None, **kw) -> dict:
+    fetch_all(items, out, command, **kw)
+    summary = build_index(cfg, cache_dir)
+    summary["files"] = {it.remote.name: {"url": it.remote.url, "checksum": it.remote.checksum_text()} for it in items}
+    (out / "prepared.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _fasta_items(args) -> tuple[dict[str, Any], list[Item]]:
+    def remote(url: str, md5: str | None, sha256: str | None, what: str) -> Item:
+        name = Path(urlparse(url).path).name or "download"
+        unpack = name[:-3] if name.endswith(".gz") and not name.endswith((".bed.gz",)) and not args.keep_gz else None
+        return Item(RemoteFile(url=url, name=name, md5=md5, sha256=sha256, what=what), unpack)
+
+    items = [remote(args.url, args.md5, args.sha256, "genome FASTA")]
+    cfg = genome_config("bed" if args.bed else "fasta", args.out)
+    cfg["name"] = args.name or Path(items[0].ready_name()).name.split(".")[0]
+    cfg["path"] = str(args.out / items[0].ready_name())
+    cfg["records"] = args.records
+    if args.bed:
+        items.append(remote(args.bed, args.bed_md5, args.bed_sha256, "BED intervals"))
+        cfg["bed"] = str(args.out / items[1].ready_name())
+        if args.split_map:
+            cfg["split_map"] = dict(kv.split("=", 1) for kv in args.split_map)
+    return cfg, items
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mdlm_dna.data.prepare", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    h = sub.add_parser("hg38", help="UCSC hg38 and its fold BED (configs/genome/hg38.yaml)")
+    f = sub.add_parser("fasta", help="any FASTA by URL, optionally with a BED of labelled intervals")
+    f.add_argument("url")
+    f.add_argument("--md5")
+    f.add_argument("--sha256")
+    f.add_argument("--bed", help="URL of a BED file (chrom start end label)")
+    f.add_argument("--bed-md5")
+    f.add_argument("--bed-sha256")
+    f.add_argument("--split-map", nargs="*", help="LABEL=SPLIT pairs, e.g. fold3=test fold4=validation fold0=train")
+    f.add_argument("--records", nargs="*", help="keep only these records (chromosomes)")
+    f.add_argument("--name", help="genome name (default: from the file name)")
+    f.add_argument("--keep-gz", action="store_true", help="do not unpack a .gz FASTA (array path only if plain gzip)")
+    for sp in (h, f):
+        sp.add_argument("--out", required=True, type=Path, help="folder for the files (genome.root)")
+        sp.add_argument("--cache-dir", help="token cache folder (default: $MDLM_DNA_CACHE or ~/.cache/mdlm_dna)")
+        sp.add_argument("--retries", type=int, default=5)
+        sp.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args.out = args.out.expanduser().resolve()
+    command = "python -m mdlm_dna.data.prepare " + " ".join(argv if argv is not None else sys.argv[1:])
+    try:
+        if args.what == "hg38":
+            cfg = genome_config("hg38", args.out)
+            items = items_from_config(cfg)
+            run = f"python -m mdlm_dna.pretrain genome=hg38 genome.root={args.out}"
+        else:
+            cfg, items = _fasta_items(args)
+            run = f"python -m mdlm_dna.pretrain genome={'bed' if args.bed else 'fasta'} genome.path={cfg['path']}"
+            run += f" genome.bed={cfg['bed']}" if args.bed else ""
+        summary = prepare(cfg, items, args.out, command, args.cache_dir, retries=args.retries, timeout=args.timeout)
+    except (PrepareError, DownloadError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.cache_dir:
+        run += f" cache_dir={args.cache_dir}"
+    print(json.dumps({k: summary[k] for k in ("genome", "bases", "records", "splits", "token_cache")}, indent=1))
+    print(f"ready: {run}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
