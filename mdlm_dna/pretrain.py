@@ -131,6 +131,8 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
+    # val/test metrics are torchmetrics sums already reduced over ranks before they are logged
+    warnings.filterwarnings("ignore", message=r".*It is recommended to use `self\.log\('(val|test)/.*sync_dist=True.*")
     pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
     module = DiffusionModule(config)
     datamodule = build_datamodule(config, cache_dir=config.get("cache_dir"), tokenizer=module.tokenizer)

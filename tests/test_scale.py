@@ -114,10 +114,13 @@ def _cli(run_dir: Path, *overrides: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true", "data.batch_size=8",
+       "data.global_batch_size=16"]
+
+
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
-    _cli(tmp_path / "one", "data.batch_size=16")
-    _cli(tmp_path / "ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
-         "data.batch_size=8", "data.global_batch_size=16")
+    _cli(tmp_path / "one", "data.batch_size=16", "checkpoint.every_n_train_steps=3", "checkpoint.keep_all=true")
+    _cli(tmp_path / "ddp", *DDP)
     one, ddp = _state(tmp_path / "one/checkpoints/last.ckpt"), _state(tmp_path / "ddp/checkpoints/last.ckpt")
     # gloo all-reduce averages the two ranks' gradients: equal to the big-batch gradient up to rounding
     _assert_same_training(one, ddp, atol=1e-4)
@@ -125,10 +128,14 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     val = [pd.read_csv(tmp_path / d / "metrics.csv").dropna(subset=["val/nelbo"])["val/nelbo"].iloc[-1]
            for d in ("one", "ddp")]
     assert val[1] == pytest.approx(val[0], rel=1e-4)
-    # one checkpoint, written once
-    assert sorted(p.name for p in (tmp_path / "ddp/checkpoints").iterdir() if not p.name.startswith(".")) == sorted(
-        p.name for p in (tmp_path / "one/checkpoints").iterdir() if not p.name.startswith(".")
-    )
+    # each checkpoint written once, by one rank, and no temporary file left behind
+    assert sorted(p.name for p in (tmp_path / "ddp/checkpoints").iterdir()) == ["best.ckpt", "last.ckpt",
+                                                                                "step0000006.ckpt"]
+    # resuming the one-process run's step-3 checkpoint on two processes continues the same training
+    _cli(tmp_path / "moved", *DDP, f"resume={tmp_path / 'one/checkpoints/step0000003.ckpt'}")
+    moved = torch.load(tmp_path / "moved/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert moved["global_step"] == 6
+    _assert_same_training(one, moved["state_dict"], atol=1e-4)
 
 
 # ----- compile and activation checkpointing -----------------------------------------------------
