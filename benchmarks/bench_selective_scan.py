@@ -1,14 +1,22 @@
-"""Forward + backward throughput and peak memory of the selective scan backends.
+"""Forward + backward time and peak memory of the selective scan backends, and of a Caduceus-PS training step.
 
     python benchmarks/bench_selective_scan.py                       # CPU, L = 1k, 8k, 131k
     python benchmarks/bench_selective_scan.py --device cuda --batch 8 --lengths 1024 8192 131072
+    python benchmarks/bench_selective_scan.py --issue               # the GPU table: triton vs cuda vs torch
+    python benchmarks/bench_selective_scan.py --shapes 8,1536,1024,16 --variants triton cuda --model-shapes 8,1024
 
-Each (backend, L) runs in fresh subprocesses so that its peak memory is its own: on CUDA
+Each (backend, shape) runs in fresh subprocesses so that its peak memory is its own: on CUDA
 torch.cuda.max_memory_allocated, on CPU the growth of the process's peak resident set over the inputs,
 with large allocations mmap'd so that freed tensors leave it (tracemalloc cannot see tensor memory).
 Default sizes are one layer of the Caduceus paper's models:
 d_model 256, expand 2 (D = 512 channels), N = 16. The sequential reference is skipped past
 --reference-max-len (one Python step per position).
+
+``--issue`` runs the shapes (batch, D, L, N) = (8, 1536, 1k, 16), (8, 512, 8k, 16), (1, 512, 131k, 16) for
+the triton, cuda (mamba-ssm, if it imports) and torch[segsum] backends, then a whole Caduceus-PS training
+step (configs/model/caduceus_ps_paper.yaml: forward, backward, AdamW) in tokens/s; the ``x cuda`` column is
+the time over mamba-ssm's. On a CPU, ``triton`` runs under Triton's interpreter: a correctness run, not a
+speed.
 """
 
 from __future__ import annotations
@@ -24,16 +32,24 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mdlm_dna.models import build_backbone  # noqa: E402
 from mdlm_dna.models.selective_scan import SCAN_KERNEL, selective_scan  # noqa: E402
+from mdlm_dna.tokenizers import NucleotideTokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ISSUE_SHAPES = [(8, 1536, 1024, 16), (8, 512, 8192, 16), (1, 512, 131072, 16)]  # batch, D, L, N
+ISSUE_MODEL_SHAPES = [(8, 1024), (1, 131072)]  # batch, L of the Caduceus-PS training step
 
 VARIANTS = {  # row name -> selective_scan arguments
     "reference": {"backend": "reference"},
     "torch[scan]": {"backend": "torch", "intra_chunk": "scan"},
     "torch[segsum]": {"backend": "torch", "intra_chunk": "segsum"},
     "cuda": {"backend": "cuda"},
+    "triton": {"backend": "triton"},
 }
 
 
@@ -55,39 +71,79 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _measure(args: dict, out: mp.Queue) -> None:
-    torch.set_num_threads(args["threads"])
-    device, cuda = torch.device(args["device"]), args["device"].startswith("cuda")
-    dtype = getattr(torch, args["dtype"])
+def _model_step(args: dict, device: torch.device, dtype: torch.dtype):
+    """One AdamW training step of a Caduceus backbone on random tokens, half of them masked."""
+    cfg = yaml.safe_load(Path(args["model_config"]).read_text())
+    cfg.update(args["model_set"], scan_backend=VARIANTS[args["variant"]]["backend"])
+    tok = NucleotideTokenizer()
+    torch.manual_seed(0)
+    model = build_backbone(cfg, tok.vocab_size, tok.complement_ids).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randint(0, tok.vocab_size, (args["batch"], args["length"]), device=device)
+    noisy = torch.where(torch.rand(x.shape, device=device) < 0.5, tok.mask_id, x)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            logits = model(noisy, None)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), x.flatten()).backward()
+        opt.step()
+
+    return step
+
+
+def _scan_step(args: dict, device: torch.device, dtype: torch.dtype):
     kw = dict(VARIANTS[args["variant"]])
     if args["chunk_size"] and kw["backend"] == "torch":
         kw["chunk_size"] = args["chunk_size"]
+    scan = selective_scan
+    if args.get("triton_opts"):  # a launch configuration of the Triton kernels, called directly
+        from mdlm_dna.models.triton_scan import selective_scan_fn
+
+        bd, chunk, warps = args["triton_opts"]
+        kw = {"block_d": bd, "chunk": chunk, "num_warps": warps}
+        scan = selective_scan_fn
     x = _inputs(args["batch"], args["dim"], args["n"], args["length"], device, dtype)
     leaves = {k: v.requires_grad_() for k, v in x.items()}
 
     def step():
         for v in leaves.values():
             v.grad = None
-        y = selective_scan(**leaves, delta_softplus=True, **kw)
+        y = scan(**leaves, delta_softplus=True, **kw)
         y.float().square().mean().backward()
-        if cuda:
-            torch.cuda.synchronize()
 
+    return step
+
+
+def _measure(args: dict, out: mp.Queue) -> None:
+    torch.set_num_threads(args["threads"])
+    device, cuda = torch.device(args["device"]), args["device"].startswith("cuda")
+    dtype = getattr(torch, args["dtype"])
     try:
-        if args["memory"]:  # one step; peak growth over the inputs
+        body = (_model_step if args["kind"] == "model" else _scan_step)(args, device, dtype)
+
+        def step():
+            body()
+            if cuda:
+                torch.cuda.synchronize()
+
+        if args["memory"]:  # one step; peak growth over the inputs (and, for the model, its weights)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated() if cuda else _peak_rss_bytes()
             step()
             peak = torch.cuda.max_memory_allocated() - base if cuda else _peak_rss_bytes() - base
             out.put({"peak_mib": peak / 2**20})
             return
-        step()  # warm-up (and kernel import)
+        step()  # warm-up (kernel import, Triton compilation, autotuning of cuBLAS)
         times = []
         for _ in range(args["repeats"]):
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
         t = min(times)
-        out.put({"tokens_per_s": args["batch"] * args["length"] / t, "seconds": t})
+        out.put({"ms": 1e3 * t, "tokens_per_s": args["batch"] * args["length"] / t})
     except Exception as err:  # out of memory, or the CUDA kernel missing
         out.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"})
 
@@ -117,11 +173,37 @@ def _spawn(args: dict, timeout: float, env: dict[str, str]) -> dict:
 def run_one(args: dict, timeout: float) -> dict:
     """Time in one process, memory in another: for the memory run glibc serves every allocation over
     128 KiB by mmap, so that freed tensors leave the resident set (but allocation gets slower)."""
-    res = _spawn({**args, "memory": False}, timeout, {})
+    # off-GPU, Triton only runs under its interpreter, which must be on before triton is imported
+    env = {"TRITON_INTERPRET": "1"} if args["variant"] == "triton" and args["device"] == "cpu" else {}
+    res = _spawn({**args, "memory": False}, timeout, env)
     if "error" in res:
         return res
-    mem = _spawn({**args, "memory": True}, timeout, {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)})
+    mem = _spawn({**args, "memory": True}, timeout, {**env, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)})
     return {**res, **mem} if "error" not in mem else {**res, "note": "memory: " + mem["error"]}
+
+
+def _triple(text: str, n: int) -> tuple[int, ...]:
+    parts = tuple(int(p) for p in text.split(","))
+    if len(parts) != n:
+        raise argparse.ArgumentTypeError(f"expected {n} comma-separated integers; got {text!r}")
+    return parts
+
+
+def _with_ratio(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Add ``x cuda``: each row's time over mamba-ssm's for the same shape."""
+    if "ms" not in df or not (df["backend"] == "cuda").any():
+        return df
+    cuda_ms = df[df["backend"] == "cuda"].set_index(keys)["ms"]
+    df["x cuda"] = [row.ms / cuda_ms.get(tuple(row[k] for k in keys), float("nan")) for _, row in df.iterrows()]
+    return df
+
+
+def _print(title: str, rows: list[dict], keys: list[str]) -> pd.DataFrame:
+    df = _with_ratio(pd.DataFrame(rows), keys)
+    print(title)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(df.to_string(index=False, float_format=lambda v: f"{v:,.2f}", na_rep=""))
+    return df
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -130,9 +212,21 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dim", type=int, default=512, help="channels D (d_model * expand)")
     ap.add_argument("--state", type=int, default=16, help="state size N")
+    ap.add_argument("--shapes", type=lambda t: _triple(t, 4), nargs="+", default=None, metavar="B,D,L,N",
+                    help="scan shapes; replace --batch/--dim/--lengths/--state")
+    ap.add_argument("--model-shapes", type=lambda t: _triple(t, 2), nargs="*", default=[], metavar="B,L",
+                    help="also time a whole training step of --model-config at these batch, length")
+    ap.add_argument("--model-config", type=Path, default=ROOT / "configs/model/caduceus_ps_paper.yaml")
+    ap.add_argument("--model-set", nargs="*", default=[], metavar="KEY=INT",
+                    help="override integer fields of the model config (e.g. d_model=16 n_layers=1 for a CPU run)")
+    ap.add_argument("--issue", action="store_true", help="the issue's GPU table (see above)")
+    ap.add_argument("--triton-configs", type=lambda t: _triple(t, 3), nargs="*", default=[], metavar="BD,T,W",
+                    help="also time the Triton kernels at these (channels per program, steps per tile, warps)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="scan inputs; for the model step, autocast to this dtype")
+    ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
+                    help="default: all but triton on a CPU; with --issue: triton, cuda, torch[segsum]")
     ap.add_argument("--chunk-size", type=int, default=None, help="torch backend chunk (default: its own)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
@@ -141,36 +235,67 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     a = ap.parse_args(argv)
+    if a.issue and a.device == "cpu":
+        ap.error("--issue is the GPU table (on a CPU, Triton runs under its interpreter: hours at these sizes)")
+    if a.issue:
+        a.shapes = a.shapes or ISSUE_SHAPES
+        a.model_shapes = a.model_shapes or ISSUE_MODEL_SHAPES
+        a.variants = a.variants or ["triton", "cuda", "torch[segsum]"]
+    if a.variants is None:
+        a.variants = [v for v in VARIANTS if v != "triton" or a.device != "cpu"]
+    shapes = a.shapes or [(a.batch, a.dim, length, a.state) for length in a.lengths]
+    model_set = {}
+    for item in a.model_set:
+        key, _, value = item.partition("=")
+        model_set[key] = int(value)
 
-    rows = []
+    base = {"device": a.device, "dtype": a.dtype, "chunk_size": a.chunk_size, "repeats": a.repeats,
+            "threads": a.threads, "model_config": str(a.model_config), "model_set": model_set}
+    scan_rows, model_rows, model_done = [], [], set()
     for variant in a.variants:
         if variant == "cuda" and not a.device.startswith("cuda"):
             continue
         if variant == "cuda" and SCAN_KERNEL.get() is None:
-            rows.append({"backend": variant, "L": None, "note": "mamba_ssm kernel unavailable"})
+            scan_rows.append({"backend": variant, "note": "mamba_ssm kernel unavailable"})
             continue
-        for length in a.lengths:
-            row = {"backend": variant, "L": length}
+        for batch, dim, length, n in shapes:
+            row = {"backend": variant, "B": batch, "D": dim, "L": length, "N": n}
             if variant == "reference" and length > a.reference_max_len:
-                rows.append({**row, "note": f"skipped: a Python step per position (> {a.reference_max_len})"})
+                scan_rows.append({**row, "note": f"skipped: a Python step per position (> {a.reference_max_len})"})
                 continue
             if variant == "torch[segsum]" and a.device == "cpu" and length > a.segsum_cpu_max_len:
                 note = f"skipped: T times the work of [scan], a GPU path (> {a.segsum_cpu_max_len})"
-                rows.append({**row, "note": note})
+                scan_rows.append({**row, "note": note})
                 continue
-            args = {"variant": variant, "length": length, "batch": a.batch, "dim": a.dim, "n": a.state,
-                    "device": a.device, "dtype": a.dtype, "chunk_size": a.chunk_size, "repeats": a.repeats,
-                    "threads": a.threads}
+            args = {**base, "kind": "scan", "variant": variant, "length": length, "batch": batch, "dim": dim, "n": n}
             res = run_one(args, a.timeout)
-            rows.append({**row, **({"note": res["error"]} if "error" in res else res)})
-            print(rows[-1], file=sys.stderr, flush=True)
-    df = pd.DataFrame(rows)
-    print(f"selective scan, forward + backward: batch {a.batch}, D {a.dim}, N {a.state}, {a.dtype}, "
-          f"device {a.device}" + (f", {a.threads} CPU threads" if a.device == "cpu" else ""))
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(df.to_string(index=False, float_format=lambda v: f"{v:,.1f}", na_rep=""))
+            scan_rows.append({**row, **({"note": res["error"]} if "error" in res else res)})
+            print(scan_rows[-1], file=sys.stderr, flush=True)
+            for opts in a.triton_configs if variant == "triton" else []:
+                res = run_one({**args, "triton_opts": opts}, a.timeout)
+                label = "triton[bd={},T={},w={}]".format(*opts)
+                scan_rows.append({**row, "backend": label, **({"note": res["error"]} if "error" in res else res)})
+                print(scan_rows[-1], file=sys.stderr, flush=True)
+        backend = VARIANTS[variant]["backend"]  # the model picks the torch backend's variant itself
+        if variant == "reference" or backend in model_done:
+            continue  # a whole model on the sequential reference: hours
+        model_done.add(backend)
+        for batch, length in a.model_shapes:
+            args = {**base, "kind": "model", "variant": variant, "length": length, "batch": batch}
+            res = run_one(args, a.timeout)
+            model_rows.append({"backend": backend, "B": batch, "L": length,
+                               **({"note": res["error"]} if "error" in res else res)})
+            print(model_rows[-1], file=sys.stderr, flush=True)
+    where = f"device {a.device}" + (f", {a.threads} CPU threads" if a.device == "cpu" else "")
+    if a.device == "cuda":
+        where += f" ({torch.cuda.get_device_name()})"
+    df = _print(f"selective scan, forward + backward, {a.dtype}, {where}", scan_rows, ["B", "D", "L", "N"])
+    if model_rows:
+        sizes = ", ".join(f"{k}={v}" for k, v in model_set.items())
+        _print(f"\n{a.model_config.name}{' with ' + sizes if sizes else ''}: one AdamW training step "
+               f"(forward + backward + update), {a.dtype}, {where}", model_rows, ["B", "L"])
     if a.json:
-        a.json.write_text(json.dumps(rows, indent=1))
+        a.json.write_text(json.dumps({"scan": scan_rows, "model": model_rows}, indent=1))
     return df
 
 

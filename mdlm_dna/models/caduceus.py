@@ -70,7 +70,7 @@ class CaduceusConfig:
     tie_embeddings: bool = True  # LM head = embedding matrix, as the published Caduceus checkpoints
     time_conditioning: bool = False  # the MDLM paper's DNA runs use none
     cond_dim: int = 128
-    scan_backend: str = "auto"  # auto | torch | reference | cuda, see selective_scan.py
+    scan_backend: str = "auto"  # auto | torch | reference | cuda | triton, see selective_scan.py
     # initialisation (mamba-ssm's MixerModel scheme)
     initializer_range: float = 0.02
     rescale_prenorm_residual: bool = True

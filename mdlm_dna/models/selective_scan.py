@@ -21,17 +21,22 @@ Backends:
   ``benchmarks/bench_selective_scan.py``). Chunks are grouped in blocks of bounded size; for long inputs
   the blocks are recomputed in the backward pass, so memory stays bounded at L = 131k.
 * ``cuda``: mamba-ssm's fused kernel, only when mamba_ssm imports and the tensors are on a GPU.
-* ``auto``: cuda when possible, else torch. A kernel that fails to import (current mamba-ssm releases
-  do without their compiled extension) or fails when called (newer releases import and raise at call)
-  is dropped once, with a warning, and the torch backend takes over.
+* ``triton``: our fused Triton kernels (``triton_scan.py``), forward and backward: nothing to compile,
+  only ``pip install triton`` (shipped with CUDA builds of PyTorch). Needs CUDA tensors, or CPU tensors
+  under Triton's interpreter (``TRITON_INTERPRET=1``, for tests).
+* ``auto``: on CUDA tensors cuda, else triton, else torch; torch off-GPU. A kernel that fails to import
+  (current mamba-ssm releases do without their compiled extension; no triton) or fails when called
+  (newer mamba-ssm releases import and raise at call) is dropped once, with a warning, and the next
+  backend takes over.
 
-Nothing from mamba_ssm or causal_conv1d is imported until a CUDA tensor asks for it.
+Nothing from mamba_ssm, causal_conv1d or triton is imported until a CUDA tensor asks for it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +47,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 logger = logging.getLogger("mdlm_dna.models")
 
-SCAN_BACKENDS = ("auto", "reference", "torch", "cuda")
+SCAN_BACKENDS = ("auto", "reference", "torch", "cuda", "triton")
 CHUNK_SIZE = 32  # steps per chunk in the torch backend
 BLOCK_ELEMENTS = 1 << 23  # elements of one [batch, D, N, block] intermediate (32 MiB in float32)
 RECOMPUTE_ELEMENTS = 1 << 25  # above this many [batch, D, N, L] elements, blocks are recomputed in backward
@@ -66,13 +71,13 @@ class OptionalKernel:
                 self._fn, self.state = self._loader(), "ok"
             except Exception as err:  # ImportError, OSError (missing libcudart), RuntimeError, ...
                 self.state = "failed"
-                logger.info("%s is not available (%s: %s); using the PyTorch implementation",
+                logger.info("%s is not available (%s: %s); using the next implementation",
                             self.name, type(err).__name__, err)
         return self._fn if self.state == "ok" else None
 
     def disable(self, err: BaseException) -> None:
         self._fn, self.state = None, "failed"
-        logger.warning("%s failed when called (%s: %s); falling back to the PyTorch implementation for the "
+        logger.warning("%s failed when called (%s: %s); falling back to the next implementation for the "
                        "rest of this process", self.name, type(err).__name__, err)
 
     def reset(self) -> None:
@@ -91,13 +96,30 @@ def _load_causal_conv1d_fn() -> Callable[..., Any]:
     return causal_conv1d_fn
 
 
+def _load_triton_scan_fn() -> Callable[..., Any]:
+    from .triton_scan import selective_scan_fn
+
+    return selective_scan_fn
+
+
 SCAN_KERNEL = OptionalKernel("mamba_ssm selective_scan_fn", _load_selective_scan_fn)
+TRITON_SCAN_KERNEL = OptionalKernel("triton selective scan", _load_triton_scan_fn)
 CONV_KERNEL = OptionalKernel("causal_conv1d_fn", _load_causal_conv1d_fn)
 _logged: set[str] = set()
 
 
 def _on_cuda(t: Tensor) -> bool:
     return t.is_cuda
+
+
+def _triton_usable(t: Tensor) -> bool:
+    """CUDA tensors, or any under Triton's CPU interpreter (which must be set before triton is imported)."""
+    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _triton_auto(t: Tensor) -> bool:
+    """auto tries Triton on CUDA tensors only (the interpreter is for tests), and never for float64."""
+    return t.is_cuda and t.dtype != torch.float64
 
 
 def _log_once(what: str, backend: str) -> None:
@@ -148,6 +170,7 @@ def selective_scan(
     if backend not in SCAN_BACKENDS:
         raise ValueError(f"unknown selective scan backend {backend!r}; choose one of {SCAN_BACKENDS}")
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    auto = backend == "auto"
     if backend in ("auto", "cuda"):
         usable = _on_cuda(u)
         if backend == "cuda" and not usable:
@@ -159,6 +182,20 @@ def selective_scan(
             return out
         if backend == "cuda":
             raise RuntimeError("selective_scan backend='cuda': mamba_ssm's kernel is unavailable")
+        backend = "triton" if _triton_auto(u) else "torch"
+    if backend == "triton":
+        if not _triton_usable(u):
+            raise RuntimeError("selective_scan backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1)")
+        if u.dtype == torch.float64:
+            raise ValueError("selective_scan backend='triton' computes in float32; use float32, bfloat16 or "
+                             "float16 inputs, or backend='torch' for float64")
+        out = _call_kernel(TRITON_SCAN_KERNEL, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        if out is not None:
+            _log_once("selective_scan", "triton")
+            return out
+        if not auto:
+            raise RuntimeError("selective_scan backend='triton': the Triton kernel is unavailable "
+                               "(pip install triton; see the log for the error)")
         backend = "torch"
     _log_once("selective_scan", backend)
     if backend == "reference":
