@@ -36,11 +36,17 @@ def available_backbones() -> list[str]:
 def build_backbone(
     config: Mapping[str, Any], vocab_size: int, complement_ids: Sequence[int] | None = None
 ) -> nn.Module:
-    """Build the backbone named by ``config['name']`` from the rest of the config."""
-    cfg = dict(config)
+    """Build the backbone named by ``config['name']`` from the rest of the config.
+
+    ``checkpointing`` (activation checkpointing per block) is applied here; ``compile`` says how the
+    trainer runs the backbone and is left to it (``DiffusionModule.setup``).
+    """
+    cfg = {k: v for k, v in config.items() if k not in ("compile", "checkpointing")}
     name = cfg.pop("name", None)
     if name not in _REGISTRY:
         raise ValueError(f"unknown backbone {name!r}; choose one of {available_backbones()}")
     module_name, builder = _REGISTRY[name].split(":")
     build = getattr(importlib.import_module(module_name), builder)
-    return build(cfg, vocab_size=vocab_size, complement_ids=complement_ids)
+    backbone = build(cfg, vocab_size=vocab_size, complement_ids=complement_ids)
+    backbone.gradient_checkpointing = bool(config.get("checkpointing", False))
+    return backbone

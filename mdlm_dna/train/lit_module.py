@@ -30,8 +30,6 @@ from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer, build_tokeni
 from mdlm_dna.train.ema import EMA
 
 LN2 = math.log(2.0)
-# model config keys that say how to run the backbone, not what it is
-TRAINING_ONLY_MODEL_KEYS = ("compile", "checkpointing")
 EVAL_NOISE_BLOCK = 256  # evaluation windows share one seeded draw per block of this many indices
 Tokenizer = NucleotideTokenizer | TextTokenizer
 
@@ -112,9 +110,7 @@ def build_objective(config: dict[str, Any], tokenizer: Tokenizer) -> nn.Module:
     name = obj.pop("name", "mdlm")
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    model_cfg = {k: v for k, v in config["model"].items() if k not in TRAINING_ONLY_MODEL_KEYS}
-    backbone = build_backbone(model_cfg, tokenizer.vocab_size, tokenizer.complement_ids)
-    backbone.gradient_checkpointing = bool(config["model"].get("checkpointing", False))
+    backbone = build_backbone(dict(config["model"]), tokenizer.vocab_size, tokenizer.complement_ids)
     noise_cfg = dict(config["noise"])
     schedule = build_schedule(noise_cfg.pop("name"), **noise_cfg)
     return OBJECTIVES[name](backbone, schedule, tokenizer, obj)
