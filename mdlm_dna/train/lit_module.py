@@ -41,12 +41,24 @@ def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
     return g
 
 
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # additive recurrence: any run of consecutive rows is spread over [0, 1)
+
+
 def drawn_noise(
-    index: torch.Tensor, length: int, block: int, antithetic: bool, key: tuple[int, ...], block_id: int | None = None
+    index: torch.Tensor,
+    length: int,
+    block: int,
+    antithetic: bool,
+    key: tuple[int, ...],
+    block_id: int | None = None,
+    stride: float | None = None,
 ) -> DrawnNoise:
-    """Per-sample uniforms: sample ``i`` gets row ``i mod block`` of a ``[block, length + 1]`` draw seeded by
+    """Per-sample uniforms: sample ``i`` gets row ``r = i mod block`` of a ``[block, length + 1]`` draw seeded by
     ``(*key, i // block)`` (or ``(*key, block_id)`` when every index is known to lie in that block, which
-    avoids reading the indices on the host)."""
+    avoids reading the indices on the host). Its time is ``u0 + r * stride mod 1`` (low-discrepancy): the
+    default stride ``1 / block`` stratifies a full block exactly (a global batch); evaluation, whose
+    batches cover a few rows of a block, uses the golden-ratio stride that spreads any run of rows."""
+    stride = 1.0 / block if stride is None else stride
     device = index.device
     t_u = torch.empty(index.shape[0], device=device)
     mask_u = torch.empty(index.shape[0], length, device=device)
@@ -57,7 +69,7 @@ def drawn_noise(
         draw = torch.rand(block, length + 1, device=device, generator=g)
         rows = index % block
         sel = torch.ones_like(index, dtype=torch.bool) if block_id is not None else index // block == b
-        t_row = (u0 + rows / block) % 1.0 if antithetic else draw[rows, 0]
+        t_row = (u0 + rows * stride) % 1.0 if antithetic else draw[rows, 0]
         t_u = torch.where(sel, t_row, t_u)
         mask_u = torch.where(sel[:, None], draw[rows, 1:], mask_u)
     return DrawnNoise(t_uniform=t_u, mask_uniform=mask_u)
@@ -178,7 +190,7 @@ class DiffusionModule(pl.LightningModule):
         for k in range(int(self.config.get("eval", {}).get("t_samples", 1))):
             if "index" in batch:
                 g = drawn_noise(batch["index"], x0.shape[1], EVAL_NOISE_BLOCK, self._antithetic(),
-                                key=(self.seed, stream, k))
+                                key=(self.seed, stream, k), stride=GOLDEN)
             else:
                 g = seeded_generator(self.device, self.seed, stream, k, batch_idx, self.global_rank)
             out = self.objective.nelbo(x0, generator=g)

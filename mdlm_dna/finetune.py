@@ -1,0 +1,222 @@
+"""Fine-tune a sequence classifier on GenomicBenchmarks (or any sequence,label table) and report test metrics.
+
+python -m mdlm_dna.finetune task=human_nontata_promoters ckpt=RUN/checkpoints/last.ckpt
+python -m mdlm_dna.finetune task=human_nontata_promoters ckpt=null model=caduceus_ps   # from scratch
+python -m mdlm_dna.finetune task=human_nontata_promoters classifier=cnn               # the paper's CNN baseline
+python -m mdlm_dna.finetune task=all seeds=5 ckpt=...                                 # every task, results table
+python -m mdlm_dna.finetune task=csv task.train_path=TRAIN.csv task.test_path=TEST.csv [task.val_path=DEV.csv]
+
+Each run folder gets label_mapping.json (sorted class names -> label), metrics.json and the best-validation
+checkpoint; the top folder gets results.csv and results.md (mean and std over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from mdlm_dna.data.classification import ClassificationDataConfig, ClassificationDataModule
+from mdlm_dna.data.genomic_benchmarks import GB_TASKS, DatasetError, TaskData, load_task
+from mdlm_dna.models import build_backbone
+from mdlm_dna.models.cnn_baseline import build_cnn
+from mdlm_dna.models.heads import Conjoin, SequenceClassifier
+from mdlm_dna.resources import config_dir, register_resolvers
+from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.train.classifier import ClassifierModule
+
+log = logging.getLogger("mdlm_dna.finetune")
+register_resolvers()
+METRICS = ("accuracy", "mcc", "f1")
+TASK_SOURCE_KEYS = ("data_dir", "download", "coordinates_dir", "reference_fasta")
+
+
+def task_configs(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """``task=all`` -> the nine GenomicBenchmarks task configs, with the data-location keys of ``all`` applied."""
+    if task["name"] != "all":
+        return [task]
+    out = []
+    for name in task.get("tasks") or GB_TASKS:
+        cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "task" / f"{name}.yaml"), resolve=True)
+        cfg.update({k: task[k] for k in TASK_SOURCE_KEYS if task.get(k) is not None})
+        out.append(cfg)
+    return out
+
+
+def build_model(cfg: dict[str, Any], num_classes: int, input_len: int) -> tuple[nn.Module, str]:
+    """The classifier network and a short description of it (for the results table)."""
+    tok = NucleotideTokenizer()
+    head = cfg["head"]
+    if cfg["classifier"] == "cnn":
+        model: nn.Module = build_cnn(num_classes, input_len, pad_id=tok.pad_id, **(cfg.get("cnn") or {}))
+        desc = "cnn_baseline"
+    elif cfg["classifier"] == "backbone":
+        if cfg.get("ckpt"):
+            from mdlm_dna.evaluate import load_module
+
+            module, ema = load_module(cfg["ckpt"], use_ema=bool(cfg.get("use_ema", True)))
+            backbone = module.objective.backbone.train()  # load_module leaves it in eval mode
+            desc = f"{module.config['model']['name']} pretrained ({'EMA' if ema else 'raw'} weights)"
+        else:
+            backbone = build_backbone(dict(cfg["model"]), tok.vocab_size, tok.complement_ids)
+            desc = f"{cfg['model']['name']} from scratch"
+        model = SequenceClassifier(
+            backbone,
+            num_classes,
+            pooling=head["pooling"],
+            dropout=float(head.get("dropout", 0.0)),
+            freeze_backbone=bool(head.get("freeze_backbone", False)),
+            pad_mode=head.get("pad_mode", "pad"),
+        )
+        if head.get("freeze_backbone"):
+            desc += ", frozen"
+    else:
+        raise ValueError(f"classifier must be 'backbone' or 'cnn', got {cfg['classifier']!r}")
+    if head.get("conjoin_train") or head.get("conjoin_test"):
+        model = Conjoin(
+            model,
+            tok.complement_ids,
+            tok.pad_id,
+            train=bool(head.get("conjoin_train")),
+            test=bool(head.get("conjoin_test")),
+        )
+        desc += ", conjoin"
+    return model, desc
+
+
+def run_one(cfg: dict[str, Any], data: TaskData, seed: int, run_dir: Path, max_length: int | None) -> dict[str, Any]:
+    """Train on one seed's train/validation split, test the best-validation epoch, write the run's files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    dcfg = ClassificationDataConfig(**{**cfg["data"], "max_length": max_length})
+    dm = ClassificationDataModule(data, dcfg, seed=seed)
+    model, desc = build_model(cfg, dm.num_classes, input_len=max_length or dm.max_seq_len())
+    module = ClassifierModule(model, dm.num_classes, cfg["optim"])
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/accuracy", mode="max")
+    trainer = pl.Trainer(
+        **cfg["trainer"],
+        default_root_dir=str(run_dir),
+        callbacks=[best],
+        logger=CSVLogger(run_dir, name="logs", version=""),
+        enable_checkpointing=True,
+    )
+    (run_dir / "label_mapping.json").write_text(json.dumps(data.label_mapping(), indent=1))
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    train_s = time.perf_counter() - t0
+    use_best = cfg.get("select_best", True) and best.best_model_path
+    raw = trainer.test(module, datamodule=dm, ckpt_path="best" if use_best else None, verbose=False)[0]
+    sizes = dm.sizes()
+    test_labels = dm.frames["test"]["label"].to_numpy()
+    result = {
+        "task": data.name,
+        "model": desc,
+        "seed": seed,
+        "classes": data.classes,
+        "train": sizes["train"],
+        "val": sizes["val"],
+        "test": sizes["test"],
+        **{m: float(raw[f"test/{m}"]) for m in METRICS},
+        "majority_rate": float(np.bincount(test_labels).max() / len(test_labels)),
+        "best_val_accuracy": float(best.best_model_score) if best.best_model_score is not None else None,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "train_seconds": round(train_s, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "source": data.source,
+        "ckpt": cfg.get("ckpt"),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    print(
+        f"{data.name} seed {seed} [{desc}]: test accuracy {result['accuracy']:.4f} | MCC {result['mcc']:.4f} | "
+        f"F1 {result['f1']:.4f} ({result['test']} test sequences; majority class {result['majority_rate']:.4f})"
+    )
+    return result
+
+
+def summarize(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (task, model): sizes and mean / sample std (ddof=1) of each metric over seeds."""
+    df = pd.DataFrame(results)
+    rows = []
+    for (task, model), g in df.groupby(["task", "model"], sort=False):
+        row = {
+            "task": task,
+            "model": model,
+            "classes": len(g["classes"].iloc[0]),
+            "train": int(g["train"].iloc[0]),
+            "val": int(g["val"].iloc[0]),
+            "test": int(g["test"].iloc[0]),
+            "seeds": len(g),
+        }
+        for m in METRICS:
+            row[f"{m}_mean"] = float(g[m].mean())
+            row[f"{m}_std"] = float(g[m].std(ddof=1)) if len(g) > 1 else float("nan")
+        row["majority_rate"] = float(g["majority_rate"].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    head = "| task | model | classes | train | val | test | seeds | accuracy | MCC | F1 | majority |"
+    lines = [head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def pm(r, m):
+        std = r[f"{m}_std"]
+        return f"{r[f'{m}_mean']:.4f}" + ("" if np.isnan(std) else f" ± {std:.4f}")
+
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r.task} | {r.model} | {r.classes} | {r.train:,} | {r.val:,} | {r.test:,} | {r.seeds} | "
+            f"{pm(r, 'accuracy')} | {pm(r, 'mcc')} | {pm(r, 'f1')} | {r.majority_rate:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def finetune(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> pd.DataFrame:
+    config = OmegaConf.to_container(OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg, resolve=True)
+    config.pop("hydra", None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    tasks = task_configs(config["task"])
+    seeds = [int(config["seed"]) + k for k in range(int(config.get("seeds", 1)))]
+    results = []
+    for task in tasks:
+        data = load_task(task, seed=0)  # seed 0: a held-out test fraction (tables only) is the same for every seed
+        max_length = config["data"].get("max_length") or task.get("max_length")
+        for seed in seeds:
+            run_dir = out_dir / task["name"] / f"seed-{seed}" if len(tasks) > 1 or len(seeds) > 1 else out_dir
+            results.append(run_one(config, data, seed, run_dir, int(max_length) if max_length else None))
+    table = summarize(results)
+    table.to_csv(out_dir / "results.csv", index=False)
+    (out_dir / "results.md").write_text(to_markdown(table))
+    if len(results) > 1:
+        print(to_markdown(table))
+    print(f"run folder: {out_dir}")
+    return table
+
+
+@hydra.main(config_path=str(config_dir()), config_name="finetune", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        finetune(cfg, HydraConfig.get().runtime.output_dir)
+    except (DatasetError, FileNotFoundError) as e:  # bad or missing data: the message says it all
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

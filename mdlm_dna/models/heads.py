@@ -1,0 +1,123 @@
+"""Classification heads on a pretrained backbone: padding-aware pooling, RC conjoining, freezing.
+
+Batches are right-padded (``input_ids`` [B, L] with [PAD] after each sequence's ``lengths[b]`` real
+tokens). Pooling looks only at real positions: ``mean`` divides by the real length (never by L, and
+never by zero), ``last`` reads position ``lengths - 1`` (not -1, which is padding), ``first`` reads
+position 0. Ambiguous bases (N) are real input and are pooled like any base, so an all-N sequence
+gives finite features and a finite loss.
+
+Pooling cannot undo what padding does inside the backbone: the DiT attends to [PAD] keys and the
+bidirectional Mamba family scans through them, so in a batch of unequal lengths a sequence's
+features depend on the longest sequence beside it. ``pad_mode="group"`` runs the backbone on
+sub-batches of equal length (no padding at all; exact, slower on variable-length tasks);
+``"pad"`` (default) runs the padded batch, as the reference harnesses do. Fixed-length tasks
+are the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+POOLINGS = ("mean", "first", "last")
+PAD_MODES = ("pad", "group")
+
+
+def valid_mask(lengths: Tensor, seq_len: int) -> Tensor:
+    """[B, L] bool, True at real positions."""
+    return torch.arange(seq_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def pool(hidden: Tensor, lengths: Tensor, mode: str = "mean") -> Tensor:
+    """[B, L, D] -> [B, D] over the first ``lengths[b]`` positions of each row."""
+    if mode == "mean":
+        w = valid_mask(lengths, hidden.shape[1]).to(hidden.dtype)[..., None]
+        return (hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
+    if mode == "first":
+        return hidden[:, 0]
+    if mode == "last":
+        idx = (lengths - 1).clamp(min=0)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+    raise ValueError(f"unknown pooling {mode!r}; choose one of {POOLINGS}")
+
+
+def reverse_complement_padded(input_ids: Tensor, lengths: Tensor, complement: Tensor, pad_id: int) -> Tensor:
+    """Reverse-complement each row's real prefix; padding stays on the right. An involution."""
+    L = input_ids.shape[1]
+    pos = torch.arange(L, device=input_ids.device)[None, :]
+    src = (lengths[:, None] - 1 - pos).clamp(min=0)
+    rc = complement.to(input_ids.device)[input_ids.gather(1, src)]
+    return torch.where(pos < lengths[:, None], rc, torch.full_like(input_ids, pad_id))
+
+
+class SequenceClassifier(nn.Module):
+    """backbone.hidden_states -> pooling -> dropout -> linear; optionally with a frozen backbone."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        pooling: str = "mean",
+        dropout: float = 0.0,
+        freeze_backbone: bool = False,
+        pad_mode: str = "pad",
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"unknown pad_mode {pad_mode!r}; choose one of {PAD_MODES}")
+        self.backbone, self.pooling, self.freeze_backbone = backbone, pooling, freeze_backbone
+        self.pad_mode = pad_mode
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(int(backbone.d_model), num_classes)
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> SequenceClassifier:
+        super().train(mode)
+        if self.freeze_backbone:  # a frozen backbone is a fixed feature extractor: no dropout in it
+            self.backbone.eval()
+        return self
+
+    def features(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
+        """Pooled backbone features [B, d_model]."""
+        if self.pad_mode == "pad":
+            return pool(self.backbone.hidden_states(input_ids), lengths, self.pooling)
+        out = None  # group: one backbone call per distinct length, on unpadded ids
+        for n in lengths.unique().tolist():
+            rows = (lengths == n).nonzero().squeeze(1)
+            pooled = pool(self.backbone.hidden_states(input_ids[rows, :n]), lengths[rows], self.pooling)
+            out = pooled.new_empty(len(lengths), pooled.shape[1]) if out is None else out
+            out = out.index_copy(0, rows, pooled)
+        return out
+
+    def forward(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+            feats = self.features(input_ids, lengths)
+        return self.head(self.dropout(feats))
+
+
+class Conjoin(nn.Module):
+    """Average a classifier's logits over a sequence and its reverse complement ("conjoin").
+
+    Exactly invariant to reverse-complementing the input, for any wrapped model. By default only at
+    evaluation (Caduceus' ``conjoin_test``); ``train=True`` also conjoins during training.
+    """
+
+    def __init__(
+        self, model: nn.Module, complement_ids: Sequence[int], pad_id: int, train: bool = False, test: bool = True
+    ):
+        super().__init__()
+        self.model, self.pad_id, self.on_train, self.on_test = model, pad_id, train, test
+        self.register_buffer("complement", torch.tensor(list(complement_ids), dtype=torch.long), persistent=False)
+
+    def forward(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
+        if not (self.on_train if self.training else self.on_test):
+            return self.model(input_ids, lengths)
+        rc = reverse_complement_padded(input_ids, lengths, self.complement, self.pad_id)
+        both = self.model(torch.cat([input_ids, rc]), torch.cat([lengths, lengths]))
+        fwd, rev = both.chunk(2)
+        return 0.5 * (fwd + rev)
