@@ -24,17 +24,21 @@ def test_tiny_model_fits_a_short_real_sequence(tmp_path):
         "model.n_layers=4",
         "model.n_heads=4",
         "model.cond_dim=64",
-        "data.seq_len=32",
-        "data.batch_size=32",
+        "data.seq_len=256",  # the whole record: every window starts at 0, so the model can learn each position
+        "data.batch_size=16",
         "data.rc_prob=0",
-        "eval.t_samples=32",
+        "eval.t_samples=64",  # one validation window: many noise draws keep the estimate steady
         "optim.lr=2e-3",
         "optim.warmup_steps=20",
-        "trainer.max_steps=600",
-        "trainer.val_check_interval=600",
+        "trainer.max_steps=300",
+        "trainer.val_check_interval=300",
         "trainer.log_every_n_steps=50",
-        "checkpoint.every_n_train_steps=600",
+        "checkpoint.every_n_train_steps=300",
     )
     res = run(cfg, tmp_path / "run")
     bpb = res["metrics"]["val/bpb"]
-    assert bpb < 1.85, f"validation bits/base {bpb:.3f} after 600 steps"
+    # A model that learned nothing puts 1/5 on each of A C G T N (2.32 bits/base); knowing only the base
+    # composition gives ~2.0. Measured on the 2-core CPU: 0.10 and 0.71 bits/base for two noise streams
+    # (the fit after 300 steps varies a lot between noise streams; the margin below is wide on purpose).
+    print(f"validation bits/base after 300 steps: {bpb:.4f}")
+    assert bpb < 1.5, f"validation bits/base {bpb:.3f} after 300 steps"

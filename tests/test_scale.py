@@ -92,6 +92,7 @@ def _state(ckpt: Path) -> dict[str, torch.Tensor]:
 def _assert_same_training(a: dict, b: dict, atol: float) -> None:
     assert a.keys() == b.keys()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    print(f"largest parameter difference: {worst:.3e}")
     assert worst <= atol, f"largest parameter difference {worst:.2e} > {atol:.0e}"
 
 
