@@ -97,14 +97,19 @@ def test_n_only_and_padded_sequences_give_finite_loss_and_gradients(pooling):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_group_mode_makes_predictions_independent_of_the_batch():
+def test_predictions_do_not_depend_on_the_batch_where_the_backbone_can_mask_padding():
     short, long = "ACGTTGCAAC" * 3, "GATTACA" * 12
-    for mode, independent in (("group", True), ("pad", False)):
-        model = SequenceClassifier(_tiny_dit(), 2, pad_mode=mode).eval()
+    torch.manual_seed(0)
+    bimamba = build_backbone({"name": "bimamba", "d_model": 16, "n_layers": 2}, TOK.vocab_size, TOK.complement_ids)
+    # the DiT gets the padding mask (no token attends to [PAD]); BiMamba scans through [PAD] unless grouped
+    cases = (("dit", _tiny_dit(), "pad", True), ("dit", _tiny_dit(), "group", True),
+             ("bimamba", bimamba, "pad", False), ("bimamba", bimamba, "group", True))
+    for name, backbone, mode, independent in cases:
+        model = SequenceClassifier(backbone, 2, pad_mode=mode).eval()
         with torch.no_grad():
             alone = model(**_ids(_batch([short])))
             mixed = model(**_ids(_batch([long, short])))
-        assert torch.allclose(alone[0], mixed[1], atol=1e-5) == independent, mode  # the DiT attends to [PAD]
+        assert torch.allclose(alone[0], mixed[1], atol=1e-5) == independent, (name, mode)
 
 
 def _ids(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -293,3 +298,23 @@ def test_caduceus_ps_classifier_is_rc_invariant_without_conjoin():
         a, b = model(**_ids(fwd)), model(**_ids(rev))
     assert torch.allclose(a, b, atol=1e-5)
     assert (a[0] - a[1]).abs().max() > 1e-4  # and it does tell sequences apart
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_dit_attention_mask_makes_right_padding_invisible(causal):
+    torch.manual_seed(0)
+    dit = build_backbone({**TINY_DIT, "causal": causal}, TOK.vocab_size, TOK.complement_ids)
+    with torch.no_grad():
+        for p in dit.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    dit.eval()
+    ids = torch.tensor([TOK.encode("ACGTTGCAACGGA")])
+    padded = torch.cat([ids, torch.full((1, 7), TOK.pad_id)], dim=1)
+    mask = torch.arange(padded.shape[1])[None] < ids.shape[1]
+    with torch.no_grad():
+        alone = dit.hidden_states(ids)
+        masked = dit.hidden_states(padded, attention_mask=mask)[:, : ids.shape[1]]
+        unmasked = dit.hidden_states(padded)[:, : ids.shape[1]]
+    torch.testing.assert_close(masked, alone, rtol=1e-5, atol=1e-5)
+    # without the mask the bidirectional DiT sees the padding (the causal one cannot: padding comes after)
+    assert torch.allclose(unmasked, alone, atol=1e-5) == causal

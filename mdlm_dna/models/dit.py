@@ -103,14 +103,28 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.adaLN.weight)
         nn.init.zeros_(self.adaLN.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        c: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``key_mask`` [B, L] bool, True at real tokens: no query attends to padding."""
         B, L, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN(c).chunk(6, dim=-1)
         h = modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.qkv(h).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        mask = None
+        if key_mask is not None:
+            mask = key_mask[:, None, None, :]
+            if self.causal:
+                mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
         a = F.scaled_dot_product_attention(
-            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=mask, is_causal=self.causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
         )
         a = a.transpose(1, 2).reshape(B, L, D)
         x = x + gate1[:, None] * self.drop(self.attn_out(a))
@@ -141,17 +155,29 @@ class DiT(nn.Module):
             sigma = torch.zeros(input_ids.shape[0], device=input_ids.device)
         return F.silu(self.sigma_embed(sigma))
 
-    def _trunk(self, input_ids: torch.Tensor, sigma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _trunk(
+        self, input_ids: torch.Tensor, sigma: torch.Tensor | None, key_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         c = self._cond(input_ids, sigma)
         x = self.embed(input_ids)
         cos, sin = self.rotary(input_ids.shape[1], input_ids.device)
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = checkpoint(block, x, c, cos, sin, use_reentrant=False) if recompute else block(x, c, cos, sin)
+            if recompute:
+                x = checkpoint(block, x, c, cos, sin, key_mask, use_reentrant=False)
+            else:
+                x = block(x, c, cos, sin, key_mask)
         return x, c
 
-    def hidden_states(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        return self.norm_f(self._trunk(input_ids, sigma)[0])
+    # right-padded batches can be attended as if unpadded (rotary positions are relative)
+    supports_attention_mask = True
+
+    def hidden_states(
+        self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``attention_mask`` [B, L] bool, True at real tokens: padding is never attended to, so a sequence's
+        states at its real positions do not depend on how much padding the batch adds."""
+        return self.norm_f(self._trunk(input_ids, sigma, attention_mask)[0])
 
     def forward(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         x, c = self._trunk(input_ids, sigma)

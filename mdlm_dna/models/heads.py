@@ -6,12 +6,13 @@ never by zero), ``last`` reads position ``lengths - 1`` (not -1, which is paddin
 position 0. Ambiguous bases (N) are real input and are pooled like any base, so an all-N sequence
 gives finite features and a finite loss.
 
-Pooling cannot undo what padding does inside the backbone: the DiT attends to [PAD] keys and the
-bidirectional Mamba family scans through them, so in a batch of unequal lengths a sequence's
-features depend on the longest sequence beside it. ``pad_mode="group"`` runs the backbone on
-sub-batches of equal length (no padding at all; exact, slower on variable-length tasks);
-``"pad"`` (default) runs the padded batch, as the reference harnesses do. Fixed-length tasks
-are the same either way.
+Pooling cannot undo what padding does inside the backbone. A backbone with
+``supports_attention_mask`` (the DiT) gets the padding mask, so no token attends to [PAD] and a
+sequence's features do not depend on its batch mates. The bidirectional Mamba family scans through
+[PAD], so in a batch of unequal lengths its features depend on the longest sequence beside it:
+``pad_mode="group"`` runs the backbone on sub-batches of equal length (no padding at all; exact,
+slower on variable-length tasks); ``"pad"`` (default) runs the padded batch, as the reference
+harnesses do. Fixed-length tasks are the same either way.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class SequenceClassifier(nn.Module):
     def features(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
         """Pooled backbone features [B, d_model]."""
         if self.pad_mode == "pad":
+            if getattr(self.backbone, "supports_attention_mask", False):
+                mask = valid_mask(lengths, input_ids.shape[1])
+                return pool(self.backbone.hidden_states(input_ids, attention_mask=mask), lengths, self.pooling)
             return pool(self.backbone.hidden_states(input_ids), lengths, self.pooling)
         out = None  # group: one backbone call per distinct length, on unpadded ids
         for n in lengths.unique().tolist():
