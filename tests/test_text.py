@@ -161,6 +161,9 @@ def test_blocks_round_trip_through_the_disk_cache(gpt2, tmp_path):
     assert ids.size - (ids == gpt2.pad_id).sum() == framed.size
     np.testing.assert_array_equal(ids.reshape(-1)[: framed.size], framed)
     assert not list(tmp_path.glob("blocks.*")), "no temporary folder left behind"
+    # a second writer of the same cache (another node's rank 0) keeps the first, complete copy
+    build_blocks(texts, gpt2, 16, True, tmp_path / "blocks")
+    assert TextBlocks(out).meta == blocks.meta and not list(tmp_path.glob("blocks.*"))
 
 
 def test_file_splits_are_disjoint_and_cover_every_document(tmp_path):

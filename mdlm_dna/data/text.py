@@ -286,10 +286,12 @@ def build_blocks(
             **stats,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if out_dir.exists():  # another process finished first: keep theirs
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, out_dir)
+        try:
+            os.rename(tmp, out_dir)  # atomic; fails if another process (another node's rank 0) finished first
+        except OSError:
+            if not (out_dir / "meta.json").exists():
+                raise
+            shutil.rmtree(tmp)  # theirs is complete (same key, same content): keep it
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
