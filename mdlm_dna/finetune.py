@@ -68,6 +68,11 @@ def build_model(cfg: dict[str, Any], num_classes: int, input_len: int) -> tuple[
             from mdlm_dna.evaluate import load_module
 
             module, ema = load_module(cfg["ckpt"], use_ema=bool(cfg.get("use_ema", True)))
+            if not isinstance(module.tokenizer, NucleotideTokenizer):
+                raise DatasetError(
+                    f"{cfg['ckpt']}: a text model ({module.tokenizer.name} tokenizer); "
+                    "fine-tuning needs a DNA checkpoint"
+                )
             backbone = module.objective.backbone.train()  # load_module leaves it in eval mode
             desc = f"{module.config['model']['name']} pretrained ({'EMA' if ema else 'raw'} weights)"
         else:

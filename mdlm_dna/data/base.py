@@ -17,6 +17,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from mdlm_dna.data.windows import ResumableSampler
 
 
+def global_batch_size(trainer, per_device: int) -> int:
+    """Samples per optimizer step over all ranks: per-device batch x devices x nodes x accumulation."""
+    world, accum = (trainer.world_size, trainer.accumulate_grad_batches) if trainer is not None else (1, 1)
+    return int(per_device) * world * accum
+
+
 class WithIndex(Dataset):
     """Adds ``index`` (the sample's global index) to every item: the training step keys its noise by it."""
 
@@ -31,20 +37,21 @@ class WithIndex(Dataset):
 
 
 class ShardedEvalSampler(Sampler[int]):
-    """Rank ``r`` of ``w`` evaluates items ``r, r + w, ...``: every item exactly once over all ranks.
+    """Rank ``r`` of ``w`` evaluates the contiguous items ``[r n / w, (r + 1) n / w)``: each exactly once.
 
     Unlike ``DistributedSampler`` nothing is padded or repeated, so the sums of nats and tokens that
-    the metrics reduce over ranks are exactly those of a single process.
+    the metrics reduce over ranks are exactly those of a single process. Contiguous ranges keep a
+    batch's evaluation noise (keyed by blocks of indices) to one or two draws.
     """
 
     def __init__(self, num_items: int, rank: int = 0, world_size: int = 1):
-        self.n, self.rank, self.world = num_items, rank, world_size
+        self.range = range(rank * num_items // world_size, (rank + 1) * num_items // world_size)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world))
+        return iter(self.range)
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
+        return len(self.range)
 
 
 class ResumableDataModule(pl.LightningDataModule):
@@ -55,14 +62,16 @@ class ResumableDataModule(pl.LightningDataModule):
         self.data_cfg, self.seed = data, seed
 
     def _global_batch(self) -> int:
-        t = self.trainer
-        world = t.world_size if t else 1
-        accum = t.accumulate_grad_batches if t else 1
-        return int(self.data_cfg["batch_size"]) * world * accum
+        return global_batch_size(self.trainer, self.data_cfg["batch_size"])
 
     def train_samples_per_epoch(self) -> int:
         n = self.data_cfg.get("train_samples_per_epoch")
         if n:
+            g = self._global_batch()
+            if int(n) % g:
+                # otherwise ranks would get different numbers of batches (a DDP hang), and the last partial
+                # step of an epoch would shift where the next epoch resumes
+                raise ValueError(f"data.train_samples_per_epoch={n} must be a multiple of the global batch ({g})")
             return int(n)
         if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
             return self.trainer.max_steps * self._global_batch()  # one epoch is the whole run

@@ -23,7 +23,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from mdlm_dna.data.base import ResumableDataModule
 from mdlm_dna.data.fasta import default_cache_dir
+from mdlm_dna.data.windows import evenly_spaced
 from mdlm_dna.tokenizers import TextTokenizer, build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def _tokenizer_fingerprint(tok: TextTokenizer) -> str:
 
 def _source_fingerprint(cfg: dict[str, Any], split: str) -> dict[str, Any]:
     if cfg.get("source") == "files":
-        files = [*cfg.get("paths", []), *cfg.get("val_paths", []), *cfg.get("test_paths", [])]
+        files = [*(cfg.get("paths") or []), *(cfg.get("val_paths") or []), *(cfg.get("test_paths") or [])]
         stats = []
         for p in files:
             path = Path(p).expanduser().resolve()
@@ -346,12 +347,6 @@ class ShuffledRows(Dataset):
 
     def __getitem__(self, s: int) -> dict[str, torch.Tensor]:
         return self.blocks[self._row(s)]
-
-
-def evenly_spaced(n: int, k: int | None) -> Sequence[int]:
-    if not k or k >= n:
-        return range(n)
-    return np.linspace(0, n - 1, int(k)).round().astype(int).tolist()
 
 
 # ----- DataModule --------------------------------------------------------------------------------

@@ -169,6 +169,13 @@ def fit_intervals(genome: Genome, intervals: Sequence[Interval], seq_len: int, r
     return out
 
 
+def evenly_spaced(n: int, k: int | None) -> list[int] | range:
+    """``k`` evenly spaced indices of ``range(n)`` (all of them when ``k`` is None or at least ``n``)."""
+    if not k or k >= n:
+        return range(n)
+    return np.linspace(0, n - 1, int(k)).round().astype(np.int64).tolist()
+
+
 def _n_fraction(window: np.ndarray) -> float:
     return float(np.count_nonzero(strip_soft_mask(window) == NucleotideTokenizer.N)) / max(1, len(window))
 
@@ -263,9 +270,7 @@ class TiledWindows(Dataset):
             tiles = strip_soft_mask(np.asarray(genome.ids[iv.start : iv.start + k * seq_len])).reshape(k, seq_len)
             n_frac = np.count_nonzero(tiles == NucleotideTokenizer.N, axis=1) / seq_len
             starts.extend((iv.start + seq_len * np.flatnonzero(n_frac <= max_n_fraction)).tolist())
-        if max_windows is not None and len(starts) > max_windows:
-            pick = np.linspace(0, len(starts) - 1, max_windows).round().astype(np.int64)
-            starts = [starts[i] for i in pick]
+        starts = [starts[i] for i in evenly_spaced(len(starts), max_windows)]
         self.genome, self.seq_len, self.keep_soft_mask = genome, seq_len, keep_soft_mask
         self.starts = np.array(starts, dtype=np.int64)
 

@@ -86,8 +86,9 @@ class SequenceClassifier(nn.Module):
     def features(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
         """Pooled backbone features [B, d_model]."""
         if self.pad_mode == "pad":
-            if getattr(self.backbone, "supports_attention_mask", False):
-                mask = valid_mask(lengths, input_ids.shape[1])
+            padded = bool((lengths < input_ids.shape[1]).any())  # no mask for a full batch: keeps flash SDPA
+            if padded and getattr(self.backbone, "supports_attention_mask", False):
+                mask = valid_mask(lengths.clamp(min=1), input_ids.shape[1])  # an empty row still attends to one key
                 return pool(self.backbone.hidden_states(input_ids, attention_mask=mask), lengths, self.pooling)
             return pool(self.backbone.hidden_states(input_ids), lengths, self.pooling)
         out = None  # group: one backbone call per distinct length, on unpadded ids

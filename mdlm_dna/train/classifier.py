@@ -8,7 +8,6 @@ Metrics come from torchmetrics: accuracy (micro), Matthews correlation, macro-F1
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
+
+from mdlm_dna.train.schedules import warmup_schedule
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -84,13 +85,6 @@ class ClassifierModule(pl.LightningModule):
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(float(o.get("warmup_fraction", 0.01)) * total)
-        min_ratio = float(o.get("min_lr_ratio", 0.1))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            p = min(1.0, (step - warmup) / max(1, total - warmup))
-            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
-
+        factor = warmup_schedule(warmup, total, float(o.get("min_lr_ratio", 0.1)), "cosine", warmup_offset=1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

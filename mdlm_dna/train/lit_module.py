@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torchmetrics.aggregation import MeanMetric
 
+from mdlm_dna.data.base import global_batch_size
 from mdlm_dna.diffusion.ar import AR
 from mdlm_dna.diffusion.d3pm import D3PM
 from mdlm_dna.diffusion.mdlm import MDLM, DrawnNoise
@@ -28,6 +29,7 @@ from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import build_backbone
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer, build_tokenizer
 from mdlm_dna.train.ema import EMA
+from mdlm_dna.train.schedules import warmup_schedule
 
 LN2 = math.log(2.0)
 EVAL_NOISE_BLOCK = 256  # evaluation windows share one seeded draw per block of this many indices
@@ -60,18 +62,24 @@ def drawn_noise(
     batches cover a few rows of a block, uses the golden-ratio stride that spreads any run of rows."""
     stride = 1.0 / block if stride is None else stride
     device = index.device
-    t_u = torch.empty(index.shape[0], device=device)
-    mask_u = torch.empty(index.shape[0], length, device=device)
-    ids = [block_id] if block_id is not None else (index // block).unique().tolist()
-    for b in ids:
+    rows = index % block
+
+    def rows_of(b: int, sel: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
         g = seeded_generator(device, *key, b)
         u0 = torch.rand(1, device=device, generator=g)
         draw = torch.rand(block, length + 1, device=device, generator=g)
-        rows = index % block
-        sel = torch.ones_like(index, dtype=torch.bool) if block_id is not None else index // block == b
-        t_row = (u0 + rows * stride) % 1.0 if antithetic else draw[rows, 0]
-        t_u = torch.where(sel, t_row, t_u)
-        mask_u = torch.where(sel[:, None], draw[rows, 1:], mask_u)
+        r = rows[sel]
+        return ((u0 + r * stride) % 1.0 if antithetic else draw[r, 0]), draw[r, 1:]
+
+    if block_id is not None:  # training: one draw, no host sync
+        t_u, mask_u = rows_of(block_id, slice(None))
+        return DrawnNoise(t_uniform=t_u, mask_uniform=mask_u)
+    t_u = torch.empty(index.shape[0], device=device)
+    mask_u = torch.empty(index.shape[0], length, device=device)
+    blocks = index // block
+    for b in blocks.unique().tolist():
+        sel = blocks == b
+        t_u[sel], mask_u[sel] = rows_of(b, sel)
     return DrawnNoise(t_uniform=t_u, mask_uniform=mask_u)
 
 
@@ -157,9 +165,7 @@ class DiffusionModule(pl.LightningModule):
 
     # ----- training -------------------------------------------------------------------------
     def global_batch_size(self) -> int:
-        t = self._trainer
-        world, accum = (t.world_size, t.accumulate_grad_batches) if t else (1, 1)
-        return int(self.config["data"]["batch_size"]) * world * accum
+        return global_batch_size(self._trainer, self.config["data"]["batch_size"])
 
     def _antithetic(self) -> bool:
         return bool(getattr(self.objective, "antithetic", True))
@@ -239,18 +245,7 @@ class DiffusionModule(pl.LightningModule):
         total = max(
             1, int(self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches)
         )
-        min_ratio = float(o.get("min_lr_ratio", 0.1))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if decay == "cosine":
-                p = min(1.0, (step - warmup) / max(1, total - warmup))
-                return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
-            return 1.0
-
-        if decay not in ("constant", "cosine"):
-            raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {decay!r}")
+        factor = warmup_schedule(warmup, total, float(o.get("min_lr_ratio", 0.1)), decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
