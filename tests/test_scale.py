@@ -108,9 +108,9 @@ def test_accumulation_gives_the_same_training_as_one_big_batch(tmp_path, one_thr
 # ----- DDP on CPU ------------------------------------------------------------------------------
 
 
-def _cli(run_dir: Path, *overrides: str) -> None:
+def _cli(run_dir: Path, *overrides: str, base: list[str] = EXACT) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "mdlm_dna.pretrain", *EXACT, f"hydra.run.dir={run_dir}", *overrides]
+    cmd = [sys.executable, "-m", "mdlm_dna.pretrain", *base, f"hydra.run.dir={run_dir}", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -137,6 +137,18 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     moved = torch.load(tmp_path / "moved/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     assert moved["global_step"] == 6
     _assert_same_training(one, moved["state_dict"], atol=1e-4)
+
+
+def test_ddp_resume_with_dropout_is_exact(tmp_path):
+    """Each rank keeps its own dropout RNG stream, saved in the checkpoint and restored on resume."""
+    dropout = [o for o in EXACT if not o.startswith("model.dropout")] + ["model.dropout=0.1"]
+    _cli(tmp_path / "full", *DDP, "checkpoint.every_n_train_steps=3", "checkpoint.keep_all=true", base=dropout)
+    ckpt = torch.load(tmp_path / "full/checkpoints/step0000003.ckpt", map_location="cpu", weights_only=False)
+    per_rank = ckpt["rng"]["per_rank"]
+    assert len(per_rank) == 2 and not torch.equal(per_rank[0]["torch"], per_rank[1]["torch"])
+    _cli(tmp_path / "resumed", *DDP, f"resume={tmp_path / 'full/checkpoints/step0000003.ckpt'}", base=dropout)
+    full, resumed = _state(tmp_path / "full/checkpoints/last.ckpt"), _state(tmp_path / "resumed/checkpoints/last.ckpt")
+    _assert_same_training(full, resumed, atol=0.0)
 
 
 # ----- compile and activation checkpointing -----------------------------------------------------

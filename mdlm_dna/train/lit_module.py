@@ -158,6 +158,11 @@ class DiffusionModule(pl.LightningModule):
         self.test_nelbo = MeanMetric()
 
     def setup(self, stage: str) -> None:
+        world = self._trainer.world_size if self._trainer else 1
+        if stage == "fit" and world > 1:
+            # each rank its own dropout stream (a resumed run then restores each rank's saved state)
+            seed = int(np.random.SeedSequence([self.seed, 3, self.global_rank]).generate_state(1)[0])
+            torch.manual_seed(seed)
         # compile in place (nn.Module.compile): parameter names, EMA and checkpoints stay as in eager mode
         if stage == "fit" and self.config["model"].get("compile", False) and not self._compiled:
             self.objective.backbone.compile()
@@ -250,21 +255,37 @@ class DiffusionModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ----- checkpoints ----------------------------------------------------------------------
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        """This process's CPU RNG state and, on a GPU, its own device's: what dropout draws from."""
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_device"] = torch.cuda.get_rng_state(self.device)
+        return state
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
-        checkpoint["rng"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        own = self._rng_state()
+        checkpoint["rng"] = dict(own)
+        world = self._trainer.world_size if self._trainer else 1
+        if world > 1:
+            # every rank dumps the checkpoint (rank 0 writes it): gather each rank's dropout RNG into it
+            gathered = {k: self.all_gather(v.to(self.device)).cpu() for k, v in own.items()}
+            # own storage per state: set_rng_state reads a view's storage from its start, not from its offset
+            checkpoint["rng"]["per_rank"] = [{k: v[r].clone() for k, v in gathered.items()} for r in range(world)]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
         rng = checkpoint.get("rng", {})
+        per_rank = rng.get("per_rank")
+        world = self._trainer.world_size if self._trainer else 1
+        if per_rank and len(per_rank) == world:
+            rng = per_rank[self.global_rank]  # the same device layout: each rank continues its own stream
         if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            torch.set_rng_state(rng["torch"].clone())
+        if "cuda_device" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda_device"].clone(), self.device)
 
     def use_ema_weights(self) -> bool:
         """Copy the EMA weights into the model for evaluation or sampling; False when the run kept none."""
