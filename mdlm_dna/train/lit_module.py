@@ -6,7 +6,7 @@ noise of a training sample is row ``index mod G`` of a ``[G, L]`` draw seeded by
 step), where ``index`` is the sample's global index and G the global batch; its time is stratified
 over the whole global batch (low-discrepancy sampling). Validation / test noise is keyed by the
 window's index in its split, so every evaluation sees the same noise, on any number of ranks.
-Dropout uses the global RNG, whose state travels in the checkpoint.
+Dropout uses the global RNG (seeded per rank under DDP), whose state on every rank travels in the checkpoint.
 """
 
 from __future__ import annotations
