@@ -21,7 +21,8 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from mdlm_dna.evaluate import evaluate, load_module  # noqa: E402
+from mdlm_dna.checkpoints import load_module  # noqa: E402
+from mdlm_dna.evaluate import evaluate  # noqa: E402
 from mdlm_dna.pretrain import run  # noqa: E402
 from mdlm_dna.resources import config_dir, register_resolvers  # noqa: E402
 

@@ -1,9 +1,10 @@
 """Fine-tune a sequence classifier on GenomicBenchmarks (or any sequence,label table) and report test metrics.
 
-python -m mdlm_dna.finetune task=human_nontata_promoters ckpt=RUN/checkpoints/last.ckpt
-python -m mdlm_dna.finetune task=human_nontata_promoters ckpt=null model=caduceus_ps   # from scratch
+python -m mdlm_dna.finetune task=human_nontata_promoters init=RUN        # any model source: run, .ckpt, export,
+python -m mdlm_dna.finetune task=human_nontata_promoters init=ecoli      # shipped name, Caduceus folder or Hub id
+python -m mdlm_dna.finetune task=human_nontata_promoters model=caduceus_ps              # from scratch
 python -m mdlm_dna.finetune task=human_nontata_promoters classifier=cnn               # the paper's CNN baseline
-python -m mdlm_dna.finetune task=all seeds=5 ckpt=...                                 # every task, results table
+python -m mdlm_dna.finetune task=all seeds=5 init=...                                 # every task, results table
 python -m mdlm_dna.finetune task=csv task.train_path=TRAIN.csv task.test_path=TEST.csv [task.val_path=DEV.csv]
 
 Each run folder gets label_mapping.json (sorted class names -> label), metrics.json and the best-validation
@@ -29,6 +30,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from mdlm_dna.cli import user_errors
 from mdlm_dna.data.classification import ClassificationDataConfig, ClassificationDataModule
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS, DatasetError, TaskData, load_task
 from mdlm_dna.models import build_backbone
@@ -64,17 +66,18 @@ def build_model(cfg: dict[str, Any], num_classes: int, input_len: int) -> tuple[
         model: nn.Module = build_cnn(num_classes, input_len, pad_id=tok.pad_id, **(cfg.get("cnn") or {}))
         desc = "cnn_baseline"
     elif cfg["classifier"] == "backbone":
-        if cfg.get("ckpt"):
-            from mdlm_dna.evaluate import load_module
+        source = cfg.get("init") or cfg.get("ckpt")
+        if source:
+            from mdlm_dna.checkpoints import load_module
 
-            module, ema = load_module(cfg["ckpt"], use_ema=bool(cfg.get("use_ema", True)))
+            module, loaded = load_module(source, use_ema=bool(cfg.get("use_ema", True)))
             if not isinstance(module.tokenizer, NucleotideTokenizer):
                 raise DatasetError(
-                    f"{cfg['ckpt']}: a text model ({module.tokenizer.name} tokenizer); "
-                    "fine-tuning needs a DNA checkpoint"
+                    f"{source}: a text model ({module.tokenizer.name} tokenizer); fine-tuning needs a DNA model"
                 )
             backbone = module.objective.backbone.train()  # load_module leaves it in eval mode
-            desc = f"{module.config['model']['name']} pretrained ({'EMA' if ema else 'raw'} weights)"
+            weights = "EMA" if loaded.ema else "raw"
+            desc = f"{module.config['model']['name']} pretrained ({loaded.kind}, {weights} weights)"
         else:
             backbone = build_backbone(dict(cfg["model"]), tok.vocab_size, tok.complement_ids)
             desc = f"{cfg['model']['name']} from scratch"
@@ -142,7 +145,7 @@ def run_one(cfg: dict[str, Any], data: TaskData, seed: int, run_dir: Path, max_l
         "train_seconds": round(train_s, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "source": data.source,
-        "ckpt": cfg.get("ckpt"),
+        "init": cfg.get("init") or cfg.get("ckpt"),
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     print(
@@ -215,6 +218,7 @@ def finetune(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> pd.DataFr
 
 
 @hydra.main(config_path=str(config_dir()), config_name="finetune", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     try:
         finetune(cfg, HydraConfig.get().runtime.output_dir)

@@ -20,7 +20,7 @@ from mdlm_dna.metrics import (
     uniform_random,
 )
 from mdlm_dna.resources import data_file
-from mdlm_dna.sample import reference_windows
+from mdlm_dna.api import reference_windows
 
 
 @pytest.fixture(scope="module")

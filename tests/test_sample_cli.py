@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from mdlm_dna.pretrain import run
-from mdlm_dna.sample import generate, parse_infill, parse_prefix
+from mdlm_dna.checkpoints import CheckpointError
+from mdlm_dna.prompts import parse_infill, parse_prefix
+from mdlm_dna.sample import generate
 
 from .conftest import TINY, compose_pretrain
 
@@ -64,7 +66,7 @@ def test_prefix_infill_and_sar(tiny_ckpt, tmp_path):
     assert all(s.startswith("ACGTNNGG") for s in read_fasta(tmp_path / "p.fa"))
 
     template = "ACGTACGT" + "-" * 20 + "TTTTGGGG" + "?" * 4
-    generate(cfg(tiny_ckpt, tmp_path / "i.fa", infill=template, metrics=False))
+    generate(cfg(tiny_ckpt, tmp_path / "i.fa", infill=template, length=None, metrics=False))
     for s in read_fasta(tmp_path / "i.fa"):
         assert len(s) == len(template)
         assert all(a == b for a, b in zip(s, template) if b not in "-?") and "-" not in s
@@ -74,8 +76,10 @@ def test_prefix_infill_and_sar(tiny_ckpt, tmp_path):
 
 
 def test_bad_input_is_a_clear_error(tiny_ckpt, tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="nope.ckpt: no such file or folder"):
         generate(cfg(tmp_path / "nope.ckpt", tmp_path / "x.fa"))
+    with pytest.raises(ValueError, match="infill sets the length"):
+        generate(cfg(tiny_ckpt, tmp_path / "x.fa", infill="AC--GT", length=64))
     with pytest.raises(ValueError, match="invalid character 'X' at position 2"):
         generate(cfg(tiny_ckpt, tmp_path / "x.fa", prefix="ACXT"))
     with pytest.raises(ValueError, match="length must be positive"):

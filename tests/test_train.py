@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mdlm_dna.evaluate import evaluate, load_module
+from mdlm_dna.checkpoints import load_module
+from mdlm_dna.evaluate import evaluate
 from mdlm_dna.pretrain import run
 from mdlm_dna.train.callbacks import AtomicCheckpointIO
 
@@ -95,9 +96,9 @@ def test_refuses_to_overwrite_a_run_without_resume(ecoli_prefix, tmp_path):
 
 def test_evaluate_uses_ema_weights(ecoli_prefix, tmp_path):
     res = run(tiny_cfg(ecoli_prefix, "trainer.max_steps=6", "trainer.val_check_interval=3"), tmp_path / "r")
-    module, ema = load_module(res["last_ckpt"])
-    raw_module, raw = load_module(res["last_ckpt"], use_ema=False)
-    assert ema and not raw
+    module, info = load_module(res["last_ckpt"])
+    raw_module, raw_info = load_module(res["last_ckpt"], use_ema=False)
+    assert info.ema and not raw_info.ema
     state = _state(Path(res["last_ckpt"]))
     for n, p in module.objective.named_parameters():
         torch.testing.assert_close(p.detach(), state["ema"]["shadow"][n])

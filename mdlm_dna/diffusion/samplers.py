@@ -23,6 +23,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+from tqdm import tqdm
+
+
+def progress_bar(iterable, progress: bool | None, **kwargs):
+    """tqdm over ``iterable``; ``progress`` None shows it only on a terminal, False never."""
+    return tqdm(iterable, disable=None if progress is None else not progress, leave=False, **kwargs)
 
 
 class Denoiser(Protocol):
@@ -108,7 +114,9 @@ class AncestralSampler:
         pass
 
     @torch.no_grad()
-    def __call__(self, model: Denoiser, x_init: torch.Tensor, generator: torch.Generator | None = None) -> SampleOutput:
+    def __call__(self, model: Denoiser, x_init: torch.Tensor, generator: torch.Generator | None = None,
+                 progress: bool | None = False) -> SampleOutput:
+        """``progress``: a bar over the steps (None: only on a terminal)."""
         self._check(model)
         start = time.perf_counter()
         x = x_init.clone()
@@ -117,7 +125,7 @@ class AncestralSampler:
         grid = torch.linspace(1.0, 0.0, self.steps + 1, dtype=torch.float64)
         logp: torch.Tensor | None = None  # [B, L, V] in self.dtype, cached rows stay valid
         fresh = torch.ones(B, dtype=torch.bool, device=x.device)  # rows whose p_theta must be recomputed
-        for i in range(self.steps):
+        for i in progress_bar(range(self.steps), progress, desc="sampling", unit="step"):
             t, s = grid[i], grid[i + 1]
             if not self.cache or logp is None:
                 fresh[:] = True
@@ -203,10 +211,13 @@ class SemiAutoregressiveSampler:
         return self.inner.steps
 
     @torch.no_grad()
-    def __call__(self, model: Denoiser, x_init: torch.Tensor, generator: torch.Generator | None = None) -> SampleOutput:
+    def __call__(self, model: Denoiser, x_init: torch.Tensor, generator: torch.Generator | None = None,
+                 progress: bool | None = False) -> SampleOutput:
+        """``progress``: a bar over the blocks (None: only on a terminal)."""
         start = time.perf_counter()
         x = x_init.clone()
         L = x.shape[1]
+        bar = progress_bar(None, progress, desc="sampling", unit="token", total=L)
         total = SampleOutput(ids=x, steps=0)
         pos, blocks = 0, 0  # x[:, :pos] is final
         while pos < L:
@@ -220,7 +231,9 @@ class SemiAutoregressiveSampler:
                 total.sequence_evals += res.sequence_evals
                 total.sequence_evals_saved += res.sequence_evals_saved
                 total.steps += res.steps
+            bar.update(hi - pos)
             pos, blocks = hi, blocks + 1
+        bar.close()
         total.ids, total.seconds, total.extra["blocks"] = x, time.perf_counter() - start, blocks
         return total
 

@@ -29,6 +29,7 @@ class DiTConfig:
     cond_dim: int = 128
     mlp_ratio: int = 4
     dropout: float = 0.0
+    attn_dropout: float | None = None  # dropout on attention probabilities; None: ``dropout`` (0 in the MDLM reference)
     time_conditioning: bool = True  # off: the network sees sigma = 0 (no time signal), as in MDLM's option
     causal: bool = False
     rotary_base: float = 10_000.0
@@ -91,6 +92,7 @@ class DiTBlock(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.n_heads, self.causal, self.dropout = cfg.n_heads, cfg.causal, cfg.dropout
+        self.attn_dropout = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
         self.norm1 = nn.LayerNorm(d, elementwise_affine=True, bias=False)
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.attn_out = nn.Linear(d, d, bias=False)
@@ -124,7 +126,7 @@ class DiTBlock(nn.Module):
                 mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
         a = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal and mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout_p=self.attn_dropout if self.training else 0.0,
         )
         a = a.transpose(1, 2).reshape(B, L, D)
         x = x + gate1[:, None] * self.drop(self.attn_out(a))

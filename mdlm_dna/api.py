@@ -1,0 +1,488 @@
+"""``DiffusionLM``: the one public model class. Everything the CLIs do, from a notebook in a few lines.
+
+    from mdlm_dna import DiffusionLM
+    m = DiffusionLM.from_pretrained("ecoli")           # shipped name, run folder, .ckpt, exported folder, Hub id
+    x = m.sample(num_samples=8, length=1024, steps=256, prefix="ACGT", seed=0)     # list[str]
+    s = m.score(["ACGT...", ...])                      # per-sequence NELBO and bits/base (a DataFrame)
+    e = m.embed(["ACGT...", ...], pooling="mean")      # [N, d_model]
+    m.save_pretrained("export/ecoli-dit")              # config.json + model.safetensors + README.md model card
+    m.push_to_hub("user/ecoli-dit")
+
+The class wraps a :class:`~mdlm_dna.train.lit_module.DiffusionModule` (objective + backbone + tokenizer
++ the run's config); ``python -m mdlm_dna.{sample,evaluate,export,score,embed}`` are thin shells over it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mdlm_dna.checkpoints import (
+    EXPORT_CONFIG,
+    EXPORT_FORMAT,
+    EXPORT_WEIGHTS,
+    CheckpointError,
+    LoadedFrom,
+    load_module,
+    portable_config,
+)
+from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, masked_init, progress_bar
+from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
+from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
+
+LN2 = math.log(2.0)
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+FORMAT_VERSION = 1
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mdlm-dna")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _generator(device: torch.device, *keys: int) -> torch.Generator:
+    seed = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@dataclass
+class SamplingResult:
+    """Samples and what they cost."""
+
+    ids: torch.Tensor  # [N, L] token ids
+    sequences: list[str]
+    seconds: float
+    network_calls: int
+    sequence_evals: int
+    sequence_evals_saved: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def evals_per_sample(self) -> float:
+        return self.sequence_evals / max(len(self.sequences), 1)
+
+
+class DiffusionLM:
+    """A trained diffusion (or AR baseline) language model over DNA or text, ready to use."""
+
+    def __init__(self, module, loaded: LoadedFrom | None = None, device: str | torch.device | None = "auto"):
+        self.module = module.eval()
+        self.loaded = loaded
+        self.device = _device(device)
+        self.module.to(self.device)
+
+    # ----- loading ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike,
+        use_ema: bool = True,
+        device: str | torch.device | None = "auto",
+        cache_dir: str | None = None,
+    ) -> DiffusionLM:
+        """Load a shipped model by name, a run folder, a ``.ckpt``, an exported folder, a published Caduceus or
+        MDLM folder, or a Hugging Face Hub id. ``use_ema``: the EMA weights when the run kept them."""
+        module, loaded = load_module(source, use_ema=use_ema, cache_dir=cache_dir)
+        return cls(module, loaded, device)
+
+    # ----- what it is ---------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved run config the model was trained with."""
+        return self.module.config
+
+    @property
+    def tokenizer(self) -> NucleotideTokenizer | TextTokenizer:
+        return self.module.tokenizer
+
+    @property
+    def objective(self) -> torch.nn.Module:
+        return self.module.objective
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        return self.module.objective.backbone
+
+    @property
+    def is_text(self) -> bool:
+        return isinstance(self.tokenizer, TextTokenizer)
+
+    @property
+    def unit(self) -> str:
+        return "token" if self.is_text else "base"
+
+    @property
+    def seq_len(self) -> int:
+        """The training window: the length the network saw."""
+        return int(self.config["data"]["seq_len"])
+
+    @property
+    def objective_name(self) -> str:
+        return str((self.config.get("objective") or {}).get("name", "mdlm"))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.objective.parameters())
+
+    def __repr__(self) -> str:
+        src = f" from {self.loaded.source!r}" if self.loaded else ""
+        return (f"DiffusionLM({self.config['model']['name']}, {self.objective_name}, "
+                f"{self.num_parameters / 1e6:.2f} M parameters, window {self.seq_len}{src})")
+
+    # ----- encoding -----------------------------------------------------------------------------
+    def encode(self, seq: str) -> list[int]:
+        """Text -> ids as the model saw them in training (text: framed by [BOS] ... [EOS])."""
+        tok = self.tokenizer
+        if self.is_text:
+            return [tok.bos_id, *tok.encode(seq), tok.eos_id]
+        return tok.encode(seq)
+
+    def _encode_all(self, seqs: Sequence[str]) -> list[list[int]]:
+        if isinstance(seqs, str):
+            raise TypeError("pass a list of sequences, not one string")
+        out = [self.encode(s) for s in seqs]
+        empty = [i for i, ids in enumerate(out) if not ids]
+        if empty:
+            raise ValueError(f"sequence(s) {empty[:5]} are empty")
+        return out
+
+    # ----- sampling -----------------------------------------------------------------------------
+    def _template(self, length: int | None, prefix: str | None, infill: str | None, n_is_mask: bool):
+        if prefix is not None and infill is not None:
+            raise ValueError("give either prefix or infill, not both")
+        if self.is_text:
+            pre = parse_text_prefix(prefix, self.tokenizer) if prefix is not None else None
+            template = parse_text_infill(infill, self.tokenizer) if infill is not None else None
+        else:
+            pre = parse_prefix(prefix) if prefix is not None else None
+            template = parse_infill(infill, n_is_mask) if infill is not None else None
+        if template is not None:
+            if length is not None and int(length) != len(template):
+                raise ValueError(
+                    f"infill sets the length ({len(template)} tokens); length={length} contradicts it (drop length)"
+                )
+            return len(template), pre, template
+        length = self.seq_len if length is None else int(length)
+        if length <= 0:
+            raise ValueError(f"length must be positive, got {length}")
+        if pre is not None and len(pre) >= length:
+            raise ValueError(f"prefix ({len(pre)} tokens) must be shorter than length ({length})")
+        return length, pre, None
+
+    def sample_ids(
+        self,
+        num_samples: int = 8,
+        length: int | None = None,
+        steps: int = 256,
+        sampler: str = "auto",
+        prefix: str | None = None,
+        infill: str | None = None,
+        seed: int = 0,
+        batch_size: int = 16,
+        dtype: str = "float64",
+        block_len: int | None = None,
+        overlap: int | None = None,
+        sar_inner: str = "ancestral",
+        allow_time_conditioned_cache: bool = False,
+        infill_n_is_mask: bool = False,
+        progress: bool | None = None,
+    ) -> SamplingResult:
+        """Samples with their cost. ``sampler``: ancestral | cached | sar | auto (cached when the model ignores
+        the time, which makes the cache exact; else ancestral; sar beyond the training window)."""
+        if self.objective_name not in ("mdlm", "sedd", "d3pm"):
+            raise ValueError(f"sampling needs a masked diffusion objective; this model is {self.objective_name!r}")
+        if int(num_samples) <= 0 or int(batch_size) <= 0 or int(steps) <= 0:
+            raise ValueError("num_samples, batch_size and steps must be positive")
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        length, pre, template = self._template(length, prefix, infill, infill_n_is_mask)
+        model = self.objective
+        if sampler == "auto":
+            sampler = "sar" if length > self.seq_len else ("ancestral" if is_time_conditioned(model) else "cached")
+            sar_inner = "ancestral" if is_time_conditioned(model) else "cached"
+        elif length > self.seq_len and sampler != "sar":
+            warnings.warn(f"length {length} is beyond the training window ({self.seq_len}): consider sampler='sar'",
+                          stacklevel=2)
+        smp = build_sampler(str(sampler), int(steps), DTYPES[str(dtype)], block_len=int(block_len or self.seq_len),
+                            overlap=overlap, allow_time_conditioned=allow_time_conditioned_cache, inner=sar_inner)
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        n, bs = int(num_samples), int(batch_size)
+        chunks, calls, evals, saved, seconds = [], 0, 0, 0, 0.0
+        batches = range(0, n, bs)
+        show = progress if progress is not None else None
+        for b0 in progress_bar(batches, show and len(batches) > 1, desc="batches", unit="batch"):
+            m = min(bs, n - b0)
+            if template is not None:
+                x0 = template.to(self.device)[None].expand(m, -1).clone()
+            else:
+                x0 = masked_init(m, length, model.mask_id, pre, device=self.device)
+            res = smp(model, x0, gen, progress=show)
+            chunks.append(res.ids.cpu())
+            calls += res.network_calls
+            evals += res.sequence_evals
+            saved += res.sequence_evals_saved
+            seconds += res.seconds
+        ids = torch.cat(chunks)
+        settings = {"num_samples": n, "length": length, "steps": int(steps), "sampler": str(sampler),
+                    "seed": int(seed), "dtype": str(dtype), "prefix": prefix, "infill": infill}
+        if sampler == "sar":
+            settings.update(sar_inner=sar_inner, block_len=int(block_len or self.seq_len), overlap=overlap)
+        return SamplingResult(ids=ids, sequences=[self.tokenizer.decode(r) for r in ids], seconds=seconds,
+                              network_calls=calls, sequence_evals=evals, sequence_evals_saved=saved,
+                              settings=settings)
+
+    def sample(self, num_samples: int = 8, length: int | None = None, steps: int = 256, **kwargs: Any) -> list[str]:
+        """Generated sequences (DNA strings or decoded text); keyword arguments as :meth:`sample_ids`."""
+        return self.sample_ids(num_samples, length, steps, **kwargs).sequences
+
+    # ----- scoring ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(
+        self,
+        seqs: Sequence[str],
+        t_samples: int = 16,
+        batch_size: int = 64,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Per-sequence NELBO (an upper bound on -log p; exact NLL for AR) and bits per base (text: token).
+
+        Sequences longer than the training window are scored window by window (non-overlapping); each window
+        averages ``t_samples`` noise draws. Deterministic for a given ``seed``.
+        """
+        encoded = self._encode_all(seqs)
+        L = self.seq_len
+        draws = 1 if self.objective_name == "ar" else int(t_samples)
+        pieces: dict[int, list[tuple[int, list[int]]]] = {}  # window length -> (sequence index, ids)
+        for i, ids in enumerate(encoded):
+            for a in range(0, len(ids), L):
+                chunk = ids[a : a + L]
+                pieces.setdefault(len(chunk), []).append((i, chunk))
+        nats = np.zeros(len(encoded))
+        tokens = np.zeros(len(encoded), dtype=np.int64)
+        jobs = [(n, rows[b : b + batch_size]) for n, rows in sorted(pieces.items())
+                for b in range(0, len(rows), batch_size)]
+        for j, (n, rows) in enumerate(progress_bar(jobs, progress, desc="scoring", unit="batch")):
+            x0 = torch.tensor([r for _, r in rows], dtype=torch.long, device=self.device)
+            total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
+            for k in range(draws):
+                out = self.objective.nelbo(x0, generator=_generator(self.device, seed, n, j, k))
+                total += out.per_sequence.double()
+            count = out.num_tokens.cpu().numpy()
+            for (i, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
+                nats[i] += v
+                tokens[i] += int(c)
+        per_token = nats / np.maximum(tokens, 1)
+        return pd.DataFrame({
+            "length": [len(s) for s in seqs],
+            "tokens": tokens,
+            "nelbo_nats": nats,
+            "nats_per_token": per_token,
+            f"bits_per_{self.unit}": per_token / LN2,
+        })
+
+    # ----- embeddings ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed(
+        self,
+        seqs: Sequence[str],
+        pooling: str | None = "mean",
+        batch_size: int = 64,
+        progress: bool | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Backbone features of clean sequences: [N, d_model] pooled (mean | first | last), or with
+        ``pooling=None`` a list of [L_i, d_model] arrays. Equal lengths are batched together, so no
+        sequence's features depend on padding or batch mates."""
+        if pooling not in (None, "mean", "first", "last"):
+            raise ValueError(f"pooling must be mean, first, last or None, got {pooling!r}")
+        encoded = self._encode_all(seqs)
+        if max(len(e) for e in encoded) > self.seq_len:
+            warnings.warn(f"sequences longer than the training window ({self.seq_len}) are embedded whole",
+                          stacklevel=2)
+        by_len: dict[int, list[int]] = {}
+        for i, ids in enumerate(encoded):
+            by_len.setdefault(len(ids), []).append(i)
+        out: list[np.ndarray | None] = [None] * len(encoded)
+        jobs = [rows[b : b + batch_size] for _, rows in sorted(by_len.items()) for b in range(0, len(rows), batch_size)]
+        for rows in progress_bar(jobs, progress, desc="embedding", unit="batch"):
+            x = torch.tensor([encoded[i] for i in rows], dtype=torch.long, device=self.device)
+            h = self.backbone.hidden_states(x).float()
+            if pooling == "mean":
+                h = h.mean(dim=1)
+            elif pooling == "first":
+                h = h[:, 0]
+            elif pooling == "last":
+                h = h[:, -1]
+            for i, v in zip(rows, h.cpu().numpy()):
+                out[i] = v
+        return np.stack(out) if pooling else out
+
+    # ----- evaluation ---------------------------------------------------------------------------
+    def evaluate(
+        self,
+        split: str = "test",
+        t_samples: int = 16,
+        max_windows: int | None = None,
+        batch_size: int | None = None,
+        genome_path: str | None = None,
+        seed: int = 0,
+        cache_dir: str | None = None,
+        trainer: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """NELBO (nats/token), bits per base (token) and perplexity on the run's held-out ``split``."""
+        import copy
+
+        import lightning.pytorch as pl
+
+        from mdlm_dna.data import build_datamodule
+
+        if split not in ("test", "validation"):
+            raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+        module = self.module
+        config = copy.deepcopy(module.config)
+        config.setdefault("eval", {})["t_samples"] = int(t_samples)
+        module.config["eval"] = config["eval"]
+        module.seed = int(seed)
+        if batch_size:
+            config["data"]["eval_batch_size"] = int(batch_size)
+        config["data"]["val_max_windows" if split == "validation" else "test_max_windows"] = max_windows
+        if genome_path:
+            config["genome"]["path"] = str(genome_path)
+        dm = build_datamodule(config, cache_dir=cache_dir, tokenizer=self.tokenizer)
+        settings = {"accelerator": "gpu" if self.device.type == "cuda" else "cpu", "devices": 1,
+                    "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
+                    **(trainer or {})}
+        runner = pl.Trainer(**settings)
+        if split == "test":
+            raw = runner.test(module, datamodule=dm, verbose=False)[0]
+            prefix, loader = "test", runner.test_dataloaders
+        else:
+            raw = runner.validate(module, datamodule=dm, verbose=False)[0]
+            prefix, loader = "val", runner.val_dataloaders
+        module.to(self.device).eval()
+        return {
+            "split": split,
+            "nelbo_nats_per_token": float(raw[f"{prefix}/nelbo"]),
+            f"bits_per_{self.unit}": float(raw[f"{prefix}/bpb"]),
+            "perplexity": float(raw[f"{prefix}/ppl"]),
+            "ema": bool(self.loaded.ema) if self.loaded else None,
+            "windows": len(loader.dataset),
+            "seq_len": int(config["data"]["seq_len"]),
+            "t_samples": int(t_samples),
+        }
+
+    # ----- saving and sharing -------------------------------------------------------------------
+    def training_record(self) -> dict[str, Any]:
+        """Steps, tokens seen and the training command, from the checkpoint (or the export) it came from."""
+        if self.loaded and self.loaded.kind in ("export", "shipped"):
+            return dict(self.loaded.metadata.get("training", {}))
+        data = self.config["data"]
+        step = self.loaded.global_step if self.loaded else None
+        batch = int(data.get("global_batch_size") or data.get("batch_size", 0))
+        return {
+            "global_step": step,
+            "tokens_seen": None if step is None else int(step) * batch * int(data["seq_len"]),
+            "global_batch_size": batch,
+            "command": self.config.get("command"),
+            "source": self.loaded.source if self.loaded else None,
+        }
+
+    def save_pretrained(self, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None,
+                        overwrite: bool = True) -> Path:
+        """Write config.json, model.safetensors (the weights in use: EMA by default), the tokenizer (text) and a
+        README.md model card. Written to a temporary folder first and renamed: never half-written."""
+        from safetensors.torch import save_file
+
+        from mdlm_dna.model_card import model_card
+
+        out = Path(out_dir).expanduser()
+        if out.exists() and (not overwrite or not (out / EXPORT_CONFIG).is_file()) and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not an exported model folder: choose another path")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        old_metrics = dict(self.loaded.metadata.get("metrics", {})) if self.loaded else {}
+        meta = {
+            "format": EXPORT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "package_version": package_version(),
+            "weights": "ema" if (self.loaded and self.loaded.ema) else "raw",
+            "num_parameters": self.num_parameters,
+            "vocab": None if self.is_text else list(self.tokenizer.vocab),
+            "training": self.training_record(),
+            "metrics": {**old_metrics, **(metrics or {})},
+            "run_config": portable_config(self.config),
+        }
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            state = {k: v.detach().to("cpu").contiguous() for k, v in self.objective.state_dict().items()}
+            save_file(state, str(tmp / EXPORT_WEIGHTS), metadata={"format": "pt"})
+            if self.is_text:
+                self.tokenizer.hf.save_pretrained(str(tmp / "tokenizer"))
+            (tmp / EXPORT_CONFIG).write_text(json.dumps(meta, indent=1))
+            (tmp / "README.md").write_text(model_card(self, meta))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None,
+                    commit_message: str = "Upload mdlm-dna model") -> str:
+        """Upload the exported folder to the Hugging Face Hub in one commit; offline, a clear error and no upload."""
+        from mdlm_dna.data.text import hub_reachable
+
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+            raise CheckpointError(
+                f"push_to_hub({repo_id!r}): the Hugging Face Hub cannot be reached (offline); nothing was uploaded. "
+                f"Save with save_pretrained(DIR) and later run `huggingface-cli upload {repo_id} DIR`"
+            )
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model")
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
+        return str(getattr(info, "commit_url", info))
+
+
+def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int, max_windows: int | None = None,
+                      genome_path: str | None = None, cache_dir: str | None = None) -> np.ndarray:
+    """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]."""
+    from mdlm_dna.data.datamodule import load_split_genome
+    from mdlm_dna.data.windows import TiledWindows
+
+    config = model_or_config.config if isinstance(model_or_config, DiffusionLM) else model_or_config
+    g = dict(config["genome"])
+    if genome_path:
+        g["path"] = str(genome_path)
+    genome, splits = load_split_genome(g, cache_dir)
+    ds = TiledWindows(genome, splits["test"], seq_len=length, max_windows=max_windows,
+                      max_n_fraction=float(config.get("data", {}).get("max_n_fraction", 0.5)))
+    if len(ds) == 0:
+        return np.zeros((0, length), dtype=np.int64)
+    return np.stack([ds[i]["input_ids"].numpy() for i in range(len(ds))])
+

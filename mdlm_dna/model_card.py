@@ -1,0 +1,106 @@
+"""The README.md model card of an exported model, written from what the package knows about it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mdlm_dna.api import DiffusionLM
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "not measured"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _data_lines(config: dict[str, Any]) -> list[str]:
+    data = config.get("data") or {}
+    if data.get("kind") == "text":
+        tok = (data.get("tokenizer") or {}).get("name")
+        corpus = data.get("name") or data.get("hub", {}).get("path") if isinstance(data.get("hub"), dict) else None
+        return [f"- corpus: {corpus or data.get('source', 'text')}", f"- tokenizer: {tok}",
+                f"- rows of {data.get('seq_len')} tokens"]
+    g = config.get("genome") or {}
+    split = (f"train = first {1 - g.get('val_fraction', 0) - g.get('test_fraction', 0):.0%} of every record, "
+             f"validation = next {g.get('val_fraction', 0):.0%}, test = last {g.get('test_fraction', 0):.0%}")
+    if g.get("bed"):
+        split = f"intervals of {g['bed']} (split map {g.get('split_map')})"
+    elif g.get("val_records") or g.get("test_records"):
+        split = f"validation records {g.get('val_records')}, test records {g.get('test_records')}"
+    return [
+        f"- genome: {g.get('name', 'unnamed')} (`{g.get('path')}`)",
+        f"- split: {split}",
+        f"- windows of {data.get('seq_len')} bases, batch {data.get('global_batch_size') or data.get('batch_size')}, "
+        f"reverse-complement augmentation p = {data.get('rc_prob')}",
+    ]
+
+
+def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
+    """Markdown: what the model is, what it was trained on and how, how well it does, how to use it."""
+    config = model.config
+    m, train, metrics = config["model"], meta.get("training", {}), meta.get("metrics", {})
+    unit = model.unit
+    noise = dict(config.get("noise") or {})
+    arch = ", ".join(f"{k}={v}" for k, v in m.items() if k not in ("compile", "checkpointing", "name"))
+    lines = [
+        "---",
+        "library_name: mdlm-dna",
+        f"tags: [{'text' if model.is_text else 'dna'}, masked-diffusion, mdlm, {m['name']}]",
+        "---",
+        "",
+        f"# {m['name']} {model.objective_name.upper()} model",
+        "",
+        f"A {model.objective_name.upper()} model ({model.num_parameters:,} parameters, backbone `{m['name']}`) "
+        f"trained with mdlm-dna {meta.get('package_version', '')}.",
+        "",
+        "## Model",
+        f"- backbone: `{m['name']}` ({arch})",
+        f"- objective: `{model.objective_name}` ({config.get('objective')})",
+        f"- noise schedule: `{noise.pop('name', None)}` {noise or ''}",
+        f"- tokenizer: {'`' + model.tokenizer.name + '`' if model.is_text else 'nucleotide (A C G T N + specials)'}",
+        f"- training window: {model.seq_len} {unit}s",
+        f"- weights: {meta.get('weights', 'raw')}",
+        "",
+        "## Training data",
+        *_data_lines(meta.get("run_config") or config),
+        "",
+        "## Training",
+        f"- steps: {_fmt(train.get('global_step'))}",
+        f"- tokens seen: {_fmt(train.get('tokens_seen'))}",
+        f"- optimizer: AdamW {config.get('optim')}",
+        f"- command: `{train.get('command') or 'not recorded'}`",
+        "",
+        "## Evaluation",
+        f"| split | NELBO (nats/token) | bits/{unit} | perplexity |",
+        "|---|---|---|---|",
+    ]
+    for split in ("validation", "test"):
+        r = metrics.get(split) or {}
+        lines.append(f"| {split} | {_fmt(r.get('nelbo_nats_per_token'))} | {_fmt(r.get(f'bits_per_{unit}'))} | "
+                     f"{_fmt(r.get('perplexity'))} |")
+    lines += [
+        "",
+        "For diffusion objectives the NELBO is an upper bound on the negative log-likelihood (and the perplexity "
+        "an upper bound); the AR baseline's is exact.",
+        "",
+        "## Usage",
+        "```python",
+        "from mdlm_dna import DiffusionLM",
+        "m = DiffusionLM.from_pretrained(\"PATH_OR_HUB_ID\")",
+        f"samples = m.sample(num_samples=8, length={model.seq_len}, steps=256, seed=0)",
+        "scores = m.score(samples)             # per-sequence NELBO and bits per base",
+        "features = m.embed(samples)           # [8, d_model]",
+        "```",
+        "",
+        "```bash",
+        "python -m mdlm_dna.sample ckpt=PATH_OR_HUB_ID num_samples=64",
+        "python -m mdlm_dna.evaluate ckpt=PATH_OR_HUB_ID",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Prompts and in-filling templates -> token ids, for DNA and text models alike.
+
+A template marks the positions to generate with [MASK]; every other position is given and never changes
+during sampling (see ``mdlm_dna.diffusion.samplers``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mdlm_dna.tokenizers import BASES, NucleotideTokenizer, TextTokenizer
+
+MASK_CHARS = "-?"
+
+
+def parse_prefix(text: str) -> torch.Tensor:
+    """A prompt of A C G T N (any case) -> ids; anything else is an error naming the character."""
+    text = str(text).strip()
+    for i, ch in enumerate(text):
+        if ch.upper() not in BASES:
+            raise ValueError(f"prefix: invalid character {ch!r} at position {i}; expected A C G T N")
+    return torch.tensor([BASES.index(c) for c in text.upper()], dtype=torch.long)
+
+
+def parse_infill(text: str, n_is_mask: bool = False) -> torch.Tensor:
+    """A template with '-' / '?' (and N with ``n_is_mask``) at the positions to generate -> ids with [MASK]."""
+    text = str(text).strip()
+    ids = []
+    for i, ch in enumerate(text.upper()):
+        if ch in MASK_CHARS or (n_is_mask and ch == "N"):
+            ids.append(NucleotideTokenizer.mask_id)
+        elif ch in BASES:
+            ids.append(BASES.index(ch))
+        else:
+            raise ValueError(f"infill: invalid character {text[i]!r} at position {i}; expected A C G T N or - / ?")
+    if not ids:
+        raise ValueError("infill: empty template")
+    if NucleotideTokenizer.mask_id not in ids:
+        raise ValueError("infill: nothing to generate (mark the positions to fill with '-')")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def parse_text_prefix(text: str, tok: TextTokenizer) -> torch.Tensor:
+    """A text prompt -> [BOS] + its ids: samples then read as the continuation of a document's start."""
+    ids = tok.encode(str(text))
+    if not ids:
+        raise ValueError("prefix: empty text")
+    return torch.tensor([tok.bos_id, *ids], dtype=torch.long)
+
+
+def parse_text_infill(text: str, tok: TextTokenizer) -> torch.Tensor:
+    """A text template with [MASK] tokens at the positions to generate -> [BOS] + ids + [EOS]."""
+    ids = tok.hf(str(text), add_special_tokens=False)["input_ids"]  # here "[MASK]" is meant as the special token
+    if tok.mask_id not in ids:
+        raise ValueError(f"infill: nothing to generate (write {tok.hf.mask_token} where tokens are to be generated)")
+    return torch.tensor([tok.bos_id, *ids, tok.eos_id], dtype=torch.long)
+
+
+def token_entropy(ids: torch.Tensor) -> float:
+    """Mean over samples of the entropy (nats) of each sample's token histogram: low values flag repetition."""
+    out = []
+    for row in ids:
+        _, counts = torch.unique(row, return_counts=True)
+        p = counts.double() / counts.sum()
+        out.append(float(-(p * p.log()).sum()))
+    return sum(out) / max(len(out), 1)
