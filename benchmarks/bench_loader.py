@@ -1,6 +1,7 @@
 """Genome loader throughput: array path (memory-mapped token cache) vs pyfaidx path, against what a GPU needs.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_loader.py [--fasta F.fa.gz] [--seconds 2] [--workers 0 1 2]
+    python benchmarks/bench_loader.py --paths array --lengths 1024 --gpu-tokens-per-s 1024=512000 --json rows.json
 
 For each window length L and number of DataLoader workers, training windows (uniform positions in
 the training split, mostly-N windows redrawn, reverse complement with p = 0.5, as in training)
@@ -8,14 +9,18 @@ are read through a DataLoader for ``--seconds`` after the first batch (worker st
 counted), and windows/s and bases/s are printed. The "GPU needs" column is an ESTIMATE, not a
 measurement: the tokens/s one GPU would consume training the ``dit_small`` model, from its
 training FLOPs per token (6 x parameters, plus 12 x layers x d_model x L for attention) at an
-assumed bf16 utilisation of an H100 (``--peak-tflops`` x ``--mfu``). Head-room = loader bases/s /
-GPU tokens/s. Memory: the token cache on disk and the resident memory of the reading process.
+assumed bf16 utilisation of an H100 (``--peak-tflops`` x ``--mfu``), unless ``--gpu-tokens-per-s L=TPS``
+gives a measured figure for that L (benchmarks/gpu_suite.py passes the training tokens/s it measured).
+Head-room = loader bases/s / GPU tokens/s. Memory: the token cache on disk and the resident memory of the
+reading process. The default genome is A. thaliana chromosome 1 where the shared data folder has it, else
+the shipped E. coli genome.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import shutil
 import sys
@@ -34,10 +39,11 @@ from omegaconf import OmegaConf  # noqa: E402
 from mdlm_dna.data.fasta import load_genome, open_genome_pyfaidx  # noqa: E402
 from mdlm_dna.data.windows import RandomWindows, split_genome  # noqa: E402
 from mdlm_dna.models import build_backbone  # noqa: E402
-from mdlm_dna.resources import config_dir  # noqa: E402
+from mdlm_dna.resources import config_dir, data_file  # noqa: E402
 from mdlm_dna.tokenizers import NucleotideTokenizer  # noqa: E402
 
 ATHA = "/work/shared/data/genomes/wheel_chromosomes/AthaTAIR10_chr1_GCF_000001735.4_TAIR10.1_genomic.fna.gz"
+PATHS = ("array", "pyfaidx")
 
 
 def proc_mem() -> dict[str, int]:
@@ -73,9 +79,22 @@ def measure(ds, batch_size: int, workers: int, seconds: float) -> tuple[float, i
     return n / dt, n
 
 
-def main() -> None:
+def _measured(items: list[str]) -> dict[int, float]:
+    out = {}
+    for item in items:
+        length, _, tps = item.partition("=")
+        out[int(length)] = float(tps)
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fasta", default=ATHA)
+    ap.add_argument("--fasta", default=ATHA if Path(ATHA).exists() else data_file(
+        "GCF_000005845.2_ASM584v2_genomic.fna.gz"))
+    ap.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS), help="reading paths to time")
+    ap.add_argument("--gpu-tokens-per-s", nargs="*", default=[], metavar="L=TPS",
+                    help="measured training tokens/s at length L (replaces the estimate for that L)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 32768, 131072])
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--seconds", type=float, default=2.0, help="measuring time per cell")
@@ -83,7 +102,8 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="H100 SXM dense bf16 peak")
     ap.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
     ap.add_argument("--bgzip", action="store_true", help="also time pyfaidx on the bgzipped file itself")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    measured = _measured(args.gpu_tokens_per_s)
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench_loader_"))
@@ -103,7 +123,7 @@ def main() -> None:
         t0 = time.perf_counter()
         pyf = open_genome_pyfaidx(plain, cache_dir=tmp)
         t_fai = time.perf_counter() - t0
-        paths = {"array": arr, "pyfaidx": pyf}
+        paths = {k: v for k, v in {"array": arr, "pyfaidx": pyf}.items() if k in args.paths}
         if args.bgzip:
             paths["pyfaidx (bgzip)"] = open_genome_pyfaidx(src, cache_dir=tmp)
         fai = sorted(tmp.glob("*.fai"))
@@ -121,15 +141,17 @@ def main() -> None:
         check = {
             k: RandomWindows(g, tr[k], 4096, 64, seed=11, rc_prob=0.5, keep_soft_mask=True) for k, g in paths.items()
         }
-        same = all(
-            torch.equal(check["array"][i]["input_ids"], check[k][i]["input_ids"]) for k in paths for i in range(64)
-        )
-        print(f"pyfaidx windows identical to array windows (64 x 4096 bases, RC included): {same}")
+        if "array" in check and len(check) > 1:
+            same = all(
+                torch.equal(check["array"][i]["input_ids"], check[k][i]["input_ids"]) for k in paths for i in range(64)
+            )
+            print(f"pyfaidx windows identical to array windows (64 x 4096 bases, RC included): {same}")
 
         rows = []
         for L in args.lengths:
             bs = max(1, args.bases_per_batch // L)
             n_params, need = gpu_need(L, args.peak_tflops, args.mfu)
+            need = measured.get(L, need)
             for name, g in paths.items():
                 ds = RandomWindows(g, tr[name], L, num_samples=10**7, seed=0, rc_prob=0.5)
                 for w in args.workers:
@@ -144,20 +166,24 @@ def main() -> None:
         n_count = sum(int(np.count_nonzero(fresh.ids[i : i + (1 << 20)] == 4)) for i in range(0, len(fresh), 1 << 20))
         mem3 = proc_mem()
 
-        hdr = "| L | path | workers | batch | windows | windows/s | bases/s | GPU needs (est.) tokens/s | head-room |"
+        hdr = "| L | path | workers | batch | windows | windows/s | bases/s | GPU needs tokens/s | head-room |"
         print(
-            f"\nMeasured on {os.cpu_count()} CPU core(s) (shared with other jobs); {args.seconds:.0f} s per cell; "
-            f"torch threads 1.\nGPU column: ESTIMATE, not measured: dit_small ({n_params / 1e6:.1f} M parameters), "
-            f"6 x params + 12 x layers x d_model x L FLOPs per token, H100 bf16 peak {args.peak_tflops:.0f} TFLOP/s "
-            f"at an assumed {args.mfu:.0%} utilisation.\n"
+            f"\nMeasured on {os.cpu_count()} CPU core(s) (shared with other jobs); {args.seconds:g} s per cell; "
+            f"torch threads 1.\nGPU column: measured where marked (m), else an ESTIMATE (est.): dit_small "
+            f"({n_params / 1e6:.1f} M parameters), 6 x params + 12 x layers x d_model x L FLOPs per token, H100 bf16 "
+            f"peak {args.peak_tflops:.0f} TFLOP/s at an assumed {args.mfu:.0%} utilisation.\n"
         )
         print(hdr)
         print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for L, name, w, bs, n, wps, bps, need, room in rows:
             print(
                 f"| {L:,} | {name} | {w} | {bs} | {n:,} | {wps:,.0f} | {bps / 1e6:,.1f} M "
-                f"| {need / 1e3:,.0f} k | {room:,.0f}x |"
+                f"| {need / 1e3:,.0f} k {'(m)' if L in measured else '(est.)'} | {room:,.0f}x |"
             )
+        keys = ("L", "path", "workers", "batch", "windows", "windows/s", "bases/s", "GPU tokens/s", "head-room")
+        out = [dict(zip(keys, r), **{"GPU tokens/s measured": r[0] in measured}) for r in rows]
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=1))
         ids_bytes = arr.ids_file.stat().st_size
         print(
             "\nMemory of the index:\n"
@@ -173,6 +199,7 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@
     python benchmarks/bench_selective_scan.py --issue               # the GPU table: triton vs cuda vs torch
     python benchmarks/bench_selective_scan.py --shapes 8,1536,1024,16 --variants triton cuda --model-shapes 8,1024
 
+Backends: the sequential reference, the chunked torch scan ([scan] / [segsum] inside a chunk), our Numba
+CPU kernels (``numba``, the CPU default), mamba-ssm's CUDA kernel and our Triton kernels. ``first_s`` is the
+first step of a fresh process: imports and compilation (for numba, a compile or a load from its disk cache).
+
 Each (backend, shape) runs in fresh subprocesses so that its peak memory is its own: on CUDA
 torch.cuda.max_memory_allocated, on CPU the growth of the process's peak resident set over the inputs,
 with large allocations mmap'd so that freed tensors leave it (tracemalloc cannot see tensor memory).
@@ -48,6 +52,7 @@ VARIANTS = {  # row name -> selective_scan arguments
     "reference": {"backend": "reference"},
     "torch[scan]": {"backend": "torch", "intra_chunk": "scan"},
     "torch[segsum]": {"backend": "torch", "intra_chunk": "segsum"},
+    "numba": {"backend": "numba"},
     "cuda": {"backend": "cuda"},
     "triton": {"backend": "triton"},
 }
@@ -129,6 +134,9 @@ def _measure(args: dict, out: mp.Queue) -> None:
                 torch.cuda.synchronize()
 
         if args["memory"]:  # one step; peak growth over the inputs (and, for the model, its weights)
+            # imports and compilation first, on a tiny input: their memory (Numba's LLVM) is not the step's
+            tiny = {**args, "batch": 1, "length": min(args["length"], 16), "dim": min(args.get("dim", 16), 32)}
+            (_model_step if args["kind"] == "model" else _scan_step)(tiny, device, dtype)()
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated() if cuda else _peak_rss_bytes()
@@ -136,14 +144,16 @@ def _measure(args: dict, out: mp.Queue) -> None:
             peak = torch.cuda.max_memory_allocated() - base if cuda else _peak_rss_bytes() - base
             out.put({"peak_mib": peak / 2**20})
             return
-        step()  # warm-up (kernel import, Triton compilation, autotuning of cuBLAS)
+        t0 = time.perf_counter()
+        step()  # warm-up (kernel import, Triton or Numba compilation or cache load, autotuning of cuBLAS)
+        first = time.perf_counter() - t0
         times = []
         for _ in range(args["repeats"]):
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
         t = min(times)
-        out.put({"ms": 1e3 * t, "tokens_per_s": args["batch"] * args["length"] / t})
+        out.put({"ms": 1e3 * t, "tokens_per_s": args["batch"] * args["length"] / t, "first_s": first})
     except Exception as err:  # out of memory, or the CUDA kernel missing
         out.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"})
 
@@ -190,11 +200,17 @@ def _triple(text: str, n: int) -> tuple[int, ...]:
 
 
 def _with_ratio(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Add ``x cuda``: each row's time over mamba-ssm's for the same shape."""
-    if "ms" not in df or not (df["backend"] == "cuda").any():
+    """Add ``x cuda``: each row's time over mamba-ssm's for the same shape; and ``x ref``: the sequential
+    reference's time over each row's (its speed-up), where the reference ran."""
+    if "ms" not in df:
         return df
-    cuda_ms = df[df["backend"] == "cuda"].set_index(keys)["ms"]
-    df["x cuda"] = [row.ms / cuda_ms.get(tuple(row[k] for k in keys), float("nan")) for _, row in df.iterrows()]
+    for label, backend, invert in (("x cuda", "cuda", False), ("x ref", "reference", True)):
+        base = df[(df["backend"] == backend) & df["ms"].notna()]
+        if base.empty:
+            continue
+        base_ms = base.set_index(keys)["ms"]
+        ratio = [base_ms.get(tuple(row[k] for k in keys), float("nan")) / row.ms for _, row in df.iterrows()]
+        df[label] = ratio if invert else [1 / r for r in ratio]
     return df
 
 
@@ -226,7 +242,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                     help="scan inputs; for the model step, autocast to this dtype")
     ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
-                    help="default: all but triton on a CPU; with --issue: triton, cuda, torch[segsum]")
+                    help="default: all but triton on a CPU (numba only on a CPU); with --issue: triton, cuda, "
+                         "torch[segsum]")
     ap.add_argument("--chunk-size", type=int, default=None, help="torch backend chunk (default: its own)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
@@ -242,7 +259,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         a.model_shapes = a.model_shapes or ISSUE_MODEL_SHAPES
         a.variants = a.variants or ["triton", "cuda", "torch[segsum]"]
     if a.variants is None:
-        a.variants = [v for v in VARIANTS if v != "triton" or a.device != "cpu"]
+        on_cpu = a.device == "cpu"
+        a.variants = [v for v in VARIANTS if (v != "triton" or not on_cpu) and (v != "numba" or on_cpu)]
     shapes = a.shapes or [(a.batch, a.dim, length, a.state) for length in a.lengths]
     model_set = {}
     for item in a.model_set:
@@ -253,7 +271,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "threads": a.threads, "model_config": str(a.model_config), "model_set": model_set}
     scan_rows, model_rows, model_done = [], [], set()
     for variant in a.variants:
-        if variant == "cuda" and not a.device.startswith("cuda"):
+        if (variant == "cuda" and not a.device.startswith("cuda")) or (variant == "numba" and a.device != "cpu"):
             continue
         if variant == "cuda" and SCAN_KERNEL.get() is None:
             scan_rows.append({"backend": variant, "note": "mamba_ssm kernel unavailable"})

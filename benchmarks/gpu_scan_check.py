@@ -1,7 +1,8 @@
 """GPU-side correctness of the Triton selective scan: compiled kernels at real sizes, not the interpreter.
 
     python benchmarks/gpu_scan_check.py            # needs a CUDA device and triton; mamba-ssm optional
-    TRITON_INTERPRET=1 python benchmarks/gpu_scan_check.py --device cpu --max-elements 200   # smoke test
+    TRITON_INTERPRET=1 python benchmarks/gpu_scan_check.py --device cpu --tiny   # smoke test (seconds)
+    python benchmarks/gpu_scan_check.py --backends cuda --json rows.json   # mamba-ssm only; rows also as JSON
 
 For each shape and dtype: output, last state and every input gradient of the Triton scan against the
 chunked torch scan in float64 on the same GPU (itself checked against the sequential reference in
@@ -13,6 +14,7 @@ when it imports. Prints a table; exits 1 if any row fails.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,6 +35,7 @@ SHAPES = [  # batch, D, L, N, groups
     (8, 1536, 1024, 16, None),  # the benchmark's shapes
     (1, 512, 131072, 16, None),
 ]
+TINY_SHAPES = [(1, 4, 37, 4, None), (2, 4, 20, 4, 2)]  # what the Triton interpreter runs in seconds
 
 
 def inputs(b, d, L, n, groups, dtype, device, seed=0):
@@ -61,30 +64,32 @@ def max_rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
     return ((got.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--max-elements", type=float, default=2e8, help="skip shapes with more B*D*L than this")
-    ap.add_argument("--device", default="cuda", help="cpu only under TRITON_INTERPRET=1, at tiny sizes")
-    a = ap.parse_args(argv)
-    if a.device == "cuda" and not torch.cuda.is_available():
-        print("needs a CUDA device", file=sys.stderr)
-        return 2
+def check(device: str = "cuda", max_elements: float = 2e8, backends: list[str] | None = None,
+          shapes: list[tuple] = SHAPES) -> list[dict]:
+    """One row per (backend, shape, dtype): the worst tensor's error and whether every tensor is within tolerance.
+
+    ``backends`` defaults to triton, plus cuda (mamba-ssm) when its kernel imports; asking for cuda without
+    the kernel gives a single failed row saying so, so that a caller's table shows it."""
     from mdlm_dna.models.triton_scan import selective_scan_fn
 
-    backends = {"triton": lambda v: selective_scan_fn(**v, delta_softplus=True)}
-    if SCAN_KERNEL.get() is not None:
-        backends["cuda"] = lambda v: selective_scan(**v, delta_softplus=True, backend="cuda")
-    rows = []
-    for b, d, L, n, groups in SHAPES:
-        if b * d * L > a.max_elements:
+    fns = {"triton": lambda v: selective_scan_fn(**v, delta_softplus=True),
+           "cuda": lambda v: selective_scan(**v, delta_softplus=True, backend="cuda")}
+    if backends is None:
+        backends = ["triton"] + (["cuda"] if SCAN_KERNEL.get() is not None else [])
+    rows: list[dict] = []
+    if "cuda" in backends and SCAN_KERNEL.get() is None:
+        rows.append({"backend": "cuda", "ok": False, "error": "mamba_ssm's selective_scan_fn does not import"})
+        backends = [b for b in backends if b != "cuda"]
+    for b, d, L, n, groups in shapes:
+        if b * d * L > max_elements:
             continue
         for dtype in (torch.float32, torch.bfloat16):
-            x = inputs(b, d, L, n, groups, dtype, a.device)
+            x = inputs(b, d, L, n, groups, dtype, device)
             ref = run({k: v.double() for k, v in x.items()},
                       lambda v: selective_scan(**v, delta_softplus=True, backend="torch"))
             rtol, atol = TOL[dtype]
-            for name, fn in backends.items():
-                got = run(x, fn)
+            for name in backends:
+                got = run(x, fns[name])
                 errs = {k: max_rel_err(got[k], ref[k]) for k in ref}
                 # the upstream test's criterion |got - ref| <= atol + rtol |ref|, elementwise
                 ok = all(torch.allclose(got[k].double(), ref[k], rtol=rtol, atol=atol) for k in ref)
@@ -94,13 +99,31 @@ def main(argv: list[str] | None = None) -> int:
                              "max rel err": errs[worst], "ok": ok})
                 print(rows[-1], file=sys.stderr, flush=True)
             del x, ref
-            if a.device == "cuda":
+            if device == "cuda":
                 torch.cuda.empty_cache()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--max-elements", type=float, default=2e8, help="skip shapes with more B*D*L than this")
+    ap.add_argument("--device", default="cuda", help="cpu only under TRITON_INTERPRET=1, at tiny sizes")
+    ap.add_argument("--backends", nargs="+", choices=["triton", "cuda"], default=None,
+                    help="default: triton, and cuda when mamba-ssm imports")
+    ap.add_argument("--tiny", action="store_true", help="two tiny shapes instead of the real ones (interpreter runs)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    a = ap.parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("needs a CUDA device", file=sys.stderr)
+        return 2
+    rows = check(a.device, a.max_elements, a.backends, TINY_SHAPES if a.tiny else SHAPES)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
     df = pd.DataFrame(rows)
     where = torch.cuda.get_device_name() if a.device == "cuda" else "CPU (Triton interpreter)"
-    print(f"Triton selective scan vs float64 torch scan on {where}")
+    print(f"selective scan kernels vs float64 torch scan on {where}")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.2e}"))
-    return 0 if df["ok"].all() else 1
+    return 0 if rows and all(r["ok"] for r in rows) else 1
 
 
 if __name__ == "__main__":

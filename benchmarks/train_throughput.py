@@ -3,11 +3,16 @@
     python benchmarks/train_throughput.py                         # GPU: DiT tiny/small, Caduceus; L = 1k, 8k (131k)
     python benchmarks/train_throughput.py --tiny                  # CPU-sized smoke run (what the tests run)
     python benchmarks/train_throughput.py --models dit_small --lengths 1024 --profile   # + torch.profiler summary
+    python benchmarks/train_throughput.py --models dit_small --lengths 1024 8192 --checkpointing-from 8192 \
+        --peak-tflops 790 --timeout 120 --budget 150 --json rows.json      # what benchmarks/gpu_suite.py runs
 
 One step = the MDLM loss (forward), backward, fused AdamW and the EMA update, under bf16 autocast on
 CUDA, exactly as ``DiffusionModule`` trains. MFU = FLOPs per token (mdlm_dna/train/flops.py: 6 x the
 per-token weights plus the attention term) x tokens/s / peak FLOP/s (``--peak-tflops``, default the H100
-SXM's 989 dense bf16). Each (model, L, mode) row runs in a fresh subprocess so peak memory is its own.
+SXM's 989 dense bf16; benchmarks/gpu_suite.py passes the matmul rate it measured). Each (model, L, mode) row
+runs in a fresh subprocess so peak memory is its own; ``--timeout`` bounds a row and ``--budget`` the whole
+table (rows not started by then are listed as skipped), and ``--json`` is rewritten after every row, so a
+caller that has to stop this script keeps the rows done.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ TINY = {"dit_tiny": {"d_model": 32, "n_layers": 2, "n_heads": 2, "cond_dim": 32}
 MAX_LEN = {"dit_tiny": 8192, "dit_small": 8192}  # attention is quadratic: 131k only for the Mamba family
 
 
-def _config(model: str, length: int, batch: int, compile_: bool, checkpointing: bool, tiny: bool) -> dict:
+def config_for(model: str, length: int, batch: int, compile_: bool = False, checkpointing: bool = False,
+               tiny: bool = False) -> dict:
+    """The pretrain config (as a dict) of ``model`` at this window length and batch: MDLM, log-linear noise."""
     register_resolvers()
     model_cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / f"{model}.yaml"))
     if tiny:
@@ -68,7 +75,7 @@ def _measure_row(model: str, length: int, batch: int, compile_: bool, checkpoint
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    config = _config(model, length, batch, compile_, checkpointing, tiny)
+    config = config_for(model, length, batch, compile_, checkpointing, tiny)
     module = DiffusionModule(config).to(dev)
     if compile_:
         module.objective.backbone.compile()
@@ -128,12 +135,28 @@ def _measure_row(model: str, length: int, batch: int, compile_: bool, checkpoint
     return row
 
 
+def _run_row(args: dict, timeout: float | None) -> dict:
+    """One row in a spawned process; a row past ``timeout`` is killed and reported as such."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_measure, args=(args, q))
+    p.start()
+    p.join(timeout)
+    if p.is_alive():
+        p.kill()
+        p.join()
+        return {"error": f"over the row's {timeout:.0f} s"}
+    return q.get() if not q.empty() else {"error": f"exit code {p.exitcode}"}
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--lengths", nargs="*", type=int, default=None)
     ap.add_argument("--modes", nargs="*", default=["eager", "compiled"], choices=["eager", "compiled"])
     ap.add_argument("--checkpointing", action="store_true", help="activation checkpointing (long contexts)")
+    ap.add_argument("--checkpointing-from", type=int, default=None, metavar="L",
+                    help="activation checkpointing for lengths >= L only")
     ap.add_argument("--tokens", type=int, default=None, help="tokens per step (batch = tokens // L)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=None)
@@ -142,7 +165,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_TFLOPS,
                     help="the device's dense peak, for MFU (default: H100 SXM bf16)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler summary per row")
-    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per row (default: none)")
+    ap.add_argument("--budget", type=float, default=None, help="seconds for the whole table (default: none)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here (after every row)")
     a = ap.parse_args(argv)
     tiny = a.tiny or a.device == "cpu"
     models = a.models or (["dit_tiny", "caduceus_ps"] if tiny else ["dit_tiny", "dit_small", "caduceus_ps",
@@ -150,31 +175,31 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     lengths = a.lengths or ([64, 256] if tiny else [1024, 8192, 131072])
     tokens = a.tokens or (512 if tiny else GPU_TOKENS)
     steps, warmup = a.steps or (2 if tiny else 20), a.warmup or (1 if tiny else 5)
-    ctx = mp.get_context("spawn")
+    start = time.perf_counter()
     rows = []
     for model in models:
         for length in lengths:
             if length > MAX_LEN.get(model, 1 << 30):
                 continue
+            ckpt = a.checkpointing or (a.checkpointing_from is not None and length >= a.checkpointing_from)
             for mode in a.modes:
-                args = dict(model=model, length=length, batch=max(1, tokens // length), compile_=mode == "compiled",
-                            checkpointing=a.checkpointing, tiny=tiny, steps=steps, warmup=warmup, device=a.device,
-                            peak_tflops=a.peak_tflops, profile=a.profile)
-                q = ctx.Queue()
-                p = ctx.Process(target=_measure, args=(args, q))
-                p.start()
-                p.join()
-                row = q.get() if not q.empty() else {"error": f"exit code {p.exitcode}"}
-                row = {"model": model, "L": length, "mode": mode, **row}
-                if "profile" in row:
-                    print(f"--- profile: {model} L={length} {mode}\n{row.pop('profile')}")
-                rows.append(row)
+                head = {"model": model, "L": length, "mode": mode + ("+ckpt" if ckpt else "")}
+                if a.budget is not None and time.perf_counter() - start > a.budget:
+                    rows.append({**head, "error": f"skipped: the table's {a.budget:.0f} s budget is spent"})
+                else:
+                    args = dict(model=model, length=length, batch=max(1, tokens // length),
+                                compile_=mode == "compiled", checkpointing=ckpt, tiny=tiny, steps=steps,
+                                warmup=warmup, device=a.device, peak_tflops=a.peak_tflops, profile=a.profile)
+                    rows.append({**head, **_run_row(args, a.timeout)})
+                if "profile" in rows[-1]:
+                    print(f"--- profile: {model} L={length} {mode}\n{rows[-1].pop('profile')}")
+                print(rows[-1], file=sys.stderr, flush=True)
+                if a.json:
+                    a.json.write_text(json.dumps(rows, indent=1, default=str))
     df = pd.DataFrame(rows)
     device = torch.cuda.get_device_name() if a.device == "cuda" else "CPU"
     print(f"device: {device}; MFU against {a.peak_tflops:g} TFLOP/s; {steps} timed steps after {warmup} warm-up")
     print(df.to_markdown(index=False, floatfmt=".3g"))
-    if a.json:
-        a.json.write_text(json.dumps(rows, indent=1, default=str))
     return df
 
 

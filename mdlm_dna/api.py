@@ -39,6 +39,7 @@ from mdlm_dna.checkpoints import (
     portable_config,
 )
 from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, masked_init, progress_bar
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
 
@@ -143,6 +144,12 @@ class DiffusionLM:
         return str((self.config.get("objective") or {}).get("name", "mdlm"))
 
     @property
+    def classes(self) -> list[str] | None:
+        """Class names of a class-conditional model (in label order); None for an unconditional one."""
+        names = (self.config.get("data") or {}).get("classes")
+        return [str(c) for c in names] if names and self.config["model"].get("num_classes") else None
+
+    @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.objective.parameters())
 
@@ -165,13 +172,13 @@ class DiffusionLM:
         out = [self.encode(s) for s in seqs]
         empty = [i for i, ids in enumerate(out) if not ids]
         if empty:
-            raise ValueError(f"sequence(s) {empty[:5]} are empty")
+            raise ConfigError(f"sequence(s) {empty[:5]} are empty")
         return out
 
     # ----- sampling -----------------------------------------------------------------------------
     def _template(self, length: int | None, prefix: str | None, infill: str | None, n_is_mask: bool):
         if prefix is not None and infill is not None:
-            raise ValueError("give either prefix or infill, not both")
+            raise ConfigError("give either prefix or infill, not both")
         if self.is_text:
             pre = parse_text_prefix(prefix, self.tokenizer) if prefix is not None else None
             template = parse_text_infill(infill, self.tokenizer) if infill is not None else None
@@ -180,15 +187,15 @@ class DiffusionLM:
             template = parse_infill(infill, n_is_mask) if infill is not None else None
         if template is not None:
             if length is not None and int(length) != len(template):
-                raise ValueError(
+                raise ConfigError(
                     f"infill sets the length ({len(template)} tokens); length={length} contradicts it (drop length)"
                 )
             return len(template), pre, template
         length = self.seq_len if length is None else int(length)
         if length <= 0:
-            raise ValueError(f"length must be positive, got {length}")
+            raise ConfigError(f"length must be positive, got {length}")
         if pre is not None and len(pre) >= length:
-            raise ValueError(f"prefix ({len(pre)} tokens) must be shorter than length ({length})")
+            raise ConfigError(f"prefix ({len(pre)} tokens) must be shorter than length ({length})")
         return length, pre, None
 
     def sample_ids(
@@ -208,17 +215,31 @@ class DiffusionLM:
         allow_time_conditioned_cache: bool = False,
         infill_n_is_mask: bool = False,
         progress: bool | None = None,
+        label: str | int | None = None,
+        guidance_scale: float = 1.0,
     ) -> SamplingResult:
         """Samples with their cost. ``sampler``: ancestral | cached | sar | auto (cached when the model ignores
-        the time, which makes the cache exact; else ancestral; sar beyond the training window)."""
+        the time, which makes the cache exact; else ancestral; sar beyond the training window).
+
+        ``label`` (a class-conditional model's class name) with ``guidance_scale`` gamma: classifier-free
+        guidance (D-CFG), 0 unconditional, 1 conditional, > 1 sharper; no label: the unconditional model."""
         if self.objective_name not in ("mdlm", "sedd", "d3pm"):
-            raise ValueError(f"sampling needs a masked diffusion objective; this model is {self.objective_name!r}")
+            raise ConfigError(f"sampling needs a masked diffusion objective; this model is {self.objective_name!r}")
         if int(num_samples) <= 0 or int(batch_size) <= 0 or int(steps) <= 0:
-            raise ValueError("num_samples, batch_size and steps must be positive")
+            raise ConfigError("num_samples, batch_size and steps must be positive")
         if str(dtype) not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         length, pre, template = self._template(length, prefix, infill, infill_n_is_mask)
         model = self.objective
+        guide = None
+        if label is not None:
+            from mdlm_dna.data.labelled import label_index
+            from mdlm_dna.diffusion.guidance import ClassifierFreeGuidance
+
+            null = int(self.config["model"].get("num_classes") or 0)
+            model = guide = ClassifierFreeGuidance(model, label_index(self.config, label), guidance_scale, null)
+        elif float(guidance_scale) != 1.0:
+            raise ConfigError(f"guidance_scale={guidance_scale} needs a label (the class to guide towards)")
         if sampler == "auto":
             sampler = "sar" if length > self.seq_len else ("ancestral" if is_time_conditioned(model) else "cached")
             sar_inner = "ancestral" if is_time_conditioned(model) else "cached"
@@ -245,8 +266,12 @@ class DiffusionLM:
             saved += res.sequence_evals_saved
             seconds += res.seconds
         ids = torch.cat(chunks)
+        if guide is not None:  # rows the backbone ran: twice the batch when guiding
+            evals = guide.network_rows
         settings = {"num_samples": n, "length": length, "steps": int(steps), "sampler": str(sampler),
                     "seed": int(seed), "dtype": str(dtype), "prefix": prefix, "infill": infill}
+        if label is not None:
+            settings.update(label=str(label), guidance_scale=float(guidance_scale))
         if sampler == "sar":
             settings.update(sar_inner=sar_inner, block_len=int(block_len or self.seq_len), overlap=overlap)
         return SamplingResult(ids=ids, sequences=[self.tokenizer.decode(r) for r in ids], seconds=seconds,
@@ -266,11 +291,14 @@ class DiffusionLM:
         batch_size: int = 64,
         seed: int = 0,
         progress: bool | None = None,
+        count_n: bool | None = None,
     ) -> pd.DataFrame:
         """Per-sequence NELBO (an upper bound on -log p; exact NLL for AR) and bits per base (text: token).
 
         Sequences longer than the training window are scored window by window (non-overlapping); each window
-        averages ``t_samples`` noise draws. Deterministic for a given ``seed``.
+        averages ``t_samples`` noise draws. Deterministic for a given ``seed``. DNA: ``tokens`` and bits/base
+        are over the A/C/G/T bases, N bases being given context, unless ``count_n`` (default: the run's
+        ``data.count_n``).
         """
         encoded = self._encode_all(seqs)
         L = self.seq_len
@@ -287,8 +315,9 @@ class DiffusionLM:
         for j, (n, rows) in enumerate(progress_bar(jobs, progress, desc="scoring", unit="batch")):
             x0 = torch.tensor([r for _, r in rows], dtype=torch.long, device=self.device)
             total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
+            counted = self.module.counted_positions(x0, count_n)
             for k in range(draws):
-                out = self.objective.nelbo(x0, generator=_generator(self.device, seed, n, j, k))
+                out = self.objective.nelbo(x0, generator=_generator(self.device, seed, n, j, k), counted=counted)
                 total += out.per_sequence.double()
             count = out.num_tokens.cpu().numpy()
             for (i, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
@@ -316,7 +345,7 @@ class DiffusionLM:
         ``pooling=None`` a list of [L_i, d_model] arrays. Equal lengths are batched together, so no
         sequence's features depend on padding or batch mates."""
         if pooling not in (None, "mean", "first", "last"):
-            raise ValueError(f"pooling must be mean, first, last or None, got {pooling!r}")
+            raise ConfigError(f"pooling must be mean, first, last or None, got {pooling!r}")
         encoded = self._encode_all(seqs)
         if max(len(e) for e in encoded) > self.seq_len:
             warnings.warn(f"sequences longer than the training window ({self.seq_len}) are embedded whole",
@@ -350,8 +379,12 @@ class DiffusionLM:
         seed: int = 0,
         cache_dir: str | None = None,
         trainer: dict[str, Any] | None = None,
+        count_n: bool | None = None,
     ) -> dict[str, Any]:
-        """NELBO (nats/token), bits per base (token) and perplexity on the run's held-out ``split``."""
+        """NELBO (nats/token), bits per base (token) and perplexity on the run's held-out ``split``.
+
+        DNA: per A/C/G/T base (N bases are given context) unless ``count_n`` (default: the run's ``data.count_n``).
+        """
         import copy
 
         import lightning.pytorch as pl
@@ -359,7 +392,7 @@ class DiffusionLM:
         from mdlm_dna.data import build_datamodule
 
         if split not in ("test", "validation"):
-            raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+            raise ConfigError(f"split must be 'test' or 'validation', got {split!r}")
         module = self.module
         config = copy.deepcopy(module.config)
         config.setdefault("eval", {})["t_samples"] = int(t_samples)
@@ -375,12 +408,17 @@ class DiffusionLM:
                     "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
                     **(trainer or {})}
         runner = pl.Trainer(**settings)
-        if split == "test":
-            raw = runner.test(module, datamodule=dm, verbose=False)[0]
-            prefix, loader = "test", runner.test_dataloaders
-        else:
-            raw = runner.validate(module, datamodule=dm, verbose=False)[0]
-            prefix, loader = "val", runner.val_dataloaders
+        run_count_n = module.count_n
+        module.count_n = run_count_n if count_n is None else bool(count_n)
+        try:
+            if split == "test":
+                raw = runner.test(module, datamodule=dm, verbose=False)[0]
+                prefix, loader = "test", runner.test_dataloaders
+            else:
+                raw = runner.validate(module, datamodule=dm, verbose=False)[0]
+                prefix, loader = "val", runner.val_dataloaders
+        finally:
+            module.count_n = run_count_n
         module.to(self.device).eval()
         return {
             "split": split,
@@ -391,6 +429,7 @@ class DiffusionLM:
             "windows": len(loader.dataset),
             "seq_len": int(config["data"]["seq_len"]),
             "t_samples": int(t_samples),
+            "count_n": bool(run_count_n if count_n is None else count_n),  # DNA: False = bits per A/C/G/T base
         }
 
     # ----- saving and sharing -------------------------------------------------------------------
@@ -470,12 +509,18 @@ class DiffusionLM:
 
 
 def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int, max_windows: int | None = None,
-                      genome_path: str | None = None, cache_dir: str | None = None) -> np.ndarray:
-    """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]."""
+                      genome_path: str | None = None, cache_dir: str | None = None,
+                      label: str | None = None) -> np.ndarray:
+    """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]
+    (of class ``label`` for a model trained on labelled data)."""
     from mdlm_dna.data.datamodule import load_split_genome
     from mdlm_dna.data.windows import TiledWindows
 
     config = model_or_config.config if isinstance(model_or_config, DiffusionLM) else model_or_config
+    if label is not None and not genome_path:
+        from mdlm_dna.data.labelled import reference_windows as class_windows
+
+        return class_windows(config, label, length, max_windows, cache_dir)
     g = dict(config["genome"])
     if genome_path:
         g["path"] = str(genome_path)

@@ -152,17 +152,19 @@ def portable_config(config: dict[str, Any]) -> dict[str, Any]:
     config = copy.deepcopy(config)
     root = data_dir().resolve()
 
-    def fix(section: dict[str, Any] | None, key: str) -> None:
-        if not section or not section.get(key):
-            return
-        p = Path(str(section[key])).expanduser()
-        try:
-            rel = p.resolve().relative_to(root)
-        except (ValueError, OSError):
-            return
-        section[key] = "${data_file:" + rel.as_posix() + "}"
+    def fix(section: dict[str, Any] | None, *keys: str) -> None:
+        for key in keys:
+            if not section or not section.get(key):
+                continue
+            p = Path(str(section[key])).expanduser()
+            try:
+                rel = p.resolve().relative_to(root)
+            except (ValueError, OSError):
+                continue
+            section[key] = "${data_file:" + rel.as_posix() + "}"
 
     fix(config.get("genome"), "path")
+    fix((config.get("genome") or {}).get("paths"), *((config.get("genome") or {}).get("paths") or {}))  # labelled
     fix((config.get("data") or {}).get("tokenizer"), "path")
     return config
 

@@ -14,6 +14,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.api import DiffusionLM
+from mdlm_dna.cli import user_errors
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
 
@@ -26,7 +28,7 @@ def embed(cfg: DictConfig | dict[str, Any]) -> Path:
     cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
     for key in ("ckpt", "input"):
         if cfg.get(key) in (None, "", "???"):
-            raise ValueError(f"{key}= is required: python -m mdlm_dna.embed ckpt=MODEL input=SEQS.fa")
+            raise ConfigError(f"{key}= is required: python -m mdlm_dna.embed ckpt=MODEL input=SEQS.fa")
     pooling = None if cfg.pooling in (None, "null", "none") else str(cfg.pooling)
     names, seqs = read_sequences(str(cfg.input), column=str(cfg.column))
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
@@ -47,6 +49,7 @@ def embed(cfg: DictConfig | dict[str, Any]) -> Path:
 
 
 @hydra.main(config_path=str(config_dir()), config_name="embed", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     embed(cfg)
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import user_errors
 from mdlm_dna.data import build_datamodule
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
 
 log = logging.getLogger("mdlm_dna.evaluate")
@@ -40,9 +41,9 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     base.pop("hydra", None)
     cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
     if cfg.get("ckpt") in (None, "", "???"):
-        raise ValueError("ckpt=SOURCE is required (a shipped name, run folder, .ckpt, exported folder or Hub id)")
+        raise ConfigError("ckpt=SOURCE is required (a shipped name, run folder, .ckpt, exported folder or Hub id)")
     if cfg.split not in ("test", "validation"):
-        raise ValueError(f"split must be 'test' or 'validation', got {cfg.split!r}")
+        raise ConfigError(f"split must be 'test' or 'validation', got {cfg.split!r}")
     device = "cuda" if OmegaConf.select(cfg, "trainer.accelerator") in ("gpu", "cuda") else "auto"
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=device,
                                         cache_dir=cfg.get("cache_dir"))
@@ -50,7 +51,8 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
         return zero_shot(model, cfg)
     result = model.evaluate(split=str(cfg.split), t_samples=int(cfg.t_samples), max_windows=cfg.max_windows,
                             batch_size=cfg.batch_size, genome_path=cfg.genome_path, seed=int(cfg.seed),
-                            cache_dir=cfg.cache_dir, trainer=OmegaConf.to_container(cfg.trainer))
+                            cache_dir=cfg.cache_dir, trainer=OmegaConf.to_container(cfg.trainer),
+                            count_n=cfg.get("count_n"))
     result["ckpt"] = str(cfg.ckpt)
     result["bits_per_base" if model.unit == "base" else "bits_per_token"] = result[f"bits_per_{model.unit}"]
     prefix = "test" if cfg.split == "test" else "val"
@@ -67,7 +69,7 @@ def zero_shot(model: DiffusionLM, cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a text model on other corpora (each file is all test) with the run's tokenizer and layout."""
     config = model.config
     if not model.is_text:
-        raise ValueError("zero_shot=[FILES] evaluates a text model; for DNA use genome_path=OTHER.fa")
+        raise ConfigError("zero_shot=[FILES] evaluates a text model; for DNA use genome_path=OTHER.fa")
     module = model.module
     module.config.setdefault("eval", {})["t_samples"] = int(cfg.t_samples)
     trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer), logger=False, enable_checkpointing=False)

@@ -18,6 +18,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.api import DiffusionLM
+from mdlm_dna.cli import user_errors
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
 
 register_resolvers()
@@ -29,7 +31,7 @@ def export(cfg: DictConfig | dict[str, Any]) -> Path:
     cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
     for key in ("ckpt", "out"):
         if cfg.get(key) in (None, "", "???"):
-            raise ValueError(f"{key}= is required: python -m mdlm_dna.export ckpt=RUN out=DIR")
+            raise ConfigError(f"{key}= is required: python -m mdlm_dna.export ckpt=RUN out=DIR")
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), cache_dir=cfg.cache_dir)
     metrics: dict[str, Any] = {}
     splits = [s for s in ("validation", "test") if cfg.get(s)]
@@ -50,6 +52,7 @@ def export(cfg: DictConfig | dict[str, Any]) -> Path:
 
 
 @hydra.main(config_path=str(config_dir()), config_name="export", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     export(cfg)
 

@@ -9,9 +9,11 @@ python -m mdlm_dna.pretrain data=tinyshakespeare                # text: same obj
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,14 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from mdlm_dna.cli import check_pretrain_config, user_errors
 from mdlm_dna.data import build_datamodule
+from mdlm_dna.errors import CheckpointError, ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.train.callbacks import AtomicCheckpointIO, GracefulStop, ResumableCSVLogger
+from mdlm_dna.rundir import RunLock, launcher_rank_zero, remove_stale_temp_files
+from mdlm_dna.train.callbacks import AtomicCheckpointIO, LastCheckpoint
 from mdlm_dna.train.lit_module import DiffusionModule
+from mdlm_dna.train.loggers import TrainingCurve, build_loggers
 
 log = logging.getLogger("mdlm_dna.pretrain")
 register_resolvers()
@@ -43,9 +49,44 @@ def resolve_resume(resume: Any, last_ckpt: Path) -> Path | None:
     if resume == "auto":
         return last_ckpt if last_ckpt.exists() else None
     path = Path(str(resume)).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"resume checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"resume checkpoint not found: {path}; give an existing file, or resume=auto")
     return path
+
+
+# model keys that may change between a run and its resume: they change how, not what, is computed
+RUNTIME_MODEL_KEYS = ("compile", "checkpointing", "scan_backend", "attn_backend")
+
+
+def read_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """The step and saved run config of the checkpoint a run resumes from (memory-mapped: no weights read)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return {"global_step": int(state["global_step"]), "config": state["hyper_parameters"]["config"]}
+    except Exception as e:  # truncated, foreign, or not a checkpoint of ours
+        raise CheckpointError(
+            f"{path}: cannot be read as a checkpoint of this package ({type(e).__name__}: {e}); resume from another "
+            "one with resume=PATH, or move it away and start over"
+        ) from e
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The config keys that say what a checkpoint's weights are: model (less runtime keys), objective, tokenizer."""
+    model = {f"model.{k}": v for k, v in (config.get("model") or {}).items() if k not in RUNTIME_MODEL_KEYS}
+    tok = {f"data.tokenizer.{k}": v for k, v in ((config.get("data") or {}).get("tokenizer") or {}).items()}
+    return {**model, "objective.name": (config.get("objective") or {}).get("name"), **tok}
+
+
+def check_resume_matches(saved: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse to continue a checkpoint with another model, objective or tokenizer: its weights would not load, or
+    would mean something else. Keys only one side has (options added or removed since) are not compared."""
+    old, new = _identity(saved), _identity(config)
+    diffs = [f"{k}={new[k]!r} (the checkpoint has {old[k]!r})" for k in old if k in new and old[k] != new[k]]
+    if diffs:
+        raise ConfigError(
+            f"{path} holds another model than this command asks for: {', '.join(diffs)}. Use the run's own "
+            "settings to continue it (its config.yaml), or another hydra.run.dir for a new run"
+        )
 
 
 def derive_accumulation(global_batch: int, per_device: int, devices: int, num_nodes: int) -> int:
@@ -97,10 +138,6 @@ def _progress_bar(trainer_cfg: dict[str, Any], refresh: int | None) -> list[pl.C
     return [TQDMProgressBar(refresh_rate=int(refresh))]
 
 
-def _checkpoint_step(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
-
-
 def format_metrics(prefix: str, metrics: dict[str, Any], unit: str = "base") -> str:
     """One line of NELBO, bits per ``unit`` (a base for DNA, a token for text) and perplexity (bounds for MDLM)."""
     nelbo = float(metrics[f"{prefix}/nelbo"])
@@ -115,16 +152,32 @@ def token_unit(config: dict[str, Any]) -> str:
 
 
 def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, Any]:
-    """Train as ``cfg`` says, in ``run_dir``; returns the final validation metrics and paths."""
+    """Train as ``cfg`` says, in ``run_dir``; returns the final validation metrics and paths.
+
+    Config values are checked and the run folder locked before anything is written; only one
+    process trains in a folder at a time (the other ranks of a multi-process run do not lock).
+    """
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    check_pretrain_config(config)
+    rank_zero = launcher_rank_zero()
+    with RunLock(run_dir) if rank_zero else nullcontext():
+        return _run(config, run_dir, extra_callbacks, rank_zero)
+
+
+def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Callback], rank_zero: bool) -> dict:
     ckpt_dir = run_dir / "checkpoints"
     last_ckpt = ckpt_dir / "last.ckpt"
     resume = resolve_resume(config.get("resume", "auto"), last_ckpt)
-    resume_step = _checkpoint_step(resume) if resume else None
+    resume_step = None
+    if resume:
+        saved = read_resume_checkpoint(resume)
+        check_resume_matches(saved["config"], config, resume)  # before config.yaml is rewritten
+        resume_step = saved["global_step"]
+    if rank_zero:
+        remove_stale_temp_files(ckpt_dir)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
     if resume:
         log.info("resuming from %s (step %d)", resume, resume_step)
         # our sampler resumes mid-epoch exactly (see data/windows.py), so Lightning's generic caveats do not apply
@@ -137,27 +190,32 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
     module = DiffusionModule(config)
     datamodule = build_datamodule(config, cache_dir=config.get("cache_dir"), tokenizer=module.tokenizer)
 
+    every = int(config["checkpoint"]["every_n_train_steps"])
+    # stepNNNNNNN.ckpt copies; last.ckpt has one writer, LastCheckpoint (no version counter: never a -v1 copy)
     periodic = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="step{step:07d}",
         auto_insert_metric_name=False,
-        save_last=True,
-        every_n_train_steps=int(config["checkpoint"]["every_n_train_steps"]),
+        save_last=False,
+        every_n_train_steps=every,
         save_top_k=-1 if config["checkpoint"].get("keep_all") else 1,
         monitor="step",
         mode="max",
+        enable_version_counter=False,
     )
     best = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val/nelbo", mode="min", save_top_k=1, save_last=False
-    )
-    stopper = GracefulStop(last_ckpt)
-    callbacks = [periodic, best, stopper, LearningRateMonitor(logging_interval="step"), *extra_callbacks]
+        dirpath=ckpt_dir, filename="best", monitor="val/nelbo", mode="min", save_top_k=1, save_last=False,
+        enable_version_counter=False,
+    )  # fmt: skip
+    last = LastCheckpoint(last_ckpt, every)  # after `best`: a save after validation holds best's bookkeeping
+    callbacks = [periodic, best, last, LearningRateMonitor(logging_interval="step"), TrainingCurve(run_dir),
+                 *extra_callbacks]
     callbacks += _progress_bar(config["trainer"], config.get("progress_bar_refresh_rate"))
     trainer = pl.Trainer(
         **build_strategy(config["trainer"], config),
         default_root_dir=str(run_dir),
         callbacks=callbacks,
-        logger=ResumableCSVLogger(run_dir, resume_step=resume_step),
+        logger=build_loggers(config.get("logger"), run_dir, resume_step),
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
     )
@@ -176,12 +234,12 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
         log.info("global batch %d = %d per device x %d devices x %d nodes x %d accumulation", int(global_batch),
                  int(config["data"]["batch_size"]), trainer.num_devices, trainer.num_nodes, accum)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-    if periodic._last_global_step_saved != trainer.global_step:
-        trainer.save_checkpoint(last_ckpt)
 
-    interrupted = stopper.requested
+    interrupted = last.stopped
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if not interrupted and (not metrics or trainer.global_step % int(trainer.val_check_interval or 1) != 0):
+        if trainer.global_step == resume_step:  # a finished run, run again: report its metrics, log no row twice
+            trainer.loggers = []
         metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     result = {
         "run_dir": str(run_dir),
@@ -200,7 +258,10 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
 
 
 @hydra.main(config_path=str(config_dir()), config_name="pretrain", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
+    if cfg.get("command") is None:  # the exact command, for the checkpoint and an exported model's card
+        cfg.command = shlex.join(["python", "-m", "mdlm_dna.pretrain", *sys.argv[1:]])
     result = run(cfg, HydraConfig.get().runtime.output_dir)
     if result["interrupted"]:
         sys.exit(INTERRUPTED_EXIT_CODE)

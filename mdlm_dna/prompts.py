@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.tokenizers import BASES, NucleotideTokenizer, TextTokenizer
 
 MASK_CHARS = "-?"
@@ -18,7 +19,7 @@ def parse_prefix(text: str) -> torch.Tensor:
     text = str(text).strip()
     for i, ch in enumerate(text):
         if ch.upper() not in BASES:
-            raise ValueError(f"prefix: invalid character {ch!r} at position {i}; expected A C G T N")
+            raise ConfigError(f"prefix: invalid character {ch!r} at position {i}; expected A C G T N")
     return torch.tensor([BASES.index(c) for c in text.upper()], dtype=torch.long)
 
 
@@ -32,11 +33,11 @@ def parse_infill(text: str, n_is_mask: bool = False) -> torch.Tensor:
         elif ch in BASES:
             ids.append(BASES.index(ch))
         else:
-            raise ValueError(f"infill: invalid character {text[i]!r} at position {i}; expected A C G T N or - / ?")
+            raise ConfigError(f"infill: invalid character {text[i]!r} at position {i}; expected A C G T N or - / ?")
     if not ids:
-        raise ValueError("infill: empty template")
+        raise ConfigError("infill: empty template")
     if NucleotideTokenizer.mask_id not in ids:
-        raise ValueError("infill: nothing to generate (mark the positions to fill with '-')")
+        raise ConfigError("infill: nothing to generate (mark the positions to fill with '-')")
     return torch.tensor(ids, dtype=torch.long)
 
 
@@ -44,7 +45,7 @@ def parse_text_prefix(text: str, tok: TextTokenizer) -> torch.Tensor:
     """A text prompt -> [BOS] + its ids: samples then read as the continuation of a document's start."""
     ids = tok.encode(str(text))
     if not ids:
-        raise ValueError("prefix: empty text")
+        raise ConfigError("prefix: empty text")
     return torch.tensor([tok.bos_id, *ids], dtype=torch.long)
 
 
@@ -52,7 +53,7 @@ def parse_text_infill(text: str, tok: TextTokenizer) -> torch.Tensor:
     """A text template with [MASK] tokens at the positions to generate -> [BOS] + ids + [EOS]."""
     ids = tok.hf(str(text), add_special_tokens=False)["input_ids"]  # here "[MASK]" is meant as the special token
     if tok.mask_id not in ids:
-        raise ValueError(f"infill: nothing to generate (write {tok.hf.mask_token} where tokens are to be generated)")
+        raise ConfigError(f"infill: nothing to generate (write {tok.hf.mask_token} where tokens are to be generated)")
     return torch.tensor([tok.bos_id, *ids, tok.eos_id], dtype=torch.long)
 
 

@@ -5,6 +5,7 @@
     python -m mdlm_dna.sample ckpt=RUN prefix=ATGAAACGC                         # prompt
     python -m mdlm_dna.sample ckpt=RUN infill=ACGT----ACGT                      # fill the '-' positions
     python -m mdlm_dna.sample ckpt=TEXT_RUN prefix="To be, or"                  # a text model: decoded text
+    python -m mdlm_dna.sample ckpt=RUN label=yeast guidance.scale=2.0           # a class-conditional model (D-CFG)
 
 ``ckpt`` is any model source ``DiffusionLM.from_pretrained`` takes (shipped name, run folder, .ckpt,
 exported folder, Hub id). The report is written before the plots, so a plotting failure loses nothing.
@@ -19,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.api import DTYPES, DiffusionLM, reference_windows
 from mdlm_dna.cli import user_errors
 from mdlm_dna.diffusion.samplers import is_time_conditioned
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.prompts import token_entropy
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import write_fasta, write_text_samples
@@ -39,9 +42,9 @@ def _config(cfg: DictConfig | dict[str, Any]) -> DictConfig:
     base.pop("hydra", None)
     cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
     if cfg.get("ckpt") in (None, "", "???"):
-        raise ValueError("ckpt=SOURCE is required (a shipped name, run folder, .ckpt, exported folder or Hub id)")
+        raise ConfigError("ckpt=SOURCE is required (a shipped name, run folder, .ckpt, exported folder or Hub id)")
     if str(cfg.dtype) not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
+        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
     return cfg
 
 
@@ -73,6 +76,7 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
         dtype=str(cfg.dtype), block_len=cfg.block_len, overlap=cfg.overlap, sar_inner=str(cfg.sar_inner),
         allow_time_conditioned_cache=bool(cfg.allow_time_conditioned_cache),
         infill_n_is_mask=bool(cfg.infill_n_is_mask), progress=cfg.get("progress"),
+        label=cfg.get("label"), guidance_scale=float((cfg.get("guidance") or {}).get("scale", 1.0)),
     )
     n, length, seqs = len(res.sequences), res.settings["length"], res.sequences
 
@@ -82,7 +86,9 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
     if model.is_text:
         write_text_samples(fasta, seqs)
     else:
-        names = [f"sample_{i} sampler={res.settings['sampler']} steps={cfg.steps} seed={cfg.seed}" for i in range(n)]
+        guided = f" label={cfg.label} guidance_scale={res.settings['guidance_scale']}" if cfg.get("label") else ""
+        names = [f"sample_{i} sampler={res.settings['sampler']} steps={cfg.steps} seed={cfg.seed}{guided}"
+                 for i in range(n)]
         write_fasta(fasta, seqs, names)
     report: dict[str, Any] = {
         "ckpt": str(cfg.ckpt), "ema": model.loaded.ema, "fasta": str(fasta), **res.settings,
@@ -100,7 +106,13 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
     elif cfg.metrics:
         from mdlm_dna.metrics import metrics_table
 
-        ref = reference_windows(model, length, cfg.reference_windows, cfg.genome_path, cfg.cache_dir)
+        if model.classes and cfg.get("label") is None and not cfg.genome_path:  # unconditional: every class's
+            per = max(1, int(cfg.reference_windows or 512) // len(model.classes))
+            ref = np.concatenate([reference_windows(model, length, per, None, cfg.cache_dir, label=c)
+                                  for c in model.classes])
+        else:  # the target class's held-out windows for a labelled model
+            ref = reference_windows(model, length, cfg.reference_windows, cfg.genome_path, cfg.cache_dir,
+                                    label=cfg.get("label"))
         if len(ref) == 0:
             log.warning("the test split has no window of %d bases: no metrics", length)
             ref = None

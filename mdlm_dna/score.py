@@ -17,6 +17,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.api import DiffusionLM
+from mdlm_dna.cli import user_errors
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
 
@@ -36,12 +38,12 @@ def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
     for key in ("ckpt", "input"):
         if cfg.get(key) in (None, "", "???"):
-            raise ValueError(f"{key}= is required: python -m mdlm_dna.score ckpt=MODEL input=SEQS.fa")
+            raise ConfigError(f"{key}= is required: python -m mdlm_dna.score ckpt=MODEL input=SEQS.fa")
     names, seqs = read_sequences(str(cfg.input), column=str(cfg.column))
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
                                         cache_dir=cfg.cache_dir)
     table = model.score(seqs, t_samples=int(cfg.t_samples), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
-                        progress=cfg.progress)
+                        progress=cfg.progress, count_n=cfg.get("count_n"))
     table.insert(0, "name", names)
     out = Path(cfg.out) if cfg.out else Path(f"{_suffixless(Path(str(cfg.input)))}.scores.tsv")
     table.to_csv(out, sep="\t", index=False)
@@ -51,6 +53,7 @@ def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
 
 
 @hydra.main(config_path=str(config_dir()), config_name="score", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     score(cfg)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mdlm_dna.errors import DataError
+
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 
 
@@ -38,15 +40,15 @@ def read_sequences(path: str | Path, column: str = "sequence") -> tuple[list[str
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     if _is_table(path):
         sep = "\t" if ".tsv" in path.name.lower() else ","
         try:
             frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
         except Exception as e:
-            raise ValueError(f"{path}: cannot be read as a table ({e})") from e
+            raise DataError(f"{path}: cannot be read as a table ({e})") from e
         if column not in frame.columns:
-            raise ValueError(f"{path}: no {column!r} column (columns: {list(frame.columns)})")
+            raise DataError(f"{path}: no {column!r} column (columns: {list(frame.columns)})")
         name_col = next((c for c in ("name", "id") if c in frame.columns), None)
         names = frame[name_col].tolist() if name_col else [f"row_{i}" for i in range(len(frame))]
         seqs = frame[column].tolist()
@@ -56,11 +58,11 @@ def read_sequences(path: str | Path, column: str = "sequence") -> tuple[list[str
             with opener(path, "rt") as fh:
                 records = list(SeqIO.parse(fh, "fasta"))
         except (OSError, EOFError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: cannot be read as FASTA ({e})") from e
+            raise DataError(f"{path}: cannot be read as FASTA ({e})") from e
         names, seqs = [r.id for r in records], [str(r.seq) for r in records]
     if not seqs:
-        raise ValueError(f"{path}: no sequences (expected FASTA records or a table with a {column!r} column)")
+        raise DataError(f"{path}: no sequences (expected FASTA records or a table with a {column!r} column)")
     empty = [n for n, s in zip(names, seqs) if not s.strip()]
     if empty:
-        raise ValueError(f"{path}: {len(empty)} empty sequence(s), e.g. {empty[:3]}")
+        raise DataError(f"{path}: {len(empty)} empty sequence(s), e.g. {empty[:3]}")
     return names, seqs

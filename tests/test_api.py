@@ -1,4 +1,4 @@
-"""The public model class: load from any source, sample / score / embed, export and reload, loggers, published weights."""
+"""The public model class: any source, sample / score / embed, export and reload, loggers, published weights."""
 
 from __future__ import annotations
 
@@ -240,18 +240,18 @@ def test_loggers_tensorboard_and_wandb_offline_write_files(ecoli_prefix, tmp_pat
 
 
 def test_finetune_from_a_caduceus_format_folder(tmp_path):
+    from mdlm_dna.finetune import finetune
     from tests.test_caduceus_hf import fake_checkpoint, reference_config, save
     from tests.test_finetune import FAST, SAMPLE, compose_finetune
-
-    from mdlm_dna.finetune import finetune
 
     config = reference_config(d_model=16, n_layer=2)
     folder = save(tmp_path / "cad", config, fake_checkpoint(config, tied_copies=False), "safetensors")
     m = DiffusionLM.from_pretrained(folder, device="cpu")
     assert m.loaded.kind == "caduceus_hf" and m.config["model"]["name"] == "caduceus_ps"
     assert m.embed(["ACGTACGGT"], progress=False).shape == (1, 16)
-    cfg = compose_finetune(f"init={folder}", "task=csv", f"task.train_path={SAMPLE / 'gue_prom_core_tata_train_200.csv'}",
-                           f"task.test_path={SAMPLE / 'gue_prom_core_tata_dev_60.csv'}", *FAST, "trainer.max_epochs=1")
+    train, test = SAMPLE / "gue_prom_core_tata_train_200.csv", SAMPLE / "gue_prom_core_tata_dev_60.csv"
+    cfg = compose_finetune(f"init={folder}", "task=csv", f"task.train_path={train}", f"task.test_path={test}",
+                           *FAST, "trainer.max_epochs=1")
     table = finetune(OmegaConf.to_container(cfg, resolve=True), tmp_path / "ft")
     assert "caduceus_ps pretrained (caduceus_hf" in table["model"].iloc[0]
 
@@ -269,6 +269,13 @@ def test_mdlm_owt_layout_loads_samples_and_scores_text(tmp_path):
     text = m.sample(num_samples=2, length=16, steps=4, progress=False)
     assert len(text) == 2 and all(isinstance(t, str) for t in text)
     assert m.score(["the cat sat on the mat"], t_samples=1, progress=False)["bits_per_token"].iloc[0] > 0
+    from mdlm_dna.evaluate import evaluate
+
+    corpus = tmp_path / "z.txt"
+    corpus.write_text("The first paragraph has a few words.\n\nThe second one has some more words in it.\n")
+    zs = evaluate({"ckpt": str(folder), "zero_shot": [str(corpus)], "t_samples": 1, "cache_dir": str(tmp_path / "c"),
+                   "trainer": {"accelerator": "cpu", "enable_progress_bar": False}})
+    assert zs["zero_shot"][0]["documents"] == 2 and zs["zero_shot"][0]["nelbo_nats_per_token"] > 0
 
 
 def test_load_module_returns_eval_mode_and_record(run_dir):

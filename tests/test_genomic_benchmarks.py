@@ -230,17 +230,17 @@ def test_csv_and_tsv_tables_on_real_samples(tmp_path):
     # string labels: sorted, whatever order they first appear in; test labels must be known
     (tmp_path / "tr.tsv").write_text("sequence\tlabel\nACGT\tworm\nGGCC\thuman\nTTAA\tworm\n")
     (tmp_path / "te.tsv").write_text("sequence\tlabel\nACGT\thuman\n")
-    data = load_tables(tmp_path / "tr.tsv", tmp_path / "te.tsv")
+    data = load_tables(tmp_path / "tr.tsv", tmp_path / "te.tsv", min_class_examples=1)  # toy tables
     assert data.classes == ["human", "worm"] and data.train["label"].tolist() == [1, 0, 1]
     (tmp_path / "te2.tsv").write_text("sequence\tlabel\nACGT\tfly\n")
     with pytest.raises(DatasetError, match=r"te2.tsv: label\(s\) \['fly'\] not among"):
-        load_tables(tmp_path / "tr.tsv", tmp_path / "te2.tsv")
+        load_tables(tmp_path / "tr.tsv", tmp_path / "te2.tsv", min_class_examples=1)
 
 
 def test_numeric_labels_sort_numerically_and_bad_tables_are_named(tmp_path):
     rows = "\n".join(f"ACGT,{y}" for y in (10, 2, 1, 2))
     (tmp_path / "a.csv").write_text("sequence,label\n" + rows + "\n")
-    data = load_tables(tmp_path / "a.csv", tmp_path / "a.csv")
+    data = load_tables(tmp_path / "a.csv", tmp_path / "a.csv", min_class_examples=1)
     assert data.classes == ["1", "2", "10"] and data.train["label"].tolist() == [2, 1, 0, 1]
     (tmp_path / "b.csv").write_text("dna,y\nACGT,1\n")
     with pytest.raises(DatasetError, match=r"b.csv: needs a 'sequence'"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mdlm_dna.api import reference_windows
 from mdlm_dna.metrics import (
     gc_content,
     homopolymer_runs,
@@ -20,7 +21,6 @@ from mdlm_dna.metrics import (
     uniform_random,
 )
 from mdlm_dna.resources import data_file
-from mdlm_dna.api import reference_windows
 
 
 @pytest.fixture(scope="module")

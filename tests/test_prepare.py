@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import http.server
+import os
 import re
 import socket
 import threading
@@ -226,3 +228,27 @@ def test_prepare_fasta_with_bed_end_to_end(server, tmp_path, capsys):
     assert batch.shape == (4, 1000)
     for k in range(4):  # the validation interval tiled, read back exactly from the FASTA text
         assert "".join("ACGTN"[i] for i in batch[k].tolist()) == seq[9000 + 1000 * k : 10000 + 1000 * k].upper()
+
+
+def test_prepare_rerun_into_a_read_only_folder_writes_nothing(server, tmp_path, monkeypatch, capsys):
+    """Everything is there already: a second run verifies it and writes nothing (the folder may be read-only)."""
+    body = _mt_bytes()
+    gz = gzip.compress(body)
+    server.files |= {"/MT.fa.gz": gz}
+    out, cache = tmp_path / "g", tmp_path / "cache"
+    argv = ["fasta", server.url("/MT.fa.gz"), "--md5", hashlib.md5(gz).hexdigest(), "--out", str(out),
+            "--cache-dir", str(cache)]  # fmt: skip
+    assert main(argv) == 0
+    real_write = Path.write_text
+
+    def read_only(self, *a, **k):  # as root, chmod cannot make a folder read-only: refuse writes into it here
+        if self.parent == out:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != out)
+    assert main(argv) == 0
+    (out / "prepared.json").unlink()  # now something must be written: refused before any work, in one line
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {out} is not writable and prepared.json must be written there; use another --out")  # noqa: E501

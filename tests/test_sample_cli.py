@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mdlm_dna.pretrain import run
 from mdlm_dna.checkpoints import CheckpointError
+from mdlm_dna.pretrain import run
 from mdlm_dna.prompts import parse_infill, parse_prefix
 from mdlm_dna.sample import generate
 

@@ -235,4 +235,4 @@ def test_cli_errors_are_clear(tmp_path):
     assert p.returncode != 0 and "FASTA file not found" in out and "missing.fa" in out
     p = _cli(["mdlm_dna.evaluate", f"ckpt={tmp_path}/nothing.ckpt"])
     out, _ = p.communicate(timeout=120)
-    assert p.returncode != 0 and "checkpoint not found" in out
+    assert p.returncode == 2 and "nothing.ckpt: no such file or folder" in out

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mdlm_dna.errors import ConfigError, DataError
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
@@ -25,7 +27,7 @@ _STANDARD = {"train": "train", "training": "train", "valid": "validation", "val"
 _STANDARD |= {"validation": "validation", "test": "test"}
 
 
-class BedError(ValueError):
+class BedError(DataError):
     """A BED file cannot be used; the message names the file and, where it applies, the line."""
 
 
@@ -118,7 +120,7 @@ def check_against_genome(
 ) -> list[BedInterval]:
     """Intervals that lie on the genome's records; ``missing_chroms``: ``error`` or ``skip`` (with a warning)."""
     if missing_chroms not in ("error", "skip"):
-        raise ValueError(f"missing_chroms must be 'error' or 'skip', got {missing_chroms!r}")
+        raise ConfigError(f"genome.missing_chroms must be 'error' or 'skip', got {missing_chroms!r}")
     kept, skipped = [], {}
     for iv in intervals:
         n = lengths.get(iv.chrom)

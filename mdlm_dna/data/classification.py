@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mdlm_dna.data.genomic_benchmarks import TaskData, holdout, tokenize
+from mdlm_dna.data.genomic_benchmarks import DatasetError, TaskData, holdout, tokenize
 from mdlm_dna.tokenizers import NucleotideTokenizer
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ class ClassificationDataModule(pl.LightningDataModule):
     def __init__(self, data: TaskData, cfg: ClassificationDataConfig, seed: int = 0):
         super().__init__()
         self.task, self.cfg, self.seed = data, cfg, seed
+        if len(data.classes) < 2 or data.train["label"].nunique() < 2:
+            raise DatasetError(
+                f"{data.name}: the training data holds one class only ({data.classes}); a classifier needs at least two"
+            )
         train, val = (data.train, data.val) if data.val is not None else holdout(data.train, cfg.val_fraction, seed)
         self.frames = {"train": train, "val": val, "test": data.test}
         self.datasets = {

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from mdlm_dna.data.base import ResumableDataModule
 from mdlm_dna.data.fasta import Genome, load_genome, open_genome_pyfaidx
 from mdlm_dna.data.windows import RandomWindows, TiledWindows, bed_splits, fit_intervals, split_genome
+from mdlm_dna.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def load_split_genome(genome_cfg: dict[str, Any], cache_dir: str | None = None) 
     _check_prepared(g)
     reader = g.get("reader") or "array"
     if reader not in READERS:
-        raise ValueError(f"genome.reader must be one of {READERS}, got {reader!r}")
+        raise ConfigError(f"genome.reader must be one of {READERS}, got {reader!r}")
     load = load_genome if reader == "array" else open_genome_pyfaidx
     genome = load(
         g["path"],
@@ -57,6 +58,7 @@ def load_split_genome(genome_cfg: dict[str, Any], cache_dir: str | None = None) 
             default_split=g.get("default_split"),
             missing_chroms=g.get("missing_chroms") or "error",
             merge=bool(g.get("merge_overlaps", True)),
+            split_overlaps=g.get("split_overlaps") or "error",
         )
     else:
         splits = split_genome(
@@ -121,10 +123,16 @@ class GenomeDataModule(ResumableDataModule):
             max_n_fraction=float(d.get("max_n_fraction", 0.5)),
             keep_soft_mask=bool(d.get("keep_soft_mask", False)),
         )
+        if len(ds) == 0 and ds.mostly_n:
+            raise DataError(
+                f"{self.genome.path}: all {ds.mostly_n:,} windows of the {split} split have more than "
+                f"data.max_n_fraction={d.get('max_n_fraction', 0.5)} N; is the genome (or this split) all N? "
+                "Check the file, or raise data.max_n_fraction"
+            )
         if len(ds) == 0:
-            raise ValueError(
+            raise DataError(
                 f"{self.genome.path}: the {split} split has no window of seq_len={d['seq_len']}; "
-                "use a shorter seq_len or larger split fractions"
+                "use a shorter data.seq_len or larger split fractions"
             )
         return self._eval_loader_for(ds)
 

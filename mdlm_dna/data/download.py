@@ -22,13 +22,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mdlm_dna.errors import UserError
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 USER_AGENT = "mdlm-dna-prepare/0.1 (+python urllib)"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A file could not be downloaded; the message names the URL and the file."""
 
 

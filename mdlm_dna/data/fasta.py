@@ -10,27 +10,56 @@ otherwise (plain gzip, irregular line lengths).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import hashlib
 import json
 import logging
 import os
+import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mdlm_dna.errors import DataError, RunDirError
+from mdlm_dna.rundir import check_free_space
 from mdlm_dna.tokenizers import EncodeStats, NucleotideTokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: U read as T, whitespace inside sequence lines stripped (both counted)
 _CHUNK = 1 << 24  # bases read per pyfaidx call
+_WHITESPACE = b" \t\r\v\f"  # ASCII whitespace inside sequence lines: dropped and counted, whichever reader
+_U_TO_T = bytes.maketrans(b"Uu", b"Tt")  # RNA written as U: the same base as T (the case keeps the soft-mask)
 
 
-class FastaError(ValueError):
+class FastaError(DataError):
     """The file cannot be used as a genome; the message names the file and the problem."""
+
+
+@contextlib.contextmanager
+def _read_errors(path: Path):
+    """A truncated or corrupt (b)gzip surfaces as EOFError / struct.error / zlib.error in a reader: name the file."""
+    try:
+        yield
+    except (EOFError, struct.error, zlib.error, gzip.BadGzipFile) as e:
+        raise FastaError(
+            f"{path}: truncated or corrupt compressed file ({type(e).__name__}: {e}); download or compress it again"
+        ) from e
+
+
+def clean_sequence(raw: bytes) -> tuple[bytes, int, int]:
+    """Sequence bytes with ASCII whitespace dropped and U read as T; returns them, #whitespace, #U.
+
+    The one rule both readers apply, so a FASTA gives the same bases whichever reads it.
+    """
+    kept = raw.translate(None, _WHITESPACE)
+    n_u = kept.count(b"U") + kept.count(b"u")
+    return (kept.translate(_U_TO_T) if n_u else kept), len(raw) - len(kept), n_u
 
 
 @dataclass(frozen=True)
@@ -84,10 +113,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MDLM_DNA_CACHE", Path.home() / ".cache" / "mdlm_dna"))
 
 
-def _open_text(path: Path):
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _open_text(path: Path):
+    if _is_gzip(path):
         return gzip.open(path, "rt", newline=None)
     return open(path, encoding="ascii", errors="replace", newline=None)
 
@@ -118,42 +150,78 @@ def open_pyfaidx(path: Path, index_dir: Path):
     import pyfaidx
 
     stem = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
-    return pyfaidx.Fasta(
-        str(path),
-        indexname=str(index_dir / f"{stem}.fai"),
-        gzi_indexname=str(index_dir / f"{stem}.gzi"),
-        as_raw=True,
-        sequence_always_upper=False,
-        read_long_names=False,
-    )
+    try:
+        with _read_errors(path):
+            return pyfaidx.Fasta(
+                str(path),
+                indexname=str(index_dir / f"{stem}.fai"),
+                gzi_indexname=str(index_dir / f"{stem}.gzi"),
+                as_raw=True,
+                sequence_always_upper=False,
+                read_long_names=False,
+                duplicate_action="stop",
+            )
+    except ValueError as e:
+        if "Duplicate key" not in str(e):
+            raise
+        name = str(e).split("Duplicate key", 1)[1].strip().strip('"')
+        raise FastaError(
+            f"{path}: record name {name!r} occurs twice; every record needs its own name (the first word after '>')"
+        ) from None
 
 
-def _iter_records_pyfaidx(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+def _iter_records_pyfaidx(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes], int]]:
     fa = open_pyfaidx(path, index_dir)
     try:
         for name in fa.keys():
             n = len(fa[name])
 
             def chunks(name=name, n=n) -> Iterator[bytes]:
-                for start in range(0, n, _CHUNK):
-                    yield fa[name][start : min(n, start + _CHUNK)].encode("ascii", errors="replace")
+                with _read_errors(path):
+                    for start in range(0, n, _CHUNK):
+                        yield fa[name][start : min(n, start + _CHUNK)].encode("ascii", errors="replace")
 
-            yield name, n, chunks()
+            yield name, n, chunks(), 0
     finally:
         fa.close()
 
 
-def _iter_records_biopython(path: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+def _iter_records_biopython(path: Path) -> Iterator[tuple[str, int, Iterator[bytes], int]]:
+    """Records of a file pyfaidx cannot index (plain gzip, irregular line lengths), streamed by Biopython.
+
+    Biopython itself drops spaces and line-end whitespace; :class:`_DroppedWhitespace` counts those
+    on the way in, so that both readers report the same number (tabs it keeps are dropped later).
+    """
     from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-    with _open_text(path) as fh:
-        for title, seq in SimpleFastaParser(fh):
+    with _read_errors(path), _open_text(path) as fh:
+        lines = _DroppedWhitespace(fh)
+        for title, seq in SimpleFastaParser(lines):
             name = title.split(None, 1)[0] if title.strip() else ""
-            raw = seq.replace(" ", "").replace("\r", "").encode("ascii", errors="replace")
-            yield name, len(raw), iter([raw])
+            raw = seq.encode("ascii", errors="replace")
+            yield name, len(raw), iter([raw]), lines.take()  # Biopython has read just the record (and the next '>')
 
 
-def _iter_records(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes]]]:
+class _DroppedWhitespace:
+    """The lines of a FASTA, passed through, counting the whitespace Biopython drops from sequence lines."""
+
+    def __init__(self, fh):
+        self.fh, self.count = fh, 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.fh:
+            if not line.startswith(">"):
+                body = line.rstrip("\n")
+                self.count += len(body) - len(body.rstrip().replace(" ", "").replace("\r", ""))
+            yield line
+
+    def take(self) -> int:
+        n, self.count = self.count, 0
+        return n
+
+
+def _iter_records(path: Path, index_dir: Path) -> Iterator[tuple[str, int, Iterator[bytes], int]]:
+    """(name, length as stored, chunks of raw sequence bytes, whitespace the reader already dropped) per record."""
     import pyfaidx
 
     try:
@@ -243,8 +311,15 @@ class PyfaidxIds:
         r = self.records[j]
         a = start - r.offset
         raw = self._handle()[r.name][a : a + (stop - start)].encode("ascii", errors="replace")
+        if len(raw.translate(None, _WHITESPACE)) != len(raw):
+            ws = next(i for i, b in enumerate(raw) if b in _WHITESPACE)
+            raise FastaError(
+                f"{self.path}, record {r.name!r}: whitespace inside a sequence line at position {a + ws:,}; "
+                "genome.reader=pyfaidx reads positions as they are in the file: use genome.reader=array (which drops "
+                "whitespace) or remove it from the file"
+            )
         try:
-            ids, _ = self._tok.encode_bytes(raw, where=f"{self.path}, record {r.name!r}", offset=a)
+            ids, _ = self._tok.encode_bytes(raw.translate(_U_TO_T), where=f"{self.path}, record {r.name!r}", offset=a)
         except TokenizerError as e:
             raise FastaError(str(e)) from None
         return ids
@@ -306,11 +381,14 @@ def _build_cache(
     recs: list[Record] = []
     seen: set[str] = set()
     skipped: list[str] = []
-    offset = 0
+    offset = whitespace = n_u = 0
+    if not _is_gzip(path):  # one byte per base: at most the file's size
+        check_free_space(cache, path.stat().st_size, f"the token cache of {path.name}", " or set cache_dir=DIR")
     tmp_ids = ids_file.with_name(f"{ids_file.name}.tmp{os.getpid()}")
     try:
         with open(tmp_ids, "wb") as out:
-            for name, length, chunks in _iter_records(path, cache):
+            for name, length, chunks, dropped in _iter_records(path, cache):
+                whitespace += dropped
                 if keep is not None and name not in keep:
                     continue
                 if name in seen:
@@ -321,6 +399,8 @@ def _build_cache(
                     continue
                 pos = 0
                 for raw in chunks:
+                    raw, n_ws, n_u_chunk = clean_sequence(raw)
+                    whitespace, n_u = whitespace + n_ws, n_u + n_u_chunk
                     try:
                         ids, st = tok.encode_bytes(raw, where=f"{path}, record {name!r}", offset=pos)
                     except TokenizerError as e:
@@ -328,6 +408,11 @@ def _build_cache(
                     stats.add(st)
                     out.write(ids.tobytes())
                     pos += len(raw)
+                if pos < max(1, min_record_length):  # shorter once whitespace is gone
+                    skipped.append(f"{name} ({pos} bp)")
+                    out.seek(offset)
+                    out.truncate()
+                    continue
                 recs.append(Record(name=name, offset=offset, length=pos))
                 offset += pos
             out.flush()
@@ -340,6 +425,10 @@ def _build_cache(
             log.warning("%s: skipped %d short or empty record(s): %s", path, len(skipped), ", ".join(skipped[:10]))
         if stats.iupac_to_n:
             log.warning("%s: %d IUPAC ambiguity codes mapped to N (%s)", path, stats.iupac_to_n, stats.by_code)
+        if n_u:
+            log.warning("%s: %d U read as T (an RNA sequence, or U for T)", path, n_u)
+        if whitespace:
+            log.warning("%s: %d whitespace characters inside sequence lines dropped", path, whitespace)
         meta = {
             "source": str(path.resolve()),
             "records": [r.__dict__ for r in recs],
@@ -348,6 +437,8 @@ def _build_cache(
                 "iupac_to_n": stats.iupac_to_n,
                 "iupac_codes": stats.by_code,
                 "soft_masked": stats.soft_masked,
+                "u_as_t": n_u,
+                "whitespace_dropped": whitespace,
                 "skipped_records": skipped,
             },
         }
@@ -355,5 +446,12 @@ def _build_cache(
         tmp_meta.write_text(json.dumps(meta, indent=1))
         os.replace(tmp_ids, ids_file)
         os.replace(tmp_meta, meta_file)  # the metadata appears last: its presence marks a complete cache
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise RunDirError(
+            f"no space left in the token cache folder {cache} while tokenizing {path} ({offset / 1e6:,.1f} MB "
+            "written, one byte per base); free some space or set cache_dir=DIR on a larger disk"
+        ) from e
     finally:
         tmp_ids.unlink(missing_ok=True)

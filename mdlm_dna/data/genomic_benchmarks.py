@@ -34,6 +34,7 @@ import pandas as pd
 import yaml
 
 from mdlm_dna.data.fasta import default_cache_dir
+from mdlm_dna.errors import DataError
 from mdlm_dna.tokenizers import NucleotideTokenizer, TokenizerError, strip_soft_mask
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ _ALPHABET = re.compile(r"[^ACGTNRYSWKMBDHVU]", re.IGNORECASE)  # what the tokeni
 _COMPLEMENT = str.maketrans("ACGTNacgtnRYKMBDHVrykmbdhv", "TGCANtgcanYRMKVHDByrmkvhdb")
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A data file or directory cannot be used; the message names it and says what is wrong."""
 
 
@@ -306,6 +307,55 @@ def _rename(df: pd.DataFrame, label_names: Mapping[Any, str] | None, where: str 
     return df.assign(label=df["label"].map(names))
 
 
+MIN_CLASS_EXAMPLES = 5  # fewer training rows than this in a class: most likely a typo in a label
+
+
+def _label_kind(label: str) -> str:
+    if re.fullmatch(r"-?\d+", label):
+        return "integer"
+    try:
+        float(label)
+    except ValueError:
+        return "name"
+    return "non-integer number"
+
+
+def _rows(df: pd.DataFrame, mask: pd.Series, limit: int = 5) -> str:
+    """``line N ('label')`` for the first rows of ``mask`` (line numbers of the file: header + 1-based)."""
+    idx = df.index[mask.to_numpy()]
+    text = ", ".join(f"line {int(i) + 2} ({df.at[i, 'label']!r})" for i in idx[:limit])
+    return text + (f" and {len(idx) - limit} more" if len(idx) > limit else "")
+
+
+def check_label_kinds(df: pd.DataFrame, where: str | Path) -> None:
+    """All labels of a table are integers, or all are names: one ``1.5`` or ``promoter`` among 0/1 is a stray row,
+    not a class of its own."""
+    kinds = df["label"].map(_label_kind)
+    if kinds.nunique() > 1:
+        usual = kinds.value_counts().idxmax()
+        odd = kinds != usual
+        raise DatasetError(
+            f"{where}: the labels are {usual}s except on {int(odd.sum())} row(s): {_rows(df, odd)}; "
+            "fix those rows (labels of mixed kinds would each become a class)"
+        )
+
+
+def check_class_sizes(df: pd.DataFrame, where: str | Path, min_examples: int = MIN_CLASS_EXAMPLES) -> None:
+    """At least two classes, each with ``min_examples`` training rows (a rarer label is most likely a typo)."""
+    counts = df["label"].value_counts()
+    if len(counts) < 2:
+        raise DatasetError(
+            f"{where}: every row has the label {counts.index[0]!r}; a classifier needs at least two classes"
+        )
+    small = counts[counts < min_examples]
+    if len(small):
+        desc = "; ".join(f"{label!r}: {_rows(df, df['label'] == label)}" for label in small.index[:5])
+        raise DatasetError(
+            f"{where}: {len(small)} class(es) with fewer than {min_examples} rows: {desc}. Fix the labels, or set "
+            "task.min_class_examples=1 to train with such classes"
+        )
+
+
 def sorted_classes(labels: list[str] | pd.Series) -> list[str]:
     """Class names in label order: numeric order when every label is an integer, else sorted strings."""
     uniq = sorted(set(map(str, labels)))
@@ -333,20 +383,26 @@ def load_tables(
     seed: int = 0,
     name: str = "csv",
     label_names: Mapping[Any, str] | None = None,
+    min_class_examples: int = MIN_CLASS_EXAMPLES,
 ) -> TaskData:
     """CSV/TSV splits; without ``test_path``, ``test_fraction`` of train is held out (fixed ``seed``).
 
     ``label_names`` renames the labels found in the files (e.g. the Hugging Face copies' integers to the
-    GenomicBenchmarks class names) before the sorted mapping is made.
+    GenomicBenchmarks class names) before the sorted mapping is made. Labels of mixed kinds, a single
+    class, or a class with fewer than ``min_class_examples`` training rows are errors naming the rows.
     """
-    train = _rename(read_table(train_path), label_names, train_path)
+    tables = [(p, read_table(p)) for p in (train_path, test_path, val_path) if p]
+    for path, df in tables:
+        check_label_kinds(df, path)
+    check_class_sizes(tables[0][1], train_path, int(min_class_examples))
+    train = _rename(tables[0][1], label_names, train_path)
     if test_path:
-        test = _rename(read_table(test_path), label_names, test_path)
+        test = _rename(tables[1][1], label_names, test_path)
     elif test_fraction:
         train, test = holdout(train, float(test_fraction), seed)
     else:
         raise DatasetError("task.test_path is not set (or set task.test_fraction to hold out part of train)")
-    val = _rename(read_table(val_path), label_names, val_path) if val_path else None
+    val = _rename(tables[-1][1], label_names, val_path) if val_path else None
     names = [str(c) for c in classes] if classes else sorted_classes(train["label"])
     return TaskData(
         name,
@@ -400,6 +456,7 @@ def load_task(task: Mapping[str, Any], seed: int = 0) -> TaskData:
             seed=seed,
             name=name,
             label_names=task.get("label_names"),
+            min_class_examples=int(task.get("min_class_examples", MIN_CLASS_EXAMPLES) or 0),
         )
     if task.get("source", "genomic_benchmarks") != "genomic_benchmarks":
         raise DatasetError(f"task {name!r}: set task.train_path (and task.test_path) to the CSV/TSV files")

@@ -29,13 +29,15 @@ from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
 
+from mdlm_dna.cli import report_user_error
 from mdlm_dna.data.download import DownloadError, OfflineError, RemoteFile, download
+from mdlm_dna.errors import UserError
 from mdlm_dna.resources import config_dir
 
 log = logging.getLogger("mdlm_dna.prepare")
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     """A step failed; the message says what to do."""
 
 
@@ -148,11 +150,39 @@ def build_index(cfg: dict[str, Any], cache_dir: str | None) -> dict[str, Any]:
     return summary
 
 
+SUMMARY = "prepared.json"
+_TIMINGS = ("index_seconds",)  # what changes from one run to the next without anything being different
+
+
+def check_writable(items: list[Item], out: Path) -> None:
+    """Before any work: a folder that cannot be written is an error only if something must be written there."""
+    missing = [it.ready_name() for it in items if not (out / it.ready_name()).exists()]
+    if not (out / SUMMARY).exists():
+        missing.append(SUMMARY)
+    probe = out if out.exists() else out.parent
+    if missing and probe.exists() and not os.access(probe, os.W_OK):
+        raise PrepareError(f"{out} is not writable and {', '.join(missing)} must be written there; use another --out")
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Write ``prepared.json`` unless it already says the same (a re-run into a read-only folder writes nothing)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    same = old is not None and {k: v for k, v in old.items() if k not in _TIMINGS} == {
+        k: v for k, v in summary.items() if k not in _TIMINGS
+    }
+    if not same:
+        path.write_text(json.dumps(summary, indent=1))
+
+
 def prepare(cfg: dict[str, Any], items: list[Item], out: Path, command: str, cache_dir: str | None, **kw) -> dict:
+    check_writable(items, out)
     fetch_all(items, out, command, **kw)
     summary = build_index(cfg, cache_dir)
     summary["files"] = {it.remote.name: {"url": it.remote.url, "checksum": it.remote.checksum_text()} for it in items}
-    (out / "prepared.json").write_text(json.dumps(summary, indent=1))
+    write_summary(out / SUMMARY, json.loads(json.dumps(summary)))  # via JSON: compared as it is stored
     return summary
 
 
@@ -209,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
             run = f"python -m mdlm_dna.pretrain genome={'bed' if args.bed else 'fasta'} genome.path={cfg['path']}"
             run += f" genome.bed={cfg['bed']}" if args.bed else ""
         summary = prepare(cfg, items, args.out, command, args.cache_dir, retries=args.retries, timeout=args.timeout)
-    except (PrepareError, DownloadError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # a user error (bad file, no network, full disk): one line, status 2; a bug: traceback
+        status = report_user_error(e)
+        if status is None:
+            raise
+        return status
     if args.cache_dir:
         run += f" cache_dir={args.cache_dir}"
     print(json.dumps({k: summary[k] for k in ("genome", "bases", "records", "splits", "token_cache")}, indent=1))

@@ -11,6 +11,7 @@ Validation and test windows tile their intervals deterministically.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from mdlm_dna.data.bed import assign_splits, check_against_genome, read_bed
+from mdlm_dna.data.bed import BedError, BedInterval, assign_splits, check_against_genome, read_bed
 from mdlm_dna.data.fasta import Genome
+from mdlm_dna.errors import ConfigError, DataError
 from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, strip_soft_mask
 
 log = logging.getLogger(__name__)
@@ -60,15 +62,18 @@ def split_genome(
         names = {r.name for r in genome.records}
         for n in [*val_records, *test_records]:
             if n not in names:
-                raise ValueError(f"{genome.path}: split names record {n!r}, which is not in the file")
-        if set(val_records) & set(test_records):
-            raise ValueError(f"records in both validation and test: {set(val_records) & set(test_records)}")
+                raise DataError(f"{genome.path}: genome.val_records / test_records name {n!r}, not in the file")
+        if both := set(val_records) & set(test_records):
+            raise ConfigError(f"records in both genome.val_records and genome.test_records: {sorted(both)}")
         for r in genome.records:
             split = "validation" if r.name in val_records else "test" if r.name in test_records else "train"
             out[split].append(Interval(r.name, r.offset, r.offset + r.length))
         return out
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"bad split fractions: validation {val_fraction}, test {test_fraction}")
+        raise ConfigError(
+            f"genome.val_fraction={val_fraction} and genome.test_fraction={test_fraction}: each must be in [0, 1) "
+            "and their sum below 1"
+        )
     for r in genome.records:
         a = r.offset + int(round(r.length * (1 - val_fraction - test_fraction)))
         b = r.offset + int(round(r.length * (1 - test_fraction)))
@@ -79,6 +84,9 @@ def split_genome(
     return out
 
 
+SPLIT_OVERLAP_RULES = ("error", "subtract")
+
+
 def bed_splits(
     genome: Genome,
     bed_path: str | os.PathLike,
@@ -86,6 +94,7 @@ def bed_splits(
     default_split: str | None = None,
     missing_chroms: str = "error",
     merge: bool = True,
+    split_overlaps: str = "error",
 ) -> dict[str, list[Interval]]:
     """Train / validation / test intervals from a BED file (HyenaDNA / Caduceus / Borzoi style).
 
@@ -93,10 +102,14 @@ def bed_splits(
     checked against its chromosome's length. With ``merge`` (default), overlapping or touching
     intervals of the same split are merged: Borzoi's 196 kb windows overlap each other (10.9 Gb of
     intervals on a 3.1 Gb genome), and unmerged, bases covered by several intervals would be
-    drawn several times as often and tiled several times for validation. Overlaps between
-    different splits (leakage) are reported in the log. Intervals are on the genome's flat id
+    drawn several times as often and tiled several times for validation. Bases in intervals of two
+    splits would be trained on and then measured as held out: ``split_overlaps="error"`` (default)
+    refuses such a file, naming two of its lines; ``"subtract"`` removes the held-out bases from
+    train (and test bases from validation) and says how many. Intervals are on the genome's flat id
     array: sorted by position when merged, in file order otherwise.
     """
+    if split_overlaps not in SPLIT_OVERLAP_RULES:
+        raise ConfigError(f"genome.split_overlaps must be one of {SPLIT_OVERLAP_RULES}, got {split_overlaps!r}")
     bed = check_against_genome(read_bed(bed_path), bed_path, genome.lengths(), missing_chroms)
     offsets = {r.name: r.offset for r in genome.records}
     by_split = assign_splits(bed, bed_path, split_map, default_split)
@@ -104,10 +117,29 @@ def bed_splits(
         split: [Interval(iv.chrom, offsets[iv.chrom] + iv.start, offsets[iv.chrom] + iv.end) for iv in ivs]
         for split, ivs in by_split.items()
     }
+    merged = {split: merge_intervals(ivs) for split, ivs in out.items()}
+    if shared := cross_split_overlap(merged):
+        a, b = first_cross_split_pair(by_split)
+        if split_overlaps == "error":
+            raise BedError(
+                f"{bed_path}: line {a.line} ({a.chrom}:{a.start}-{a.end}, {a.split}) and line {b.line} "
+                f"({b.chrom}:{b.start}-{b.end}, {b.split}) overlap by {min(a.end, b.end) - b.start:,} bp; in all "
+                f"{shared:,} bp are in intervals of more than one split, so held-out figures would be measured on "
+                "training data. Fix the file, or set genome.split_overlaps=subtract to remove the held-out bases "
+                "from train (and the test bases from validation)"
+            )
+        before = {split: sum(map(len, ivs)) for split, ivs in merged.items()}
+        out["validation"] = subtract_intervals(out["validation"], merged["test"])
+        out["train"] = subtract_intervals(out["train"], merged["validation"] + merged["test"])
+        merged = {split: merge_intervals(ivs) for split, ivs in out.items()}
+        log.warning(
+            "%s: %s bp were in intervals of more than one split; split_overlaps=subtract removed %s bp from train "
+            "and %s bp from validation", bed_path, f"{shared:,}",
+            f"{before['train'] - sum(map(len, merged['train'])):,}",
+            f"{before['validation'] - sum(map(len, merged['validation'])):,}",
+        )  # fmt: skip
     if merge:
-        out = {split: merge_intervals(ivs) for split, ivs in out.items()}
-        if leak := cross_split_overlap(out):
-            log.warning("%s: %s bp are in intervals of more than one split", bed_path, f"{leak:,}")
+        out = merged
     log.info(
         "%s: %s", bed_path, ", ".join(f"{k} {len(v):,} intervals, {sum(map(len, v)):,} bp" for k, v in out.items())
     )
@@ -124,6 +156,52 @@ def merge_intervals(intervals: Sequence[Interval]) -> list[Interval]:
         else:
             out.append(iv)
     return out
+
+
+def subtract_intervals(intervals: Sequence[Interval], remove: Sequence[Interval]) -> list[Interval]:
+    """The parts of ``intervals`` outside every interval of ``remove`` (flat coordinates), in the same order."""
+    cuts = merge_intervals(remove)
+    starts = [c.start for c in cuts]
+    out = []
+    for iv in intervals:
+        pos = iv.start
+        for c in cuts[max(0, bisect.bisect_right(starts, iv.start) - 1) :]:
+            if c.start >= iv.end:
+                break
+            if c.end > pos:
+                if c.start > pos:
+                    out.append(Interval(iv.record, pos, c.start))
+                pos = c.end
+        if pos < iv.end:
+            out.append(Interval(iv.record, pos, iv.end))
+    return out
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    chrom: str
+    start: int
+    end: int
+    split: str
+    line: int
+
+
+def first_cross_split_pair(by_split: Mapping[str, Sequence[BedInterval]]) -> tuple[_Labelled, _Labelled]:
+    """Two BED lines of different splits that overlap (the first by position), for the error message."""
+    items = sorted(
+        (_Labelled(iv.chrom, iv.start, iv.end, split, iv.line) for split, ivs in by_split.items() for iv in ivs),
+        key=lambda x: (x.chrom, x.start, x.end),
+    )
+    reach: dict[str, _Labelled] = {}  # per split, the interval reaching furthest on this chromosome so far
+    for x in items:
+        if reach and next(iter(reach.values())).chrom != x.chrom:
+            reach = {}
+        for split, prev in reach.items():
+            if split != x.split and prev.end > x.start:
+                return prev, x
+        if x.split not in reach or x.end > reach[x.split].end:
+            reach[x.split] = x
+    raise ValueError("no two splits overlap")
 
 
 def cross_split_overlap(splits: Mapping[str, Sequence[Interval]]) -> int:
@@ -150,7 +228,7 @@ def fit_intervals(genome: Genome, intervals: Sequence[Interval], seq_len: int, r
     ``seq_len`` are dropped under either rule.
     """
     if rule not in SHORT_INTERVAL_RULES:
-        raise ValueError(f"short_intervals must be one of {SHORT_INTERVAL_RULES}, got {rule!r}")
+        raise ConfigError(f"genome.short_intervals must be one of {SHORT_INTERVAL_RULES}, got {rule!r}")
     recs = {r.name: r for r in genome.records}
     out, dropped = [], 0
     for iv in intervals:
@@ -203,9 +281,9 @@ class RandomWindows(Dataset):
         usable = [iv for iv in intervals if len(iv) >= seq_len]
         if not usable:
             longest = max((len(iv) for iv in intervals), default=0)
-            raise ValueError(
+            raise DataError(
                 f"{genome.path}: no training interval is at least seq_len={seq_len} bases long "
-                f"(longest: {longest}); use a shorter seq_len or a larger genome"
+                f"(longest: {longest}); use a shorter data.seq_len or a larger genome"
             )
         if len(usable) < len(intervals):
             log.warning(
@@ -232,7 +310,11 @@ class RandomWindows(Dataset):
             if _n_fraction(window) <= self.max_n_fraction:
                 break
         else:
-            raise RuntimeError(f"{self.genome.path}: 100 draws in a row were mostly N; is the genome mostly N?")
+            raise DataError(
+                f"{self.genome.path}: 100 random training windows in a row had more than data.max_n_fraction="
+                f"{self.max_n_fraction} N; the training intervals are (almost) all N: check the file, or raise "
+                "data.max_n_fraction"
+            )
         return pos, bool(rng.random() < self.rc_prob), window
 
     def position(self, i: int) -> tuple[int, bool]:
@@ -263,13 +345,16 @@ class TiledWindows(Dataset):
         keep_soft_mask: bool = False,
     ):
         starts = []
+        self.mostly_n = 0  # whole windows left out for their N (to tell "all N" from "too short")
         for iv in intervals:
             k = len(iv) // seq_len  # whole windows in this interval, read at once (hg38: ~1 GB per split)
             if k == 0:
                 continue
             tiles = strip_soft_mask(np.asarray(genome.ids[iv.start : iv.start + k * seq_len])).reshape(k, seq_len)
             n_frac = np.count_nonzero(tiles == NucleotideTokenizer.N, axis=1) / seq_len
-            starts.extend((iv.start + seq_len * np.flatnonzero(n_frac <= max_n_fraction)).tolist())
+            keep = np.flatnonzero(n_frac <= max_n_fraction)
+            self.mostly_n += k - len(keep)
+            starts.extend((iv.start + seq_len * keep).tolist())
         starts = [starts[i] for i in evenly_spaced(len(starts), max_windows)]
         self.genome, self.seq_len, self.keep_soft_mask = genome, seq_len, keep_soft_mask
         self.starts = np.array(starts, dtype=np.int64)

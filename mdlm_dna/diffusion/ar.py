@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdlm_dna.diffusion.mdlm import NELBO, Randomness
+from mdlm_dna.diffusion.mdlm import NELBO, Randomness, counted_positions
 
 
 def is_causal(backbone: nn.Module) -> bool | None:
@@ -70,9 +70,14 @@ class AR(nn.Module):
             logits = logits.index_fill(-1, self.excluded_ids, float("-inf"))
         return F.log_softmax(logits, dim=-1)
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
-        """Exact per-sequence NLL in nats (padding neither predicted nor counted)."""
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None,
+              counted: torch.Tensor | None = None) -> NELBO:
+        """Exact per-sequence NLL in nats (padding neither predicted nor counted).
+
+        ``counted`` [B, L] bool: the positions whose prediction counts (default: all but padding); the others
+        (e.g. N bases) stay in the input as context.
+        """
         nll = -self.log_probs(x0).gather(-1, x0[..., None]).squeeze(-1)  # [B, L]
-        counts = (x0 != self.pad_id) if self.pad_id is not None else torch.ones_like(x0, dtype=torch.bool)
+        counts = counted_positions(x0, self.pad_id, counted)
         per_seq = torch.where(counts, nll, torch.zeros_like(nll)).sum(-1)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from mdlm_dna.diffusion.mdlm import MDLM, NELBO, Randomness
+from mdlm_dna.diffusion.mdlm import MDLM, NELBO, Randomness, counted_positions
 from mdlm_dna.diffusion.noise import NoiseSchedule
 
 
@@ -75,10 +75,12 @@ class D3PM(MDLM):
         coef = (a_s - a_t) / self.schedule.one_minus_alpha(t)
         return torch.where(i == 0, torch.ones_like(coef), coef)
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None,
+              counted: torch.Tensor | None = None) -> NELBO:
         """Unbiased one-step estimate of each sequence's discrete-time NELBO in nats.
 
-        ``t``, when given, must lie on the grid (i / T); it picks the step, as sampling would.
+        ``t``, when given, must lie on the grid (i / T); it picks the step, as sampling would. ``counted``
+        as MDLM's: the prior term too is paid only by the counted positions.
         """
         if t is None:
             i = self.sample_step(x0.shape[0], x0.device, generator)
@@ -90,12 +92,12 @@ class D3PM(MDLM):
             ):
                 raise ValueError(f"t must be on the grid {self.first_step}/T .. T/T with T={self.num_steps}")
         t_i = i.double() / self.num_steps
-        xt = self.add_noise(x0, t_i, generator)
+        counts = counted_positions(x0, self.pad_id, counted)
+        xt = self.add_noise(x0, t_i, generator, counts)
         logp = F.log_softmax(self.denoiser_logits(xt, t_i), dim=-1)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)  # [B, L]
         weight = (self.num_terms * self.step_coefficient(i))[:, None].to(nll.dtype)
         masked = xt == self.mask_id
         per_seq = torch.where(masked, weight * nll, torch.zeros_like(nll)).sum(-1)
-        counts = (x0 != self.pad_id) if self.pad_id is not None else torch.ones_like(x0, dtype=torch.bool)
         per_seq = per_seq + self.prior_nats_per_token * counts.sum(-1)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))

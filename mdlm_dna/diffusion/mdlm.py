@@ -46,12 +46,23 @@ class NELBO:
     """Per-sequence NELBO terms of a batch, in nats."""
 
     per_sequence: torch.Tensor  # [B], summed over positions
-    num_tokens: torch.Tensor  # [B], positions that count (not padding)
+    num_tokens: torch.Tensor  # [B], positions that count (not padding, nor N bases unless they count)
 
     @property
     def per_token(self) -> torch.Tensor:
         """Mean nats per token over the batch: what the optimizer minimises."""
         return self.per_sequence.sum() / self.num_tokens.sum().clamp_min(1)
+
+
+def counted_positions(x0: torch.Tensor, pad_id: int | None, counted: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, L] bool: the positions an objective noises, predicts and counts.
+
+    ``counted`` given by the caller (e.g. all but the N bases) wins, else every position but padding. The other
+    positions are given context: never masked, never predicted, counted in neither the NELBO nor the tokens.
+    """
+    if counted is not None:
+        return counted.to(torch.bool)
+    return (x0 != pad_id) if pad_id is not None else torch.ones_like(x0, dtype=torch.bool)
 
 
 class MDLM(nn.Module):
@@ -86,46 +97,64 @@ class MDLM(nn.Module):
             u = torch.rand(batch_size, device=device, generator=generator)
         return self.t_min + (1.0 - self.t_min) * u
 
-    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, generator: Randomness = None) -> torch.Tensor:
-        """Sample x_t ~ q(x_t | x_0): mask each token with probability 1 - alpha(t)."""
+    def add_noise(self, x0: torch.Tensor, t: torch.Tensor, generator: Randomness = None,
+                  counted: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample x_t ~ q(x_t | x_0): mask each token with probability 1 - alpha(t).
+
+        Padding (and any position outside ``counted``, see :func:`counted_positions`) is never masked.
+        """
         p_mask = self.schedule.one_minus_alpha(t)[:, None]
         if isinstance(generator, DrawnNoise):
             u = generator.mask_uniform
         else:
             u = torch.rand(x0.shape, device=x0.device, generator=generator)
-        masked = u < p_mask
-        if self.pad_id is not None:
-            masked &= x0 != self.pad_id
+        masked = (u < p_mask) & counted_positions(x0, self.pad_id, counted)
         return torch.where(masked, torch.full_like(x0, self.mask_id), x0)
 
-    def denoiser_logits(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoiser_logits(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Backbone logits (at least float32) with [MASK] (and ``never_predict``) excluded.
 
-        Their log-softmax is log p_theta(x_0 | x_t) at the masked positions.
+        Their log-softmax is log p_theta(x_0 | x_t) at the masked positions (``| y`` for a class-conditional
+        backbone given ``labels`` [B]; index ``num_classes`` is the null class).
         """
-        logits = self.backbone(xt, self.schedule.sigma(t))
+        if labels is None:  # the unconditional call, unchanged: any backbone works
+            logits = self.backbone(xt, self.schedule.sigma(t))
+        else:
+            logits = self.backbone(xt, self.schedule.sigma(t), labels=labels)
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()  # log-softmax and the loss in full precision
         return logits.index_fill(-1, self.excluded_ids, float("-inf"))
 
-    def subs_log_probs(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Full SUBS distribution log p_theta(x_0 | x_t): [B, L, V].
+    def subs_log_probs(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Full SUBS distribution log p_theta(x_0 | x_t[, y]): [B, L, V].
 
         Zero mass on [MASK]; at unmasked positions all mass on the observed token.
         """
-        logp = F.log_softmax(self.denoiser_logits(xt, t), dim=-1)
+        logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
         carry = torch.full_like(logp, float("-inf")).scatter_(-1, xt[..., None], 0.0)
         return torch.where((xt != self.mask_id)[..., None], carry, logp)
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
-        """One-sample Monte-Carlo estimate of each sequence's NELBO (unbiased up to the t < t_min cut)."""
+    def nelbo(
+        self,
+        x0: torch.Tensor,
+        t: torch.Tensor | None = None,
+        generator: Randomness = None,
+        labels: torch.Tensor | None = None,
+        counted: torch.Tensor | None = None,
+    ) -> NELBO:
+        """One-sample Monte-Carlo estimate of each sequence's NELBO (unbiased up to the t < t_min cut);
+        ``labels`` [B]: of -log p(x | y) for a class-conditional backbone.
+
+        ``counted`` [B, L] bool: the positions that are data (default: all but padding); the others (e.g. N
+        bases) are given context, so the estimate bounds -log p(counted tokens | the others), over their count.
+        """
         if t is None:
             t = self.sample_t(x0.shape[0], x0.device, generator)
-        xt = self.add_noise(x0, t, generator)
-        logp = F.log_softmax(self.denoiser_logits(xt, t), dim=-1)
+        counts = counted_positions(x0, self.pad_id, counted)
+        xt = self.add_noise(x0, t, generator, counts)
+        logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)  # [B, L]
         masked = xt == self.mask_id
         weight = self.schedule.loss_weight(t)[:, None]  # [B, 1]
         per_seq = torch.where(masked, weight * nll, torch.zeros_like(nll)).sum(-1)
-        counts = (x0 != self.pad_id) if self.pad_id is not None else torch.ones_like(x0, dtype=torch.bool)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))

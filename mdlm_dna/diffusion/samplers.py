@@ -197,7 +197,10 @@ class SemiAutoregressiveSampler:
 
     The first block is sampled as usual (with its part of any prompt); each next block keeps the last
     ``overlap`` generated tokens as a given prefix and generates ``block_len - overlap`` new ones, until the
-    requested length. Given tokens of ``x_init`` anywhere in the sequence are respected.
+    requested length. The last block slides back so that it ends at the requested length with more context
+    (``block_len`` minus the tokens still missing) instead of being shorter: every input the network sees
+    has the length it was trained on (when the requested length is at least ``block_len``; a shorter request
+    is one block of that length). Given tokens of ``x_init`` anywhere in the sequence are respected.
     """
 
     def __init__(self, inner: AncestralSampler, block_len: int, overlap: int | None = None):
@@ -210,6 +213,21 @@ class SemiAutoregressiveSampler:
     def steps(self) -> int:
         return self.inner.steps
 
+    def block_spans(self, length: int) -> list[tuple[int, int, int]]:
+        """The blocks for a ``length``-token sequence: ``(start, first new position, end)`` each.
+
+        Block k covers ``[start, end)`` and generates ``[first new, end)``, the earlier positions being its
+        context. All blocks have ``block_len`` tokens (the last one slides back, overlapping more) unless
+        ``length < block_len``, which is one block of ``length``.
+        """
+        spans, pos = [], 0
+        while pos < length:
+            start = 0 if pos == 0 else max(0, min(pos - self.overlap, length - self.block_len))
+            end = min(length, start + self.block_len)
+            spans.append((start, pos, end))
+            pos = end
+        return spans
+
     @torch.no_grad()
     def __call__(self, model: Denoiser, x_init: torch.Tensor, generator: torch.Generator | None = None,
                  progress: bool | None = False) -> SampleOutput:
@@ -219,10 +237,8 @@ class SemiAutoregressiveSampler:
         L = x.shape[1]
         bar = progress_bar(None, progress, desc="sampling", unit="token", total=L)
         total = SampleOutput(ids=x, steps=0)
-        pos, blocks = 0, 0  # x[:, :pos] is final
-        while pos < L:
-            ctx = 0 if pos == 0 else min(self.overlap, pos)
-            lo, hi = pos - ctx, min(L, pos - ctx + self.block_len)
+        spans = self.block_spans(L)
+        for lo, pos, hi in spans:  # x[:, :pos] is final
             block = x[:, lo:hi]
             if (block == model.mask_id).any():
                 res = self.inner(model, block, generator)
@@ -232,9 +248,8 @@ class SemiAutoregressiveSampler:
                 total.sequence_evals_saved += res.sequence_evals_saved
                 total.steps += res.steps
             bar.update(hi - pos)
-            pos, blocks = hi, blocks + 1
         bar.close()
-        total.ids, total.seconds, total.extra["blocks"] = x, time.perf_counter() - start, blocks
+        total.ids, total.seconds, total.extra["blocks"] = x, time.perf_counter() - start, len(spans)
         return total
 
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mdlm_dna.diffusion.mdlm import MDLM, NELBO, Randomness
+from mdlm_dna.diffusion.mdlm import MDLM, NELBO, Randomness, counted_positions
 from mdlm_dna.diffusion.noise import NoiseSchedule
 
 
@@ -78,11 +78,13 @@ class SEDD(MDLM):
         """log(e^sigma - 1) = log((1 - alpha) / alpha), computed without cancellation."""
         return torch.log(self.schedule.one_minus_alpha(t)) - torch.log(self.schedule.alpha(t))
 
-    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None) -> NELBO:
-        """One-sample Monte-Carlo estimate of each sequence's DWDSE NELBO in nats."""
+    def nelbo(self, x0: torch.Tensor, t: torch.Tensor | None = None, generator: Randomness = None,
+              counted: torch.Tensor | None = None) -> NELBO:
+        """One-sample Monte-Carlo estimate of each sequence's DWDSE NELBO in nats (``counted`` as MDLM's)."""
         if t is None:
             t = self.sample_t(x0.shape[0], x0.device, generator)
-        xt = self.add_noise(x0, t, generator)
+        counts = counted_positions(x0, self.pad_id, counted)
+        xt = self.add_noise(x0, t, generator, counts)
         # u = log s - log r: the scores relative to the true ratio r = 1 / (e^sigma - 1) of y = x0
         u = self.denoiser_logits(xt, t) - self.log_k
         u_x0 = u.gather(-1, x0[..., None]).squeeze(-1)
@@ -91,5 +93,4 @@ class SEDD(MDLM):
         masked = xt == self.mask_id
         weight = self.schedule.loss_weight(t)[:, None]  # dsigma/dt * r = -alpha' / (1 - alpha)
         per_seq = torch.where(masked, weight * entropy, torch.zeros_like(entropy)).sum(-1)
-        counts = (x0 != self.pad_id) if self.pad_id is not None else torch.ones_like(x0, dtype=torch.bool)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))

@@ -23,6 +23,13 @@ The swap. The reference's fused add-norm path (the one its published checkpoints
 RC stream in every block (caduceus/modeling_rcps.py, RCPSMambaBlock.forward, fused branch), so the two
 streams trade places, each flipped, before every block; its non-fused path and the final norm do not.
 ``rcps_swap_halves: true`` (default) reproduces the fused path; both variants are RC-equivariant.
+
+Class conditioning (``num_classes``). A learned label embedding (one extra row: the null class) joins the
+conditioning vector that drives every block's adaLN-style shift and scale (with ``time_conditioning`` it is
+added to the noise-level embedding). A class label is a property of the sequence, not of a strand, so the
+same vector conditions the forward and the RC stream: in the stacked frame each block treats both halves
+identically, and swapping the halves (what RC(x) does) still swaps every later state, so Caduceus-PS
+stays exactly RC-equivariant and -PH exactly RC-invariant after conjoining.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .dit import LabelEmbedder, check_labels
 from .mamba import BiMamba, Mamba
 
 
@@ -70,6 +78,7 @@ class CaduceusConfig:
     tie_embeddings: bool = True  # LM head = embedding matrix, as the published Caduceus checkpoints
     time_conditioning: bool = False  # the MDLM paper's DNA runs use none
     cond_dim: int = 128
+    num_classes: int | None = None  # class-conditional: a label embedding (+1 null class) drives adaLN shift/scale
     scan_backend: str = "auto"  # auto | torch | reference | cuda | triton, see selective_scan.py
     # initialisation (mamba-ssm's MixerModel scheme)
     initializer_range: float = 0.02
@@ -83,6 +92,13 @@ class CaduceusConfig:
             raise ValueError("rcps and posthoc are two alternative ways to RC-equivariance; choose one")
         if self.rcps and not self.bidirectional:
             raise ValueError("Caduceus-PS is bidirectional")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer or null, got {self.num_classes}")
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the blocks read a conditioning vector (noise level and / or class label)."""
+        return self.time_conditioning or self.num_classes is not None
 
 
 class SigmaEmbedding(nn.Module):
@@ -119,8 +135,8 @@ class Block(nn.Module):
             dt_init_floor=cfg.dt_init_floor, conv_bias=cfg.conv_bias, bias=cfg.bias,
             scan_backend=cfg.scan_backend,
         )
-        # adaLN-style shift and scale of the normed input from the noise level; zero-init: identity at start
-        self.ada = nn.Linear(cfg.cond_dim, 2 * cfg.d_model) if cfg.time_conditioning else None
+        # adaLN-style shift and scale of the normed input from the noise level / label; zero-init: identity at start
+        self.ada = nn.Linear(cfg.cond_dim, 2 * cfg.d_model) if cfg.conditioned else None
 
     def forward(self, hidden: Tensor, residual: Tensor | None, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         residual = hidden if residual is None else residual + hidden
@@ -154,6 +170,8 @@ class Caduceus(nn.Module):
             self.complement = None
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.sigma_embed = SigmaEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
+        if cfg.num_classes is not None:  # absent otherwise: unconditional models keep their parameter names
+            self.label_embed = LabelEmbedder(cfg.num_classes, cfg.cond_dim)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm_f = _norm(cfg)
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -196,12 +214,20 @@ class Caduceus(nn.Module):
             return True
         return self.cfg.posthoc and (not self.training or self.cfg.posthoc_train == "conjoin")
 
-    def _cond(self, input_ids: Tensor, sigma: Tensor | None) -> Tensor | None:
-        if self.sigma_embed is None:
+    def _cond(self, input_ids: Tensor, sigma: Tensor | None, labels: Tensor | None = None) -> Tensor | None:
+        check_labels(labels, self.cfg.num_classes)
+        if not self.cfg.conditioned:
             return None
-        if sigma is None:  # as the DiT: no noise level given reads as sigma = 0
-            sigma = torch.zeros(input_ids.shape[0], device=input_ids.device)
-        return F.silu(self.sigma_embed(sigma.reshape(-1).expand(input_ids.shape[0])))
+        batch = input_ids.shape[0]
+        cond = None
+        if self.sigma_embed is not None:
+            if sigma is None:  # as the DiT: no noise level given reads as sigma = 0
+                sigma = torch.zeros(batch, device=input_ids.device)
+            cond = self.sigma_embed(sigma.reshape(-1).expand(batch))
+        if self.cfg.num_classes is not None:
+            y = self.label_embed(labels, batch, input_ids.device)
+            cond = y if cond is None else cond + y.to(cond.dtype)
+        return F.silu(cond)
 
     def _trunk(self, input_ids: Tensor, cond: Tensor | None) -> Tensor:
         """Final normed hidden states of the ids given (already stacked with their RC when paired)."""
@@ -219,9 +245,9 @@ class Caduceus(nn.Module):
         residual = hidden if residual is None else residual + hidden
         return self.norm_f(residual.to(self.norm_f.weight.dtype))
 
-    def _streams(self, input_ids: Tensor, sigma: Tensor | None, paired: bool) -> Tensor:
-        cond = self._cond(input_ids, sigma)
-        if paired:
+    def _streams(self, input_ids: Tensor, sigma: Tensor | None, paired: bool, labels: Tensor | None = None) -> Tensor:
+        cond = self._cond(input_ids, sigma, labels)
+        if paired:  # one conditioning vector for both strands: the label and the noise level are RC-invariant
             input_ids = torch.cat([input_ids, self.rc_ids(input_ids)], dim=0)
             cond = None if cond is None else torch.cat([cond, cond], dim=0)
         return self._trunk(input_ids, cond)
@@ -231,22 +257,23 @@ class Caduceus(nn.Module):
         return F.linear(hidden, weight)
 
     # ------------------------------------------------------------------------------------------------
-    def forward(self, input_ids: Tensor, sigma: Tensor | None = None) -> Tensor:
-        """Logits [B, L, vocab_size]. ``sigma`` [B] is used only with ``time_conditioning``."""
+    def forward(self, input_ids: Tensor, sigma: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+        """Logits [B, L, vocab_size]. ``sigma`` [B] is used only with ``time_conditioning``; ``labels`` [B]
+        (class indices) only with ``num_classes``, None meaning the null class."""
         cfg, batch = self.cfg, input_ids.shape[0]
         if self.training and cfg.posthoc and cfg.posthoc_train == "augment":
             flip = torch.rand(batch, device=input_ids.device) < 0.5
             ids = torch.where(flip[:, None], self.rc_ids(input_ids), input_ids)
-            logits = self._head(self._streams(ids, sigma, paired=False))
+            logits = self._head(self._streams(ids, sigma, paired=False, labels=labels))
             return torch.where(flip[:, None, None], self.rc_logits(logits), logits)
         paired = self._paired()
-        logits = self._head(self._streams(input_ids, sigma, paired))
+        logits = self._head(self._streams(input_ids, sigma, paired, labels))
         if not paired:
             return logits
         fwd, rc = logits[:batch], self.rc_logits(logits[batch:])
         return fwd + rc if cfg.rcps else 0.5 * (fwd + rc)
 
-    def hidden_states(self, input_ids: Tensor, sigma: Tensor | None = None) -> Tensor:
+    def hidden_states(self, input_ids: Tensor, sigma: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """Per-position features [B, L, d_model] for heads.
 
         Mamba / BiMamba: the final normed hidden states. Caduceus-PS and -PH: the mean of the forward
@@ -255,7 +282,7 @@ class Caduceus(nn.Module):
         length is RC-invariant (see ``pooled``). The full reference-layout state is ``hidden_states_full``.
         """
         paired = self.cfg.rcps or self.cfg.posthoc
-        z = self._streams(input_ids, sigma, paired)
+        z = self._streams(input_ids, sigma, paired, labels)
         if not paired:
             return z
         fwd, rc = z.chunk(2, dim=0)

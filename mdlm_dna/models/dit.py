@@ -4,7 +4,9 @@ Pre-norm blocks whose LayerNorm outputs are shifted, scaled and gated by a
 projection of the noise-level embedding (zero-initialised, so every block
 starts as the identity), rotary position embeddings, and PyTorch's fused
 ``scaled_dot_product_attention``. ``causal=True`` gives the same network with a
-causal mask, the autoregressive baseline's backbone.
+causal mask, the autoregressive baseline's backbone. ``num_classes`` makes it class-conditional: a
+label embedding is added to the noise-level embedding before the adaLN projections (c = t + y, as in
+DiT), with one extra "null" class for unconditional use (classifier-free guidance).
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ class DiTConfig:
     time_conditioning: bool = True  # off: the network sees sigma = 0 (no time signal), as in MDLM's option
     causal: bool = False
     rotary_base: float = 10_000.0
+    num_classes: int | None = None  # class-conditional: a label embedding joins the adaLN conditioning (+1 null class)
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError("the head dimension must be even for rotary embeddings")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer or null, got {self.num_classes}")
 
 
 class Rotary(nn.Module):
@@ -65,6 +70,31 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     cos, sin = cos.to(dtype), sin.to(dtype)
     out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
     return out.type_as(x)
+
+
+class LabelEmbedder(nn.Module):
+    """Class labels -> vectors added to the conditioning c; index ``num_classes`` is the null class
+    ("no label"), which label dropout trains so that one network is also the unconditional model."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.table = nn.Embedding(self.num_classes + 1, dim)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def forward(self, labels: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        if labels is None:
+            labels = torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
+        labels = labels.reshape(-1).expand(batch) if labels.numel() == 1 else labels
+        if labels.shape != (batch,):
+            raise ValueError(f"labels must have shape [{batch}], got {list(labels.shape)}")
+        return self.table(labels)
+
+
+def check_labels(labels: torch.Tensor | None, num_classes: int | None) -> None:
+    """Labels given to an unconditional backbone are an error, not silently ignored."""
+    if labels is not None and num_classes is None:
+        raise ValueError("labels given to a backbone built without num_classes (an unconditional model)")
 
 
 class TimestepEmbedder(nn.Module):
@@ -143,6 +173,8 @@ class DiT(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         nn.init.kaiming_uniform_(self.embed.weight, a=math.sqrt(5))
         self.sigma_embed = TimestepEmbedder(cfg.cond_dim)
+        if cfg.num_classes is not None:  # absent otherwise: unconditional models keep their parameter names
+            self.label_embed = LabelEmbedder(cfg.num_classes, cfg.cond_dim)
         self.rotary = Rotary(cfg.d_model // cfg.n_heads, cfg.rotary_base)
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_layers))
         self.norm_f = nn.LayerNorm(cfg.d_model, elementwise_affine=True, bias=False)
@@ -152,15 +184,25 @@ class DiT(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def _cond(self, input_ids: torch.Tensor, sigma: torch.Tensor | None) -> torch.Tensor:
+    def _cond(
+        self, input_ids: torch.Tensor, sigma: torch.Tensor | None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        check_labels(labels, self.cfg.num_classes)
         if sigma is None or not self.cfg.time_conditioning:
             sigma = torch.zeros(input_ids.shape[0], device=input_ids.device)
-        return F.silu(self.sigma_embed(sigma))
+        c = self.sigma_embed(sigma)
+        if self.cfg.num_classes is not None:  # c = t_emb + y_emb, as in DiT's class-conditional models
+            c = c + self.label_embed(labels, input_ids.shape[0], input_ids.device).to(c.dtype)
+        return F.silu(c)
 
     def _trunk(
-        self, input_ids: torch.Tensor, sigma: torch.Tensor | None, key_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        sigma: torch.Tensor | None,
+        key_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self._cond(input_ids, sigma)
+        c = self._cond(input_ids, sigma, labels)
         x = self.embed(input_ids)
         cos, sin = self.rotary(input_ids.shape[1], input_ids.device)
         recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
@@ -175,14 +217,21 @@ class DiT(nn.Module):
     supports_attention_mask = True
 
     def hidden_states(
-        self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``attention_mask`` [B, L] bool, True at real tokens: padding is never attended to, so a sequence's
         states at its real positions do not depend on how much padding the batch adds."""
-        return self.norm_f(self._trunk(input_ids, sigma, attention_mask)[0])
+        return self.norm_f(self._trunk(input_ids, sigma, attention_mask, labels)[0])
 
-    def forward(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
-        x, c = self._trunk(input_ids, sigma)
+    def forward(
+        self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``labels`` [B] class indices of a conditional model (``num_classes``); None: the null class."""
+        x, c = self._trunk(input_ids, sigma, labels=labels)
         shift, scale = self.adaLN_f(c).chunk(2, dim=-1)
         return self.lm_head(modulate(self.norm_f(x), shift, scale))
 

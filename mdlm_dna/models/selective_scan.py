@@ -12,24 +12,30 @@ Backends:
 
 * ``reference``: the recurrence as written, one step at a time; float64-friendly and slow. The source of
   truth in tests.
-* ``torch``: a chunked scan in plain PyTorch, the default off-GPU. L is cut into chunks of T steps; each
-  chunk is solved from a zero state, all chunks at once, then the chunk-final states are carried from
-  chunk to chunk and added back, decayed by exp(cumulative sum of log-decays). Inside a chunk,
-  ``segsum`` (the default on GPUs) builds the T x T matrix exp(sum of the log-decays between s and t):
-  fully parallel, T times the work; ``scan`` (the default on CPUs) steps through the T positions with
-  all chunks at once: the least work, and several times faster on CPUs (see
-  ``benchmarks/bench_selective_scan.py``). Chunks are grouped in blocks of bounded size; for long inputs
-  the blocks are recomputed in the backward pass, so memory stays bounded at L = 131k.
+* ``numba``: our CPU kernels (``cpu_scan.py``), forward and backward, the default off-GPU: a Numba loop over
+  L per block of 32 channels with the state in cache and the channels in SIMD lanes, only the state
+  entering every 64 steps saved for backward; float32 compute (float64 inputs go to ``torch``). Needs
+  ``numba`` (a dependency); compiled on first use, then cached on disk.
+* ``torch``: a chunked scan in plain PyTorch: the off-GPU fallback when numba is unavailable, and the
+  float64 path. L is cut into chunks of T steps; each chunk is solved from a zero state, all chunks at
+  once, then the chunk-final states are carried from chunk to chunk and added back, decayed by
+  exp(cumulative sum of log-decays). Inside a chunk, ``segsum`` (the default on GPUs) builds the T x T
+  matrix exp(sum of the log-decays between s and t): fully parallel, T times the work; ``scan`` (its
+  default on CPUs) steps through the T positions with all chunks at once: the least work, and several
+  times faster on CPUs (see ``benchmarks/bench_selective_scan.py``). Chunks are grouped in blocks of
+  bounded size; for long inputs the blocks are recomputed in the backward pass, so memory stays bounded
+  at L = 131k.
 * ``cuda``: mamba-ssm's fused kernel, only when mamba_ssm imports and the tensors are on a GPU.
 * ``triton``: our fused Triton kernels (``triton_scan.py``), forward and backward: nothing to compile,
   only ``pip install triton`` (shipped with CUDA builds of PyTorch). Needs CUDA tensors, or CPU tensors
   under Triton's interpreter (``TRITON_INTERPRET=1``, for tests).
-* ``auto``: on CUDA tensors cuda, else triton, else torch; torch off-GPU. A kernel that fails to import
-  (current mamba-ssm releases do without their compiled extension; no triton) or fails when called
-  (newer mamba-ssm releases import and raise at call) is dropped once, with a warning, and the next
-  backend takes over.
+* ``auto``: on CUDA tensors cuda, else triton, else torch; off-GPU numba, else torch (torch for float64).
+  A kernel that fails to import (current mamba-ssm releases do without their compiled extension; no
+  triton; no numba) or fails when called (newer mamba-ssm releases import and raise at call) is dropped
+  once, with a warning, and the next backend takes over.
 
-Nothing from mamba_ssm, causal_conv1d or triton is imported until a CUDA tensor asks for it.
+Nothing from mamba_ssm, causal_conv1d or triton is imported until a CUDA tensor asks for it, nor numba
+until a CPU scan does.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 logger = logging.getLogger("mdlm_dna.models")
 
-SCAN_BACKENDS = ("auto", "reference", "torch", "cuda", "triton")
+SCAN_BACKENDS = ("auto", "reference", "torch", "numba", "cuda", "triton")
 CHUNK_SIZE = 32  # steps per chunk in the torch backend
 BLOCK_ELEMENTS = 1 << 23  # elements of one [batch, D, N, block] intermediate (32 MiB in float32)
 RECOMPUTE_ELEMENTS = 1 << 25  # above this many [batch, D, N, L] elements, blocks are recomputed in backward
@@ -102,7 +108,14 @@ def _load_triton_scan_fn() -> Callable[..., Any]:
     return selective_scan_fn
 
 
+def _load_numba_scan_fn() -> Callable[..., Any]:
+    from .cpu_scan import selective_scan_fn
+
+    return selective_scan_fn
+
+
 SCAN_KERNEL = OptionalKernel("mamba_ssm selective_scan_fn", _load_selective_scan_fn)
+NUMBA_SCAN_KERNEL = OptionalKernel("numba selective scan", _load_numba_scan_fn)
 TRITON_SCAN_KERNEL = OptionalKernel("triton selective scan", _load_triton_scan_fn)
 CONV_KERNEL = OptionalKernel("causal_conv1d_fn", _load_causal_conv1d_fn)
 _logged: set[str] = set()
@@ -122,6 +135,11 @@ def _triton_auto(t: Tensor) -> bool:
     return t.is_cuda and t.dtype != torch.float64
 
 
+def _numba_auto(u: Tensor, *ts: Tensor) -> bool:
+    """auto tries the Numba kernels on CPU tensors that are not float64 (float64 asks for the exact path)."""
+    return u.device.type == "cpu" and not _on_cuda(u) and _compute_dtype(u, *ts) != torch.float64
+
+
 def _log_once(what: str, backend: str) -> None:
     if (what, backend) not in _logged:
         _logged.add((what, backend))
@@ -135,7 +153,7 @@ def _call_kernel(kernel: OptionalKernel, *args: Any, **kwargs: Any) -> Tensor | 
         return None
     try:
         return fn(*args, **kwargs)
-    except torch.cuda.OutOfMemoryError:
+    except (torch.cuda.OutOfMemoryError, MemoryError):
         raise  # the fallback would not fit either; the kernel itself is fine
     except Exception as err:
         kernel.disable(err)
@@ -182,7 +200,21 @@ def selective_scan(
             return out
         if backend == "cuda":
             raise RuntimeError("selective_scan backend='cuda': mamba_ssm's kernel is unavailable")
-        backend = "triton" if _triton_auto(u) else "torch"
+        backend = "triton" if _triton_auto(u) else "numba" if _numba_auto(u, delta, A, B, C) else "torch"
+    if backend == "numba":
+        if u.device.type != "cpu":
+            raise RuntimeError("selective_scan backend='numba' needs CPU tensors")
+        if _compute_dtype(u, delta, A, B, C) == torch.float64:
+            raise ValueError("selective_scan backend='numba' computes in float32; use float32, bfloat16 or "
+                             "float16 inputs, or backend='torch' for float64")
+        out = _call_kernel(NUMBA_SCAN_KERNEL, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        if out is not None:
+            _log_once("selective_scan", "numba")
+            return out
+        if not auto:
+            raise RuntimeError("selective_scan backend='numba': the Numba kernel is unavailable "
+                               "(pip install numba; see the log for the error)")
+        backend = "torch"
     if backend == "triton":
         if not _triton_usable(u):
             raise RuntimeError("selective_scan backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1)")

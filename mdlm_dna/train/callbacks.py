@@ -1,19 +1,23 @@
-"""Lightning plug-ins for safe checkpoints and clean interruption."""
+"""Lightning plug-ins for safe checkpoints, an always-newest ``last.ckpt`` and clean interruption."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from mdlm_dna.errors import RunDirError
+from mdlm_dna.rundir import check_free_space
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +25,16 @@ log = logging.getLogger(__name__)
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file in the same folder, fsync, then rename over the target.
 
-    A kill at any moment leaves either the previous checkpoint or the new one,
-    never a truncated file.
+    A kill at any moment leaves either the previous checkpoint or the new one, never a truncated
+    file (a temporary file left by a kill is removed at the next start, see ``rundir``). The free
+    space is checked first: a full disk is one clear error naming the folder and the size needed.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        needed = _tensor_bytes(checkpoint) + (1 << 20)  # tensors dominate; 1 MB for the rest
+        check_free_space(path.parent, needed, f"checkpoint {path.name}")
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             with open(tmp, "wb") as fh:
@@ -40,25 +47,64 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise RunDirError(
+                    f"no space left while writing {path} (about {needed / 1e6:,.1f} MB); the previous checkpoint "
+                    "is intact: free some space and run the same command to resume"
+                ) from e
+            raise
         finally:
             tmp.unlink(missing_ok=True)
 
 
-class GracefulStop(pl.Callback):
-    """First SIGINT / SIGTERM: finish the current step, save ``last.ckpt`` and stop. Second: stop at once."""
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) checkpoint: a lower bound of its size on disk."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
-    def __init__(self, last_ckpt: str | os.PathLike):
-        self.last_ckpt = Path(last_ckpt)
-        self.requested = False
+
+class LastCheckpoint(Checkpoint):
+    """Owns ``last.ckpt``: written in place, always the newest state a run resumes from exactly.
+
+    It is written every ``every_n_train_steps`` optimizer steps, at ``trainer.max_steps``, and at the
+    step where a SIGINT / SIGTERM asked to stop (first signal: finish the step, save, stop without
+    the validation Lightning runs on ``should_stop``; second signal: stop at once). Every save is a
+    state inside the training loop; when validation runs after that step, the save waits for its
+    end, so the validation's metrics, ``best.ckpt`` bookkeeping and RNG draws are in it as in an
+    uninterrupted run. Nothing is written after ``fit`` returns: that state is marked end-of-epoch,
+    and a run resumed from it would start the next epoch's samples. One
+    writer and one name: no ``last-v1.ckpt``.
+    """
+
+    def __init__(self, path: str | os.PathLike, every_n_train_steps: int):
+        self.path = Path(path)
+        self.every_n_train_steps = int(every_n_train_steps)
+        self.requested = False  # a signal asked to stop
+        self.stopped = False  # and training stopped because of it
+        self._after_validation = False
+        self._saved_step: int | None = None
         self._previous: dict[int, Any] = {}
 
+    # ----- signals ----------------------------------------------------------------------------
     def _handler(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("signal %d: stopping after this step and saving %s (again to abort now)", signum, self.last_ckpt)
+        log.warning("signal %d: stopping after this step and saving %s (again to abort now)", signum, self.path)
+
+    def _restore_handlers(self) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        self._previous.clear()
 
     def on_train_start(self, trainer, pl_module):
+        self._saved_step = trainer.global_step  # the state resumed from is on disk already
         if trainer.is_global_zero or trainer.world_size == 1:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
@@ -66,16 +112,57 @@ class GracefulStop(pl.Callback):
                 except ValueError:  # not in the main thread (e.g. inside a notebook worker)
                     pass
 
+    def on_exception(self, trainer, pl_module, exception):
+        self._restore_handlers()
+
+    # ----- saves ------------------------------------------------------------------------------
+    def _save(self, trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        requested = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
-        if requested:
-            trainer.save_checkpoint(self.last_ckpt)
-            trainer.should_stop = True
+        stop = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
+        step = trainer.global_step
+        due = stop or step % self.every_n_train_steps == 0 or (trainer.max_steps > 0 and step >= trainer.max_steps)
+        if not due or step == self._saved_step:
+            if stop:
+                self._stop(trainer, validate=False)
+            return
+        if _validation_follows(trainer):
+            self._after_validation = True
+            if stop:
+                self._stop(trainer, validate=True)
+            return
+        self._save(trainer)
+        if stop:
+            self._stop(trainer, validate=False)
+
+    def _stop(self, trainer, validate: bool) -> None:
+        trainer.should_stop = True
+        self.stopped = True
+        if not validate:
+            # should_stop makes Lightning validate before it stops; an uninterrupted run does not validate here
+            trainer.limit_val_batches = 0
+
+    def on_validation_end(self, trainer, pl_module):
+        if self._after_validation and not trainer.sanity_checking:
+            self._after_validation = False
+            self._save(trainer)
 
     def on_train_end(self, trainer, pl_module):
-        for sig, prev in self._previous.items():
-            signal.signal(sig, prev)
-        self._previous.clear()
+        self._restore_handlers()
+        if self._after_validation or (not self.stopped and self._saved_step != trainer.global_step):
+            # training ended another way (max_epochs, max_time): keep its final state
+            self._after_validation = False
+            self._save(trainer)
+
+
+def _validation_follows(trainer) -> bool:
+    """Whether Lightning validates after this training batch (asked before ``should_stop``, which forces it)."""
+    loop = trainer.fit_loop.epoch_loop
+    if trainer.should_stop or loop._skip_next_val:
+        return False
+    return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
 
 
 class _AppendingWriter(_ExperimentWriter):

@@ -3,9 +3,10 @@
 Randomness is explicit so that runs are reproducible, resumes are exact, and the result does not
 depend on how a global batch is split over devices and gradient-accumulation steps: the diffusion
 noise of a training sample is row ``index mod G`` of a ``[G, L]`` draw seeded by (seed, optimizer
-step), where ``index`` is the sample's global index and G the global batch; its time is stratified
-over the whole global batch (low-discrepancy sampling). Validation / test noise is keyed by the
-window's index in its split, so every evaluation sees the same noise, on any number of ranks.
+step), where ``index`` is the sample's global index and G the global batch; its time is spread over the
+whole global batch (``objective.time_sampling``: a shared-offset lattice, per-sample stratified, or iid).
+Validation / test noise is keyed by the window's index in its split, so every evaluation sees the same
+noise, on any number of ranks.
 Dropout uses the global RNG (seeded per rank under DDP), whose state on every rank travels in the checkpoint.
 """
 
@@ -21,6 +22,7 @@ from torch import nn
 from torchmetrics.aggregation import MeanMetric
 
 from mdlm_dna.data.base import global_batch_size
+from mdlm_dna.data.labelled import resolve_classes
 from mdlm_dna.diffusion.ar import AR
 from mdlm_dna.diffusion.d3pm import D3PM
 from mdlm_dna.diffusion.mdlm import MDLM, DrawnNoise
@@ -46,30 +48,59 @@ def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # additive recurrence: any run of consecutive rows is spread over [0, 1)
 
 
+TIME_SAMPLING = ("lattice", "stratified", "iid")
+
+
+def time_sampling_of(objective_cfg: dict[str, Any] | None) -> str:
+    """The training time sampler an objective config asks for: ``time_sampling``, else the older
+    ``antithetic`` flag (true = lattice, false = iid), so configs and checkpoints from before keep their meaning."""
+    cfg = objective_cfg or {}
+    mode = cfg.get("time_sampling") or ("lattice" if cfg.get("antithetic", True) else "iid")
+    if mode not in TIME_SAMPLING:
+        raise ValueError(f"objective.time_sampling={mode!r}; choose one of {', '.join(TIME_SAMPLING)}")
+    return mode
+
+
 def drawn_noise(
     index: torch.Tensor,
     length: int,
     block: int,
-    antithetic: bool,
+    time_sampling: str,
     key: tuple[int, ...],
     block_id: int | None = None,
     stride: float | None = None,
 ) -> DrawnNoise:
     """Per-sample uniforms: sample ``i`` gets row ``r = i mod block`` of a ``[block, length + 1]`` draw seeded by
     ``(*key, i // block)`` (or ``(*key, block_id)`` when every index is known to lie in that block, which
-    avoids reading the indices on the host). Its time is ``u0 + r * stride mod 1`` (low-discrepancy): the
-    default stride ``1 / block`` stratifies a full block exactly (a global batch); evaluation, whose
-    batches cover a few rows of a block, uses the golden-ratio stride that spreads any run of rows."""
+    avoids reading the indices on the host). Its time, by ``time_sampling``:
+
+    - ``lattice``: ``u0 + r * stride mod 1``, one uniform ``u0`` per block. The default stride ``1 / block``
+      stratifies a full block exactly (a global batch); evaluation, whose batches cover a few rows of a
+      block, uses the golden-ratio stride that spreads any run of rows.
+    - ``stratified``: ``(r + u_r) / block`` with ``u_r`` the row's own uniform: one time in each stratum
+      ``[r/G, (r+1)/G)``, jittered independently, so the batch mean of a smooth integrand has variance
+      O(G^-3) (against O(G^-2) for a shared offset and O(G^-1) for iid draws).
+    - ``iid``: ``u_r`` itself.
+
+    Every row's time is a pure function of (key, block id, r): exact resume, any device layout."""
+    if time_sampling not in TIME_SAMPLING:
+        raise ValueError(f"time_sampling={time_sampling!r}; choose one of {', '.join(TIME_SAMPLING)}")
     stride = 1.0 / block if stride is None else stride
     device = index.device
     rows = index % block
 
     def rows_of(b: int, sel: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
         g = seeded_generator(device, *key, b)
-        u0 = torch.rand(1, device=device, generator=g)
+        u0 = torch.rand(1, device=device, generator=g)  # drawn in every mode: the mask uniforms stay the same
         draw = torch.rand(block, length + 1, device=device, generator=g)
         r = rows[sel]
-        return ((u0 + r * stride) % 1.0 if antithetic else draw[r, 0]), draw[r, 1:]
+        if time_sampling == "lattice":
+            t_u = (u0 + r * stride) % 1.0
+        elif time_sampling == "stratified":
+            t_u = (r + draw[r, 0]) / block
+        else:
+            t_u = draw[r, 0]
+        return t_u, draw[r, 1:]
 
     if block_id is not None:  # training: one draw, no host sync
         t_u, mask_u = rows_of(block_id, slice(None))
@@ -81,6 +112,23 @@ def drawn_noise(
         sel = blocks == b
         t_u[sel], mask_u[sel] = rows_of(b, sel)
     return DrawnNoise(t_uniform=t_u, mask_uniform=mask_u)
+
+
+LABEL_DROPOUT_STREAM = 4  # key of the label-dropout draws, apart from the noise's (0) and evaluation's (1, 2)
+
+
+def dropped_labels(
+    labels: torch.Tensor, index: torch.Tensor, rate: float, null_label: int, block: int, key: tuple[int, ...],
+    block_id: int,
+) -> torch.Tensor:
+    """Labels with each replaced by the null class with probability ``rate`` (classifier-free guidance
+    training). Sample ``i``'s coin is row ``i mod block`` of a ``[block]`` draw seeded by ``(*key, block_id)``:
+    a pure function of (seed, step, sample index), so resumes are exact and the device layout does not matter."""
+    if rate <= 0:
+        return labels
+    g = seeded_generator(labels.device, *key, block_id)
+    u = torch.rand(block, device=labels.device, generator=g)[index % block]
+    return torch.where(u < rate, torch.full_like(labels, null_label), labels)
 
 
 def _build_mdlm(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> MDLM:
@@ -127,6 +175,8 @@ OBJECTIVES = {"mdlm": _build_mdlm, "ar": _build_ar, "sedd": _build_with_vocab(SE
 
 def build_objective(config: dict[str, Any], tokenizer: Tokenizer) -> nn.Module:
     obj = dict(config.get("objective") or {"name": "mdlm"})
+    obj.pop("time_sampling", None)  # the training step's business (DiffusionModule), not the objective's
+    obj.pop("label_dropout", None)  # likewise (conditional models)
     name = obj.pop("name", "mdlm")
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
@@ -142,10 +192,15 @@ class DiffusionModule(pl.LightningModule):
     def __init__(self, config: dict[str, Any], tokenizer: Tokenizer | None = None):
         """``tokenizer``: the one the run's ``data.tokenizer`` names, when the caller has already built it."""
         super().__init__()
+        resolve_classes(config)  # labelled data: class names into data.classes, model.num_classes (in place)
         self.save_hyperparameters({"config": config})
         self.config = config
         self.tokenizer = tokenizer or build_tokenizer((config.get("data") or {}).get("tokenizer"))
         self.objective = build_objective(config, self.tokenizer)
+        self.time_sampling = time_sampling_of(config.get("objective"))
+        self.count_n = bool((config.get("data") or {}).get("count_n", False))
+        self.num_classes = (config.get("model") or {}).get("num_classes")
+        self.label_dropout = float((config.get("objective") or {}).get("label_dropout", 0.1) or 0.0)
         ema_cfg = config.get("ema") or {}
         self.ema = (
             EMA(self.objective, decay=ema_cfg["decay"], warmup=ema_cfg.get("warmup", True))
@@ -175,19 +230,54 @@ class DiffusionModule(pl.LightningModule):
     def _antithetic(self) -> bool:
         return bool(getattr(self.objective, "antithetic", True))
 
+    def counted_positions(self, x0: torch.Tensor, count_n: bool | None = None) -> torch.Tensor | None:
+        """[B, L] bool: the positions the loss and bits/base count, for the objective's ``nelbo(counted=...)``.
+
+        DNA: the A/C/G/T bases. Padding and N bases are given context (never masked, never predicted, not
+        counted), as Caduceus's pretraining maps N to padding; ``count_n`` (default: the run's ``data.count_n``)
+        counts N as a token like the others. None (the objective's default: all but padding) for text and
+        when N counts.
+        """
+        count_n = self.count_n if count_n is None else bool(count_n)
+        n_id = getattr(self.tokenizer, "N", None)
+        if count_n or n_id is None:
+            return None
+        keep = x0 != n_id
+        return keep if self.tokenizer.pad_id is None else keep & (x0 != self.tokenizer.pad_id)
+
+    def _eval_time_sampling(self) -> str:
+        """Evaluation keeps the golden-ratio lattice (or iid draws when the objective asks for no low discrepancy)."""
+        return "lattice" if self._antithetic() else "iid"
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x0 = batch["input_ids"]
         if "index" in batch:  # our DataModules: noise per sample, independent of the device layout
-            g = drawn_noise(batch["index"], x0.shape[1], self.global_batch_size(), self._antithetic(),
+            g = drawn_noise(batch["index"], x0.shape[1], self.global_batch_size(), self.time_sampling,
                             key=(self.seed, 0), block_id=self.global_step)
         else:  # a loader of one's own: noise per (step, micro-batch, rank)
             micro = batch_idx % self.trainer.accumulate_grad_batches if self._trainer else 0
             g = seeded_generator(self.device, self.seed, 0, self.global_step, micro, self.global_rank)
-        out = self.objective.nelbo(x0, generator=g)
+        if "label" in batch and self.num_classes is not None:  # conditional: some labels dropped to the null class
+            out = self.objective.nelbo(x0, generator=g, labels=self._train_labels(batch, batch_idx),
+                                       counted=self.counted_positions(x0))
+        else:
+            out = self.objective.nelbo(x0, generator=g, counted=self.counted_positions(x0))
         loss = out.per_token
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bpb", loss / LN2)
         return loss
+
+    def _train_labels(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """The batch's labels after label dropout, keyed like the noise: (seed, step, sample index)."""
+        labels = batch["label"]
+        if "index" in batch:
+            index, block, extra = batch["index"], self.global_batch_size(), ()
+        else:  # a loader of one's own: per (step, micro-batch, rank)
+            micro = batch_idx % self.trainer.accumulate_grad_batches if self._trainer else 0
+            index, block = torch.arange(len(labels), device=labels.device), len(labels)
+            extra = (micro, self.global_rank)
+        return dropped_labels(labels, index, self.label_dropout, int(self.num_classes), block,
+                              key=(self.seed, LABEL_DROPOUT_STREAM, *extra), block_id=self.global_step)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         # update the EMA right after the weights change, before any callback (checkpointing) sees the step
@@ -200,12 +290,16 @@ class DiffusionModule(pl.LightningModule):
         x0 = batch["input_ids"]
         for k in range(int(self.config.get("eval", {}).get("t_samples", 1))):
             if "index" in batch:
-                g = drawn_noise(batch["index"], x0.shape[1], EVAL_NOISE_BLOCK, self._antithetic(),
+                g = drawn_noise(batch["index"], x0.shape[1], EVAL_NOISE_BLOCK, self._eval_time_sampling(),
                                 key=(self.seed, stream, k), stride=GOLDEN)
             else:
                 g = seeded_generator(self.device, self.seed, stream, k, batch_idx, self.global_rank)
-            out = self.objective.nelbo(x0, generator=g)
-            metric.update(out.per_sequence.sum() / out.num_tokens.sum(), weight=out.num_tokens.sum())
+            if "label" in batch and self.num_classes is not None:  # conditional models: -log p(x | y)
+                out = self.objective.nelbo(x0, generator=g, labels=batch["label"], counted=self.counted_positions(x0))
+            else:
+                out = self.objective.nelbo(x0, generator=g, counted=self.counted_positions(x0))
+            tokens = out.num_tokens.sum()  # A/C/G/T positions unless data.count_n; a batch of all N weighs 0
+            metric.update(out.per_sequence.sum() / tokens.clamp_min(1), weight=tokens)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, batch_idx, self.val_nelbo, stream=1)
