@@ -282,3 +282,12 @@ def test_load_module_returns_eval_mode_and_record(run_dir):
     module, info = load_module(run_dir)
     assert not module.training and info.kind == "run" and info.global_step == 6 and info.ema
     assert os.fspath(info.path).endswith("last.ckpt")
+
+
+def test_progress_bars_show_when_asked_and_stay_quiet_otherwise(run_dir, capsys):
+    m = DiffusionLM.from_pretrained(run_dir, device="cpu")
+    m.sample(num_samples=1, length=16, steps=3, progress=True)
+    assert "sampling" in capsys.readouterr().err
+    m.sample(num_samples=1, length=16, steps=3, progress=False)
+    m.score(["ACGT"], t_samples=1, progress=None)  # not a terminal under pytest: quiet
+    assert capsys.readouterr().err == ""

@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from mdlm_dna.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -177,11 +179,16 @@ def download(
 
 
 def _copy(resp, part: Path, append: bool, label: str | None, total: int | None) -> None:
+    """Stream ``resp`` into ``part``: a progress bar on a terminal, else a log line every 10 s."""
     last = time.monotonic()
-    with open(part, "ab" if append else "wb") as out:
+    start = part.stat().st_size if append and part.exists() else 0
+    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=label, leave=False,
+               disable=None if label else True)
+    with bar, open(part, "ab" if append else "wb") as out:
         while block := resp.read(_CHUNK):
             out.write(block)
-            if label and time.monotonic() - last > 10:
+            bar.update(len(block))
+            if label and bar.disable and time.monotonic() - last > 10:
                 last = time.monotonic()
                 done = out.tell()
                 pct = f" ({100 * done / total:.1f} %)" if total else ""

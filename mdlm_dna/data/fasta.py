@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from mdlm_dna.errors import DataError, RunDirError
 from mdlm_dna.rundir import check_free_space
@@ -385,8 +386,11 @@ def _build_cache(
     if not _is_gzip(path):  # one byte per base: at most the file's size
         check_free_space(cache, path.stat().st_size, f"the token cache of {path.name}", " or set cache_dir=DIR")
     tmp_ids = ids_file.with_name(f"{ids_file.name}.tmp{os.getpid()}")
+    # a bar over the bytes of the file (plain) or over the bases written (gzip): on a terminal only
+    bar = tqdm(total=None if _is_gzip(path) else path.stat().st_size, unit="B", unit_scale=True, disable=None,
+               desc=f"token cache of {path.name}", leave=False)
     try:
-        with open(tmp_ids, "wb") as out:
+        with bar, open(tmp_ids, "wb") as out:
             for name, length, chunks, dropped in _iter_records(path, cache):
                 whitespace += dropped
                 if keep is not None and name not in keep:
@@ -408,6 +412,7 @@ def _build_cache(
                     stats.add(st)
                     out.write(ids.tobytes())
                     pos += len(raw)
+                    bar.update(len(raw))
                 if pos < max(1, min_record_length):  # shorter once whitespace is gone
                     skipped.append(f"{name} ({pos} bp)")
                     out.seek(offset)

@@ -19,7 +19,6 @@ import gzip
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
+from tqdm import tqdm
 
 from mdlm_dna.cli import report_user_error
 from mdlm_dna.data.download import DownloadError, OfflineError, RemoteFile, download
@@ -94,8 +94,12 @@ def unpack_gzip(src: Path, dst: Path) -> None:
     """Stream-decompress to ``dst`` via a ``.part`` file (a killed run never leaves a truncated FASTA)."""
     part = dst.with_name(dst.name + ".part")
     t0 = time.time()
-    with gzip.open(src, "rb") as fin, open(part, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 24)
+    bar = tqdm(total=src.stat().st_size, unit="B", unit_scale=True, desc=f"gunzip {src.name}", leave=False,
+               disable=None)  # compressed bytes read: on a terminal only
+    with bar, open(src, "rb") as raw, gzip.open(raw, "rb") as fin, open(part, "wb") as fout:
+        while block := fin.read(1 << 24):
+            fout.write(block)
+            bar.update(raw.tell() - bar.n)
         fout.flush()
         os.fsync(fout.fileno())
     os.replace(part, dst)
