@@ -607,11 +607,11 @@ def step_pretrain(s: Suite, limit: float) -> None:
     curve, last_step = _val_curve(run_dir / "metrics.csv")
     last = run_dir / "checkpoints" / "last.ckpt"
     model = "dit_tiny" if s.dry else "dit_small"
-    figures: dict[str, Any] = {"wall s": wall, "max s of training": train_s, "steps": last_step,
+    figures: dict[str, Any] = {"wall s": wall, "max s of training": train_s, "last logged step": last_step,
                                "val bits/base": curve[-1][1] if curve else None}
     if last_step:
         batch, length = (8, 64) if s.dry else (64, 1024)
-        figures["tokens (M)"] = last_step * batch * length / 1e6
+        figures["tokens (M, approx.)"] = last_step * batch * length / 1e6
     figures["val curve (step, bits/base)"] = curve
     if not last.exists():
         s.add(title, f"{model} pretrain on E. coli, then test bits/base", figures, _status(cmd, False),

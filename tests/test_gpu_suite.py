@@ -111,7 +111,7 @@ def test_dry_run_figures(dry_run):
     assert loader["note"] == ""  # against a measured training rate, not the estimate
     (pre,) = _find(rows, "6 pretrain")
     assert pre["status"] == "ok", pre
-    assert 1.0 < pre["figures"]["test bits/base"] < 3.0 and pre["figures"]["steps"] >= 1
+    assert 1.0 < pre["figures"]["test bits/base"] < 3.0 and pre["figures"]["last logged step"] >= 1
     assert pre["figures"]["val curve (step, bits/base)"]
     goals = _find(rows, "goals")
     assert len(goals) == 3 and all(r["status"] == "n/a" for r in goals)
