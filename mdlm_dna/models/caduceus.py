@@ -79,7 +79,7 @@ class CaduceusConfig:
     time_conditioning: bool = False  # the MDLM paper's DNA runs use none
     cond_dim: int = 128
     num_classes: int | None = None  # class-conditional: a label embedding (+1 null class) drives adaLN shift/scale
-    scan_backend: str = "auto"  # auto | torch | reference | cuda | triton, see selective_scan.py
+    scan_backend: str = "auto"  # auto | numba | torch | reference | cuda | triton, see selective_scan.py
     # initialisation (mamba-ssm's MixerModel scheme)
     initializer_range: float = 0.02
     rescale_prenorm_residual: bool = True

@@ -25,8 +25,9 @@ and C, shared by the channels of a group, are summed per block and added into on
 8) partial sums per batch row, which torch adds up: a fixed order, so the results do not depend on the
 number of threads, and every batch row is computed alone (Caduceus-PS stays exactly RC-equivariant).
 
-The D skip and the z gate are fused into the kernels; delta's bias and softplus are left to torch (one
-elementwise pass each way).
+The D skip and the z gate are fused into the kernels; delta's bias and softplus are done by torch (one
+elementwise pass each way). Autograd keeps only the inputs (which the network holds anyway) and the chunk
+states: the layout copies, bias and softplus are redone in the backward pass.
 
 Numba compiles the kernels when this module is first imported (one signature each; ``cache=True`` keeps
 the machine code on disk next to this file, or in Numba's user cache when that is read-only): about
@@ -341,61 +342,84 @@ def _np(t: Tensor) -> np.ndarray:
 
 def _ld(t: Tensor) -> Tensor:
     """[B, D, L] -> float32 [B, L, D], contiguous: the kernels' layout, with the lanes of a step adjacent.
-    Free for Mamba's delta and z (transposed views of [B, L, D] already); one copy for u. Everything
-    elementwise around the kernels then runs on like-strided tensors: mixing [B, D, L] and [B, L, D]
-    strides sends torch's elementwise kernels down a slow path (rows 4 KiB apart at L = 1024)."""
+    Free for Mamba's delta and z (transposed views of [B, L, D] already); one copy for u."""
     return t.float().transpose(1, 2).contiguous()
 
 
-class _Scan(torch.autograd.Function):
-    """The scan with its D skip and z gate, from u and the final delta (after bias and softplus).
+def _grad_like(g: Tensor, ref: Tensor) -> Tensor:
+    """A gradient in the kernels' [B, L, D] layout, returned as [B, D, L] with the memory layout of its input:
+    mixing [B, D, L] and [B, L, D] strides sends torch's elementwise kernels down to a slow path (rows 4 KiB
+    apart at L = 1024), e.g. in the silu backward of Mamba's conv."""
+    g = g.transpose(1, 2)
+    return g if ref.stride(1) == 1 else g.contiguous()
 
-    u, dt, z: float32 [B, L, D], contiguous; D [D]; A [D, N]; B, C [B, G, L, N] (a group axis expanded with
-    stride 0 is fine). Returns out [B, L, D] and the last state [B, D, N]; gradients come back contiguous.
+
+def _delta(delta: Tensor, delta_bias: Tensor | None, softplus: bool) -> tuple[Tensor, Tensor]:
+    """(delta + bias, its softplus or itself) in the kernels' layout."""
+    raw = _ld(delta)
+    if delta_bias is not None:
+        raw = raw + delta_bias.float()
+    return raw, (F.softplus(raw) if softplus else raw)
+
+
+class _Scan(torch.autograd.Function):
+    """The whole selective scan. u, delta, z [B, D, L] as given (any layout); delta_bias, D [D]; A [D, N];
+    B, C [B, G, L, N] float32 (a group axis expanded with stride 0 is fine). Returns out [B, L, D] and
+    the last state [B, D, N].
+
+    Saved for backward: the inputs themselves (which the rest of the network keeps anyway) and the chunk
+    states; the layout copies, delta's bias and softplus are redone in the backward pass.
     """
 
     @staticmethod
-    def forward(ctx, u, dt, z, D, A, Bm, Cm, chunk: int):
-        batch, length, dim = u.shape
+    def forward(ctx, u, delta, delta_bias, z, D, A, Bm, Cm, softplus: bool, chunk: int):
+        batch, dim, length = u.shape
         n_state, groups = A.shape[1], Bm.shape[1]
-        need_grad = any(ctx.needs_input_grad[:7])
+        need_grad = any(ctx.needs_input_grad[:8])
         chunk = chunk if need_grad else max(length, 1)  # no backward: only the first (zero) state is saved
         has_z = z is not None
-        D_ = D.contiguous() if D is not None else u.new_zeros(dim)
-        A = A.contiguous()
-        out = torch.empty_like(u)
-        states = u.new_empty(batch, -(-length // chunk), n_state, dim)
-        last = u.new_empty(batch, dim, n_state)
+        u_l, z_l = _ld(u), _ld(z) if has_z else None
+        dt = _delta(delta, delta_bias, softplus)[1]
+        D_ = D.float().contiguous() if D is not None else u_l.new_zeros(dim)
+        A_ = A.float().contiguous()
+        out = torch.empty_like(u_l)
+        states = u_l.new_empty(batch, -(-length // chunk), n_state, dim)
+        last = u_l.new_empty(batch, dim, n_state)
         _set_threads()
-        _forward_kernel(_np(u), _np(dt), _np(z if has_z else u), _np(D_), _np(A), _np(Bm), _np(Cm), has_z,
+        _forward_kernel(_np(u_l), _np(dt), _np(z_l if has_z else u_l), _np(D_), _np(A_), _np(Bm), _np(Cm), has_z,
                         dim // groups, chunk, _np(out), _np(states), _np(last))
         if need_grad:
-            ctx.save_for_backward(u, dt, z, D_, A, Bm, Cm, states)
-        ctx.chunk, ctx.has_d = chunk, D is not None
+            ctx.save_for_backward(u, delta, delta_bias, z, D_, A_, Bm, Cm, states)
+        ctx.chunk, ctx.softplus, ctx.has_d = chunk, softplus, D is not None
         ctx.set_materialize_grads(False)
         return out, last
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        u, dt, z, D, A, Bm, Cm, states = ctx.saved_tensors
-        batch, length, dim = u.shape
+        u, delta, delta_bias, z, D, A, Bm, Cm, states = ctx.saved_tensors
+        batch, dim, length = u.shape
         n_state, groups = A.shape[1], Bm.shape[1]
         cpg = dim // groups
         parts = min(PARTS, groups * -(-cpg // LANES))
-        dout = torch.zeros_like(u) if dout is None else dout.float().contiguous()
-        dlast = u.new_zeros(batch, dim, n_state) if dlast is None else dlast.float().contiguous()
         has_z = z is not None
-        du, ddt = torch.empty_like(u), torch.empty_like(u)
-        dz = torch.empty_like(u) if has_z else du  # a placeholder never written
-        dD, dA = u.new_empty(batch, dim), u.new_empty(batch, dim, n_state)
-        dB = u.new_zeros(batch, parts, groups, length, n_state)
+        u_l, z_l = _ld(u), _ld(z) if has_z else None
+        raw, dt = _delta(delta, delta_bias, ctx.softplus)
+        dout = torch.zeros_like(u_l) if dout is None else dout.float().contiguous()
+        dlast = u_l.new_zeros(batch, dim, n_state) if dlast is None else dlast.float().contiguous()
+        du, ddt = torch.empty_like(u_l), torch.empty_like(u_l)
+        dz = torch.empty_like(u_l) if has_z else du  # a placeholder never written
+        dD, dA = u_l.new_empty(batch, dim), u_l.new_empty(batch, dim, n_state)
+        dB = u_l.new_zeros(batch, parts, groups, length, n_state)
         dC = torch.zeros_like(dB)
         _set_threads()
-        _backward_kernel(_np(u), _np(dt), _np(z if has_z else u), _np(D), _np(A), _np(Bm), _np(Cm), _np(states),
-                         _np(dout), _np(dlast), has_z, cpg, ctx.chunk, parts,
+        _backward_kernel(_np(u_l), _np(dt), _np(z_l if has_z else u_l), _np(D), _np(A), _np(Bm), _np(Cm),
+                         _np(states), _np(dout), _np(dlast), has_z, cpg, ctx.chunk, parts,
                          _np(du), _np(ddt), _np(dz), _np(dD), _np(dA), _np(dB), _np(dC))
-        return (du, ddt, dz if has_z else None, dD.sum(0) if ctx.has_d else None, dA.sum(0), dB.sum(1), dC.sum(1),
-                None)
+        if ctx.softplus:
+            ddt = ddt * torch.sigmoid(raw)
+        dbias = ddt.sum((0, 1)) if delta_bias is not None else None
+        return (_grad_like(du, u), _grad_like(ddt, delta), dbias, _grad_like(dz, z) if has_z else None,
+                dD.sum(0) if ctx.has_d else None, dA.sum(0), dB.sum(1), dC.sum(1), None, None)
 
 
 def _bc_view(t: Tensor, groups: int) -> Tensor:
@@ -405,10 +429,6 @@ def _bc_view(t: Tensor, groups: int) -> Tensor:
     t = t.unsqueeze(1) if t.dim() == 3 else t
     t = t.transpose(2, 3)
     return (t if t.stride(3) == 1 else t.contiguous()).expand(-1, groups, -1, -1)
-
-
-def _float(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.float()
 
 
 def selective_scan_fn(
@@ -436,12 +456,7 @@ def selective_scan_fn(
     if u.dtype == torch.float64:
         raise ValueError("the Numba selective scan computes in float32; use the torch backend for float64")
     groups = max(t.shape[1] if t.dim() == 4 else 1 for t in (B, C))
-    dt = _ld(delta)
-    if delta_bias is not None:
-        dt = dt + delta_bias.float()
-    if delta_softplus:
-        dt = F.softplus(dt)
-    out, last = _Scan.apply(_ld(u), dt, None if z is None else _ld(z), _float(D), A.float(), _bc_view(B, groups),
-                            _bc_view(C, groups), max(1, int(chunk)))
+    out, last = _Scan.apply(u, delta, delta_bias, z, D, A, _bc_view(B, groups), _bc_view(C, groups),
+                            bool(delta_softplus), max(1, int(chunk)))
     out = out.transpose(1, 2).to(u.dtype)  # [B, D, L], a view of [B, L, D] memory as Mamba's out_proj wants it
     return (out, last) if return_last_state else out
