@@ -6,9 +6,10 @@
     python benchmarks/recipe.py --table               # the table of every run so far (markdown)
 
 Fairness on a shared 2-core machine: wall-clock is noisy, so each shape's seconds per optimizer step is
-measured once at 2 threads on a single job (``--measure``), and every candidate gets
-``budget / (seconds per step)`` steps, its warm-up and cosine schedule sized to them. The runs themselves
-go at ``OMP_NUM_THREADS=1``, two at a time; their wall-clock is recorded but not used. Every candidate
+measured once on a single job (``--measure``; the committed CSV holds figures taken while the machine was
+idle) and every candidate gets the optimizer-step seconds of the default's 300 steps: 300 x (default step
+time / its step time) steps, its cosine schedule sized to them. The runs themselves go at
+``OMP_NUM_THREADS=1``, two at a time; their CPU seconds and wall-clock are recorded, not used. Every candidate
 validates once, at its end, and is scored on the whole test split (1,813 windows of 128 bases, 16 noise
 draws each: ``python -m mdlm_dna.evaluate``), with its EMA weights and, where asked, its raw weights.
 Rows go to ``benchmarks/recipe_runs.csv`` (one per evaluation); ``benchmarks/recipe_results.md`` has the table.
@@ -30,51 +31,52 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "recipe"
 STEP_TIMES = ROOT / "benchmarks" / "recipe_step_times.csv"
 RESULTS = ROOT / "benchmarks" / "recipe_runs.csv"
-BUDGET_S = 90.0  # optimizer-step seconds at 2 threads; start-up and the final validation add ~20 s
 
 # a shape: (d_model, n_layers, n_heads, seq_len, batch) -> what one optimizer step costs
 Shape = tuple[int, int, int, int, int]
 DEFAULT_SHAPE: Shape = (128, 4, 4, 128, 32)
 
 # Every candidate pins these (so a later change of the package defaults does not change an old row), then
-# changes some of them. The step count is the budget's unless a candidate fixes it (``trainer.max_steps``).
+# changes some of them. Steps: 300 (the CPU trainer's default) for the default shape, scaled by the measured
+# step cost for other shapes so that every candidate gets the same optimizer-step seconds.
 PINNED: dict[str, str] = {
-    "optim.lr": "3e-3",
+    "optim.lr": "2e-3",
+    "optim.warmup_steps": "50",
     "optim.min_lr_ratio": "0.1",
-    "model.time_conditioning": "true",
-    "objective.time_sampling": "lattice",
+    "model.time_conditioning": "false",
+    "objective.time_sampling": "stratified",
     "ema.decay": "0.9999",
     "ema.warmup": "true",
     "data.val_max_windows": "256",
-    "eval.t_samples": "8",
+    "eval.t_samples": "4",
 }
+DEFAULT_STEPS = 300
 
 # name -> (shape, changes to PINNED, evaluate the raw weights too)
 CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
-    # the learning rate, on the old default shape (raw and EMA weights)
-    "lr1e-3": (DEFAULT_SHAPE, {"optim.lr": "1e-3"}, True),
-    "lr3e-3": (DEFAULT_SHAPE, {}, True),
-    "lr6e-3": (DEFAULT_SHAPE, {"optim.lr": "6e-3"}, True),
-    # time conditioning and the time sampler
-    "no_tc": (DEFAULT_SHAPE, {"model.time_conditioning": "false"}, False),
-    "stratified": (DEFAULT_SHAPE, {"objective.time_sampling": "stratified"}, False),
+    # the old default (lr 1e-3, time-conditioned, one uniform per batch) and the learning rate
+    "old_default": (DEFAULT_SHAPE, {"optim.lr": "1e-3", "model.time_conditioning": "true",
+                                    "objective.time_sampling": "lattice", "eval.t_samples": "8"}, False),
+    "lr3e-3_tc_lattice_430": (DEFAULT_SHAPE, {"optim.lr": "3e-3", "model.time_conditioning": "true",
+                                              "objective.time_sampling": "lattice", "eval.t_samples": "8",
+                                              "trainer.max_steps": "430", "optim.warmup_steps": "43"}, True),
+    "lr6e-3_tc_lattice_430": (DEFAULT_SHAPE, {"optim.lr": "6e-3", "model.time_conditioning": "true",
+                                              "objective.time_sampling": "lattice", "eval.t_samples": "8",
+                                              "trainer.max_steps": "430", "optim.warmup_steps": "43"}, True),
+    "lr1e-3": (DEFAULT_SHAPE, {"optim.lr": "1e-3"}, False),
+    "lr2e-3": (DEFAULT_SHAPE, {}, True),
+    "lr3e-3": (DEFAULT_SHAPE, {"optim.lr": "3e-3"}, False),
+    # time conditioning and the time sampler, each alone
+    "tc_on": (DEFAULT_SHAPE, {"model.time_conditioning": "true"}, False),
+    "lattice": (DEFAULT_SHAPE, {"objective.time_sampling": "lattice"}, False),
     "iid": (DEFAULT_SHAPE, {"objective.time_sampling": "iid"}, False),
-    "no_tc_stratified": (DEFAULT_SHAPE, {"model.time_conditioning": "false",
-                                         "objective.time_sampling": "stratified"}, True),
-    # the same tokens in 300 larger steps (the CPU trainer's default step count)
-    "b48_300": ((128, 4, 4, 128, 48), {"model.time_conditioning": "false", "objective.time_sampling": "stratified",
-                                       "trainer.max_steps": "300"}, True),
     # window length at the same tokens per step
     "L64_b64": ((128, 4, 4, 64, 64), {}, False),
-    "L32_b128": ((128, 4, 4, 32, 128), {}, False),
-    # model width / depth at the same wall-clock
+    # model width / depth and batch at the same optimizer-step seconds
     "d96": ((96, 4, 4, 128, 32), {}, False),
-    "d192": ((192, 4, 4, 128, 32), {}, False),
     "n2": ((128, 2, 4, 128, 32), {}, False),
-    "n6": ((128, 6, 4, 128, 32), {}, False),
-    # batch size at the same wall-clock (fewer, larger steps or more, smaller ones)
-    "b64": ((128, 4, 4, 128, 64), {}, False),
     "b16": ((128, 4, 4, 128, 16), {}, False),
+    "b48_200": ((128, 4, 4, 128, 48), {}, False),
     # the backbone: Caduceus-PS (pure-PyTorch scan on CPU)
     "caduceus": ((64, 4, 0, 128, 32), {"model": "caduceus_ps"}, False),
 }
@@ -151,11 +153,15 @@ def load_step_times() -> dict[str, float]:
         return {r["shape"]: float(r["seconds_per_step_2_threads"]) for r in csv.DictReader(fh)}
 
 
-def steps_for(name: str, budget_s: float) -> int:
+def steps_for(name: str) -> int:
+    """The candidate's own step count, else DEFAULT_STEPS scaled by its shape's step cost (equal seconds)."""
     shape, changes, _ = CANDIDATES[name]
     if "trainer.max_steps" in changes:
         return int(changes["trainer.max_steps"])
-    return max(20, int(budget_s / load_step_times()[f"{model_of(name)}:{','.join(map(str, shape))}"]))
+    times = load_step_times()
+    key = lambda model, sh: f"{model}:{','.join(map(str, sh))}"
+    ratio = times[key("dit_tiny", DEFAULT_SHAPE)] / times[key(model_of(name), shape)]
+    return max(20, round(DEFAULT_STEPS * ratio))
 
 
 def run_timed(cmd: list[str], env: dict[str, str], log) -> float:
@@ -169,17 +175,17 @@ def run_timed(cmd: list[str], env: dict[str, str], log) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_candidate(name: str, budget_s: float, t_samples: int = 16) -> list[dict]:
+def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
     """Train one candidate at one thread, then evaluate it on the test split; returns its CSV rows."""
     shape, changes, raw_too = CANDIDATES[name]
-    steps = steps_for(name, budget_s)
+    steps = steps_for(name)
     run_dir = RUNS / name
-    settings = {**PINNED, "optim.warmup_steps": str(max(10, steps // 10)), **changes, "trainer.max_steps": str(steps)}
+    settings = {**PINNED, **changes, "trainer.max_steps": str(steps)}
     group = [f"model={settings.pop('model')}"] if "model" in settings else []  # a group before its keys
     overrides = [*group, *shape_overrides(shape), *(f"{k}={v}" for k, v in settings.items())]
     cmd = [sys.executable, "-m", "mdlm_dna.pretrain", f"hydra.run.dir={run_dir}", *overrides,
            f"trainer.val_check_interval={steps}", f"checkpoint.every_n_train_steps={steps}",
-           "trainer.enable_progress_bar=false", "resume=null"]
+           "trainer.enable_progress_bar=false", "resume=auto"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -211,6 +217,73 @@ def run_candidate(name: str, budget_s: float, t_samples: int = 16) -> list[dict]
     return rows
 
 
+def markov_mdlm_floor(order: int, length: int = 128, windows: int = 150, draws: int = 8, seed: int = 0) -> tuple[
+        float, float]:
+    """Test NELBO (bits/base) of an MDLM whose denoiser is the exact order-``order`` chain fitted on train.
+
+    The optimal denoiser predicts a masked base by its posterior given every visible base: for a Markov
+    chain, a forward-backward pass over k-mer states. Rao-Blackwellized: every position is scored as if
+    masked with the others masked at rate t (E[1[l masked] nll_l / t] = E[nll_l | l masked]), so there is
+    no 1/t weight and little Monte-Carlo noise. Shows whether the bound itself, rather than learning, keeps
+    an MDLM above a chain's left-to-right NLL. Returns (bits/base, standard error); the first ``order``
+    bases of each window are context only."""
+    import math
+
+    import numpy as np
+
+    from mdlm_dna.markov import MarkovChain, ecoli_splits
+
+    if order < 1:
+        raise ValueError("order >= 1 (order 0 ignores context: its NELBO is its NLL)")
+    splits = ecoli_splits()
+    chain, _ = MarkovChain.fit_select_alpha(splits["train"], splits["validation"], order)
+    p, n_states = chain.probs(), 4**order
+    rest = n_states // 4
+    last = np.arange(n_states) % 4  # a state's newest base
+    prior = chain.counts[order].sum(axis=1).astype(float) + 1e-9
+    prior /= prior.sum()
+
+    def forward(a: np.ndarray) -> np.ndarray:  # a @ T, T[s, s'] = P(b | s) for s' = (s[1:], b)
+        return (a.reshape(4, rest)[:, :, None] * p.reshape(4, rest, 4)).sum(0).reshape(n_states)
+
+    def backward(v: np.ndarray) -> np.ndarray:  # T @ v
+        return (p * v.reshape(rest, 4)[np.arange(n_states) % rest]).sum(1)
+
+    test = splits["test"]
+    rng = np.random.default_rng(seed)
+    values = []
+    for start in np.linspace(0, len(test) - length - 1, windows).astype(int):
+        x = test[start : start + length].astype(int)
+        if (x >= 4).any():
+            continue
+        for d in range(draws):
+            t = 1e-3 + (1 - 1e-3) * ((rng.random() + d / draws) % 1.0)
+            visible = rng.random(length) >= t
+            init = prior.copy()
+            for j in range(order):  # the first state holds bases 0..order-1
+                if visible[j]:
+                    init *= (np.arange(n_states) // 4 ** (order - 1 - j)) % 4 == x[j]
+            a = init / init.sum()
+            pred = np.zeros((length, n_states))
+            emit = np.where(visible[:, None], last[None, :] == x[:, None], True).astype(float)
+            for pos in range(order, length):
+                pr = forward(a)
+                pred[pos] = pr / pr.sum()
+                a = pr * emit[pos]
+                a /= a.sum()
+            beta, b = np.ones((length, n_states)), np.ones(n_states)
+            for pos in range(length - 2, order - 1, -1):
+                b = backward(emit[pos + 1] * b)
+                b /= b.sum()
+                beta[pos] = b
+            post = pred[order:] * beta[order:]
+            base = np.stack([post[:, last == j].sum(1) for j in range(4)], 1)
+            base /= base.sum(1, keepdims=True)
+            values.append(-np.log2(base[np.arange(length - order), x[order:]]).mean())
+    values = np.asarray(values)
+    return float(values.mean()), float(values.std() / math.sqrt(len(values)))
+
+
 def table() -> str:
     import pandas as pd
 
@@ -223,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--measure", action="store_true", help="only measure the step times")
     ap.add_argument("--run", nargs="*", default=None, help="candidates to run (default: all)")
     ap.add_argument("--table", action="store_true", help="only print the table")
-    ap.add_argument("--budget", type=float, default=BUDGET_S, help="optimizer-step seconds at 2 threads")
+    ap.add_argument("--markov-floor", nargs="*", type=int, default=None, metavar="K",
+                    help="only: test NELBO of MDLMs whose denoiser is the exact order-K chain (default K = 1 2 3 6)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
     ap.add_argument("--nice", type=int, default=0, help="run the candidates at this niceness (a shared machine)")
     args = ap.parse_args(argv)
@@ -231,13 +305,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         print(table())
         return
+    if args.markov_floor is not None:
+        for k in args.markov_floor or [1, 2, 3, 6]:
+            bits, se = markov_mdlm_floor(k)
+            print(f"order-{k} chain as an MDLM denoiser: {bits:.4f} +- {se:.4f} bits/base (test, 128-base windows)")
+        return
     measure(names)
     if args.measure:
         return
     if args.nice:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda n: run_candidate(n, args.budget), names))
+        list(pool.map(run_candidate, names))
     print(table())
 
 

@@ -480,6 +480,7 @@ class DiffusionLM:
                 self.tokenizer.hf.save_pretrained(str(tmp / "tokenizer"))
             (tmp / EXPORT_CONFIG).write_text(json.dumps(meta, indent=1))
             (tmp / "README.md").write_text(model_card(self, meta))
+            _usual_permissions(tmp)  # mkdtemp makes the folder private; an export is meant to be shared
             if out.exists():
                 shutil.rmtree(out)
             os.replace(tmp, out)
@@ -506,6 +507,13 @@ class DiffusionLM:
             api.create_repo(repo_id, private=private, exist_ok=True)
             info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
         return str(getattr(info, "commit_url", info))
+
+
+def _usual_permissions(folder: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int, max_windows: int | None = None,
