@@ -102,8 +102,10 @@ def test_builder_refuses_a_bidirectional_backbone_and_accepts_causal_ones():
         )
 
 
-def test_zero_init_starts_at_log5_nats():
-    # the DiT starts from uniform logits: log 5 nats per base over A C G T N, like the diffusion objectives
-    obj = build_objective(dict(compose_pretrain("objective=ar", "model.causal=true")), tok)
-    out = obj.nelbo(torch.randint(0, 4, (2, 32)))
-    torch.testing.assert_close(out.per_token, torch.log(torch.tensor(5.0)))
+def test_zero_init_starts_at_log4_nats_or_log5_when_n_counts():
+    # the DiT starts from uniform logits: log 4 nats per base over A C G T (N is context only by default,
+    # data.count_n=false), log 5 over A C G T N when N counts; like the diffusion objectives
+    for count_n, states in ((False, 4.0), (True, 5.0)):
+        cfg = dict(compose_pretrain("objective=ar", "model.causal=true", f"data.count_n={str(count_n).lower()}"))
+        out = build_objective(cfg, tok).nelbo(torch.randint(0, 4, (2, 32)))
+        torch.testing.assert_close(out.per_token, torch.log(torch.tensor(states)))

@@ -19,7 +19,7 @@ from mdlm_dna.api import DiffusionLM
 from mdlm_dna.diffusion.ar import AR
 from mdlm_dna.train.lit_module import DiffusionModule, seeded_generator
 from tests.conftest import TINY, compose_pretrain
-from tests.test_pinned_math import MASK, N_ID, KnownBackbone, V, predictable_log_probs
+from tests.test_pinned_math import EXCLUDED, MASK, N_ID, KnownBackbone, V, log_softmax_np
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,7 +55,11 @@ def hand_bits_per_base(module: DiffusionModule, count_n: bool) -> float:
         one_minus_alpha = (1 - eps) * t[b]
         masked = (u[b] < one_minus_alpha) & counted[b]
         xt = np.where(masked, MASK, x0[b])
-        logp = predictable_log_probs(module.objective.backbone, xt, -math.log1p(-one_minus_alpha))
+        z = module.objective.backbone.numpy_logits(xt, -math.log1p(-one_minus_alpha))
+        z[:, EXCLUDED] = -np.inf
+        if not count_n:  # N is context only: never predicted, the distribution is over A/C/G/T
+            z[:, N_ID] = -np.inf
+        logp = log_softmax_np(z)
         nll = -logp[np.arange(x0.shape[1]), x0[b]]
         nats += (1.0 / t[b]) * nll[masked].sum()  # -alpha'/(1 - alpha) = 1/t for the log-linear schedule
     return nats / counted.sum() / math.log(2)

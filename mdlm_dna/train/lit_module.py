@@ -133,13 +133,15 @@ def dropped_labels(
 
 def _build_mdlm(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> MDLM:
     cfg = dict(cfg)
-    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+    never = (() if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data) + tuple(
+        cfg.pop("not_predicted", ()))
     return MDLM(backbone, schedule, mask_id=tokenizer.mask_id, pad_id=tokenizer.pad_id, never_predict=never, **cfg)
 
 
 def _build_ar(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> AR:
     cfg = dict(cfg)  # the noise schedule is unused: AR has no forward process
-    never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+    never = (() if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data) + tuple(
+        cfg.pop("not_predicted", ()))
     return AR(
         backbone,
         bos_id=tokenizer.bos_id,
@@ -154,7 +156,8 @@ def _build_with_vocab(cls: type[MDLM]):
 
     def build(backbone, schedule, tokenizer: Tokenizer, cfg: dict[str, Any]) -> MDLM:
         cfg = dict(cfg)
-        never = () if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data
+        never = (() if cfg.pop("predict_special_tokens", False) else tokenizer.special_ids_not_in_data) + tuple(
+            cfg.pop("not_predicted", ()))
         return cls(
             backbone,
             schedule,
@@ -177,6 +180,8 @@ def build_objective(config: dict[str, Any], tokenizer: Tokenizer) -> nn.Module:
     obj = dict(config.get("objective") or {"name": "mdlm"})
     obj.pop("time_sampling", None)  # the training step's business (DiffusionModule), not the objective's
     obj.pop("label_dropout", None)  # likewise (conditional models)
+    if isinstance(tokenizer, NucleotideTokenizer) and not (config.get("data") or {}).get("count_n", False):
+        obj["not_predicted"] = (tokenizer.N,)  # N is context only (data.count_n=false): never a prediction
     name = obj.pop("name", "mdlm")
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
