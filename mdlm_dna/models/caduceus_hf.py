@@ -77,6 +77,14 @@ _RENAMES: list[tuple[re.Pattern[str], str]] = [
 _COMPLEMENT_BUFFERS = re.compile(r"^(backbone\.embeddings\.word_embeddings|lm_head)\.complement_map$")
 
 
+def rename(key: str, renames: Sequence[tuple[re.Pattern[str], str]]) -> str | None:
+    """Our name for a reference tensor name: the first matching (pattern, replacement); None when none matches."""
+    for pattern, repl in renames:
+        if pattern.match(key):
+            return pattern.sub(repl, key)
+    return None
+
+
 def reference_rows(vocab: Sequence[str] = NucleotideTokenizer.vocab) -> list[int]:
     """For each of our token ids, the reference id whose embedding / head row it takes."""
     try:
@@ -194,11 +202,8 @@ def convert_state_dict(
         if _COMPLEMENT_BUFFERS.match(key):
             _check_complement_buffer(name, tensor, config)
             continue
-        for pattern, repl in _RENAMES:
-            if pattern.match(key):
-                new = pattern.sub(repl, key)
-                break
-        else:
+        new = rename(key, _RENAMES)
+        if new is None:
             raise ValueError(f"unexpected tensor {name!r} in the checkpoint")
         if new in ours:
             raise ValueError(f"two checkpoint tensors map to {new!r}")

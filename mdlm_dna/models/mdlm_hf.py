@@ -81,7 +81,7 @@ import torch
 from torch import Tensor
 
 from ..resources import data_dir
-from .caduceus_hf import read_state_dict
+from .caduceus_hf import read_state_dict, rename
 from .dit import DiT, DiTConfig
 
 MODEL_TYPE = "mdlm"
@@ -191,11 +191,8 @@ def convert_state_dict(
         if key == _INV_FREQ:
             _check_inv_freq(name, tensor, config)
             continue
-        for pattern, repl in _RENAMES:
-            if pattern.match(key):
-                new = pattern.sub(repl, key)
-                break
-        else:
+        new = rename(key, _RENAMES)
+        if new is None:
             raise ValueError(f"unexpected tensor {name!r} in the checkpoint (not part of the MDLM DiT)")
         if new in ours:
             raise ValueError(f"two checkpoint tensors map to {new!r} (one is {name!r})")
