@@ -206,3 +206,22 @@ def check_infill_length(length: Any, infill_length: int) -> None:
             f"length={length!r} but infill has {infill_length} positions: the template sets the length; "
             "drop length= or make it match"
         )
+
+
+CKPT_REQUIRED = "ckpt=SOURCE is required (a shipped name, run folder, .ckpt, exported folder or Hub id)"
+
+
+def command_config(name: str, cfg: Any, required: Mapping[str, str]) -> Any:
+    """``cfg`` (Hydra's config, or a partial dict from Python) over the defaults of configs/<name>.yaml, so a
+    notebook can pass only what it changes; each key of ``required`` left unset raises its message."""
+    from omegaconf import OmegaConf
+
+    from mdlm_dna.resources import config_dir
+
+    base = OmegaConf.load(config_dir() / f"{name}.yaml")
+    base.pop("hydra", None)
+    cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
+    for key, message in required.items():
+        if cfg.get(key) in (None, "", "???"):
+            raise ConfigError(message)
+    return cfg

@@ -11,11 +11,10 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.cli import user_errors
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
 
@@ -23,12 +22,8 @@ register_resolvers()
 
 
 def embed(cfg: DictConfig | dict[str, Any]) -> Path:
-    base = OmegaConf.load(config_dir() / "embed.yaml")
-    base.pop("hydra", None)
-    cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
-    for key in ("ckpt", "input"):
-        if cfg.get(key) in (None, "", "???"):
-            raise ConfigError(f"{key}= is required: python -m mdlm_dna.embed ckpt=MODEL input=SEQS.fa")
+    usage = "python -m mdlm_dna.embed ckpt=MODEL input=SEQS.fa"
+    cfg = command_config("embed", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "input")})
     pooling = None if cfg.pooling in (None, "null", "none") else str(cfg.pooling)
     names, seqs = read_sequences(str(cfg.input), column=str(cfg.column))
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),

@@ -22,7 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.cli import user_errors
+from mdlm_dna.cli import CKPT_REQUIRED, command_config, user_errors
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
@@ -31,17 +31,9 @@ log = logging.getLogger("mdlm_dna.evaluate")
 register_resolvers()
 
 
-def _defaults() -> DictConfig:
-    return OmegaConf.load(config_dir() / "evaluate.yaml")
-
-
 def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """``cfg``: the keys of configs/evaluate.yaml (missing ones take their defaults)."""
-    base = _defaults()
-    base.pop("hydra", None)
-    cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
-    if cfg.get("ckpt") in (None, "", "???"):
-        raise ConfigError("ckpt=SOURCE is required (a shipped name, run folder, .ckpt, exported folder or Hub id)")
+    cfg = command_config("evaluate", cfg, {"ckpt": CKPT_REQUIRED})
     if cfg.split not in ("test", "validation"):
         raise ConfigError(f"split must be 'test' or 'validation', got {cfg.split!r}")
     device = "cuda" if OmegaConf.select(cfg, "trainer.accelerator") in ("gpu", "cuda") else "auto"

@@ -15,23 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.cli import user_errors
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.resources import config_dir, register_resolvers
 
 register_resolvers()
 
 
 def export(cfg: DictConfig | dict[str, Any]) -> Path:
-    base = OmegaConf.load(config_dir() / "export.yaml")
-    base.pop("hydra", None)
-    cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
-    for key in ("ckpt", "out"):
-        if cfg.get(key) in (None, "", "???"):
-            raise ConfigError(f"{key}= is required: python -m mdlm_dna.export ckpt=RUN out=DIR")
+    usage = "python -m mdlm_dna.export ckpt=RUN out=DIR"
+    cfg = command_config("export", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "out")})
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), cache_dir=cfg.cache_dir)
     metrics: dict[str, Any] = {}
     splits = [s for s in ("validation", "test") if cfg.get(s)]

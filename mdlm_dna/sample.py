@@ -22,10 +22,10 @@ from typing import Any
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mdlm_dna.api import DTYPES, DiffusionLM, reference_windows
-from mdlm_dna.cli import user_errors
+from mdlm_dna.cli import CKPT_REQUIRED, command_config, user_errors
 from mdlm_dna.diffusion.samplers import is_time_conditioned
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.prompts import token_entropy
@@ -38,11 +38,7 @@ register_resolvers()
 
 def _config(cfg: DictConfig | dict[str, Any]) -> DictConfig:
     """``cfg`` over the defaults of configs/sample.yaml, so a partial dict from Python works too."""
-    base = OmegaConf.load(config_dir() / "sample.yaml")
-    base.pop("hydra", None)
-    cfg = OmegaConf.merge(base, OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg)
-    if cfg.get("ckpt") in (None, "", "???"):
-        raise ConfigError("ckpt=SOURCE is required (a shipped name, run folder, .ckpt, exported folder or Hub id)")
+    cfg = command_config("sample", cfg, {"ckpt": CKPT_REQUIRED})
     if str(cfg.dtype) not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
     return cfg
