@@ -42,6 +42,7 @@ from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, mask
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
+from mdlm_dna.train.lit_module import seeded_generator
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -61,11 +62,6 @@ def _device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _generator(device: torch.device, *keys: int) -> torch.Generator:
-    seed = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 @dataclass
@@ -317,7 +313,7 @@ class DiffusionLM:
             total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
             counted = self.module.counted_positions(x0, count_n)
             for k in range(draws):
-                out = self.objective.nelbo(x0, generator=_generator(self.device, seed, n, j, k), counted=counted)
+                out = self.objective.nelbo(x0, generator=seeded_generator(self.device, seed, n, j, k), counted=counted)
                 total += out.per_sequence.double()
             count = out.num_tokens.cpu().numpy()
             for (i, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
