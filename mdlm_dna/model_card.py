@@ -22,7 +22,8 @@ def _data_lines(config: dict[str, Any]) -> list[str]:
     data = config.get("data") or {}
     if data.get("kind") == "text":
         tok = (data.get("tokenizer") or {}).get("name")
-        corpus = data.get("name") or data.get("hub", {}).get("path") if isinstance(data.get("hub"), dict) else None
+        hub = data.get("hub") if isinstance(data.get("hub"), dict) else {}
+        corpus = data.get("name") or hub.get("path")  # (the conditional used to swallow a name without a hub)
         return [f"- corpus: {corpus or data.get('source', 'text')}", f"- tokenizer: {tok}",
                 f"- rows of {data.get('seq_len')} tokens"]
     g = config.get("genome") or {}
