@@ -20,6 +20,7 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from torch import nn
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
@@ -62,7 +63,9 @@ def read_resume_checkpoint(path: Path) -> dict[str, Any]:
     """The step and saved run config of the checkpoint a run resumes from (memory-mapped: no weights read)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return {"global_step": int(state["global_step"]), "config": state["hyper_parameters"]["config"]}
+        shapes = {name: tuple(t.shape) for name, t in state["state_dict"].items()}
+        return {"global_step": int(state["global_step"]), "config": state["hyper_parameters"]["config"],
+                "shapes": shapes}
     except Exception as e:  # truncated, foreign, or not a checkpoint of ours
         raise CheckpointError(
             f"{path}: cannot be read as a checkpoint of this package ({type(e).__name__}: {e}); resume from another "
@@ -86,6 +89,23 @@ def check_resume_matches(saved: dict[str, Any], config: dict[str, Any], path: Pa
         raise ConfigError(
             f"{path} holds another model than this command asks for: {', '.join(diffs)}. Use the run's own "
             "settings to continue it (its config.yaml), or another hydra.run.dir for a new run"
+        )
+
+
+def check_resume_weights(saved_shapes: dict[str, tuple[int, ...]], module: nn.Module, path: Path) -> None:
+    """The weights themselves must fit: an option the checkpoint's config predates (so not compared above)
+    may still add, drop or reshape parameters."""
+    now = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    missing = sorted(set(now) - set(saved_shapes))
+    unexpected = sorted(set(saved_shapes) - set(now))
+    reshaped = sorted(k for k in set(now) & set(saved_shapes) if now[k] != saved_shapes[k])
+    if missing or unexpected or reshaped:
+        parts = [f"{label}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+                 for label, names in (("not in the checkpoint", missing), ("only in the checkpoint", unexpected),
+                                      ("another shape", reshaped)) if names]
+        raise ConfigError(
+            f"{path} holds weights of another model than this command builds ({'; '.join(parts)}). Use the "
+            "run's own settings to continue it (its config.yaml), or another hydra.run.dir for a new run"
         )
 
 
@@ -175,6 +195,10 @@ def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Cal
         saved = read_resume_checkpoint(resume)
         check_resume_matches(saved["config"], config, resume)  # before config.yaml is rewritten
         resume_step = saved["global_step"]
+    pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
+    module = DiffusionModule(config)
+    if resume:
+        check_resume_weights(saved["shapes"], module, resume)
     if rank_zero:
         remove_stale_temp_files(ckpt_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
@@ -186,8 +210,6 @@ def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Cal
 
     # val/test metrics are torchmetrics sums already reduced over ranks before they are logged
     warnings.filterwarnings("ignore", message=r".*It is recommended to use `self\.log\('(val|test)/.*sync_dist=True.*")
-    pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
-    module = DiffusionModule(config)
     datamodule = build_datamodule(config, cache_dir=config.get("cache_dir"), tokenizer=module.tokenizer)
 
     every = int(config["checkpoint"]["every_n_train_steps"])

@@ -216,6 +216,21 @@ def test_resume_with_another_model_fails_before_writing(ecoli_prefix, tmp_path, 
     assert (d / "config.yaml").read_bytes() == config
 
 
+def test_resume_of_a_checkpoint_that_predates_an_option_compares_the_weights(ecoli_prefix, tmp_path, one_thread):
+    # a checkpoint written before model.conv_kernel existed has no such key, so the config check cannot see
+    # that conv_kernel=3 adds parameters: the weight shapes must, before anything is written
+    d = tmp_path / "run"
+    run(tiny_cfg(ecoli_prefix, "model.conv_kernel=0", "trainer.max_steps=2", "trainer.val_check_interval=2"), d)
+    ckpt = d / "checkpoints/last.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["hyper_parameters"]["config"]["model"]["conv_kernel"]
+    torch.save(state, ckpt)
+    config = (d / "config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=r"holds weights of another model.*not in the checkpoint: objective\.backbone\.blocks\.0\.local"):
+        run(tiny_cfg(ecoli_prefix, "model.conv_kernel=3"), d)
+    assert (d / "config.yaml").read_bytes() == config
+
+
 def test_corrupt_last_checkpoint_is_a_clear_error(ecoli_prefix, tmp_path):
     ckpt = tmp_path / "run/checkpoints/last.ckpt"
     ckpt.parent.mkdir(parents=True)

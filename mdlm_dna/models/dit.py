@@ -36,12 +36,15 @@ class DiTConfig:
     causal: bool = False
     rotary_base: float = 10_000.0
     num_classes: int | None = None  # class-conditional: a label embedding joins the adaLN conditioning (+1 null class)
+    conv_kernel: int = 0  # > 0 (odd): a depthwise convolution over positions in every block (local context)
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
             raise ValueError("the head dimension must be even for rotary embeddings")
+        if self.conv_kernel < 0 or (self.conv_kernel and self.conv_kernel % 2 == 0):
+            raise ValueError(f"conv_kernel must be 0 (off) or an odd width, got {self.conv_kernel}")
         if self.num_classes is not None and self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer or null, got {self.num_classes}")
 
@@ -117,6 +120,27 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+class LocalMixer(nn.Module):
+    """A depthwise convolution over positions (same padding; padding tokens read as zeros).
+
+    Why: a masked position's own embedding carries nothing, so a plain bidirectional transformer must
+    first learn attention that singles out its neighbours before it can use them; on DNA that takes
+    thousands of steps, during which the model predicts only the base composition. A short convolution
+    hands every position its neighbours from the first step (the short convolutions of Mamba, Hyena and
+    Caduceus play the same role).
+    """
+
+    def __init__(self, d_model: int, kernel: int, causal: bool = False):
+        super().__init__()
+        self.pad = (kernel - 1, 0) if causal else (kernel // 2, kernel // 2)  # causal: only the left side
+        self.conv = nn.Conv1d(d_model, d_model, kernel, groups=d_model, bias=False)
+
+    def forward(self, h: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if key_mask is not None:
+            h = h * key_mask[..., None].to(h.dtype)
+        return self.conv(F.pad(h.transpose(1, 2), self.pad)).transpose(1, 2)
+
+
 class DiTBlock(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -131,6 +155,7 @@ class DiTBlock(nn.Module):
             nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(approximate="tanh"), nn.Linear(cfg.mlp_ratio * d, d)
         )
         self.drop = nn.Dropout(cfg.dropout)
+        self.local = LocalMixer(d, cfg.conv_kernel, cfg.causal) if cfg.conv_kernel else None
         self.adaLN = nn.Linear(cfg.cond_dim, 6 * d)
         nn.init.zeros_(self.adaLN.weight)
         nn.init.zeros_(self.adaLN.bias)
@@ -146,6 +171,8 @@ class DiTBlock(nn.Module):
         """``key_mask`` [B, L] bool, True at real tokens: no query attends to padding."""
         B, L, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN(c).chunk(6, dim=-1)
+        if self.local is not None:  # a residual branch of its own, so that the MLP sees the neighbours too
+            x = x + self.local(x, key_mask)
         h = modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.qkv(h).view(B, L, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
