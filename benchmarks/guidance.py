@@ -15,6 +15,11 @@ its own accuracy on held-out real windows is reported beside the table. Columns:
     gc            mean GC content (the class's real GC is in the judge line)
     div_js4       mean JS distance between two samples' 4-mer spectra (lower = less diverse)
     match_median  median longest exact match of a sample to the class's training genome (lower = more novel)
+
+Rows ``guide = cfg`` are classifier-free guidance (D-CFG) of the conditional model; rows ``guide = cbg``
+are classifier guidance (D-CBG, exact per-position reweighting) of the same network's unconditional (null
+class) half by a noise-aware CNN (the GenomicBenchmarks baseline architecture) trained here on masked
+training windows x_t: a different model family and different features from the judge's.
 """
 
 from __future__ import annotations
@@ -74,6 +79,25 @@ class Judge:
             return (x @ self.w + self.b).argmax(-1).numpy()
 
 
+def train_guidance_classifier(ids: np.ndarray, labels: np.ndarray, classes: list[str], epochs: int):
+    """A noise-aware CNN on real training windows (inputs masked by the forward process, t ~ U(0, 1))."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mdlm_dna.train.classifier import ClassifierModule, TrainedClassifier, build_classifier
+
+    L = ids.shape[1]
+    model, _, spec = build_classifier({"classifier": "cnn", "head": {"pooling": "mean"}}, len(classes), L)
+    module = ClassifierModule(model, len(classes), {"lr": 1e-3, "weight_decay": 0.1}, noise_aware=True)
+    data = TensorDataset(torch.tensor(ids), torch.tensor(labels))
+    collate = lambda b: {"input_ids": torch.stack([x for x, _ in b]), "labels": torch.stack([y for _, y in b]),
+                         "lengths": torch.full((len(b),), L)}
+    loader = DataLoader(data, batch_size=128, shuffle=True, collate_fn=collate)
+    pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False).fit(module, loader)
+    return TrainedClassifier(model, {**spec, "classes": classes, "noise_aware": True})
+
+
 def train_model(paths: list[str], seq_len: int, steps: int, overrides: list[str], out: Path) -> Path:
     from hydra import compose, initialize_config_dir
 
@@ -105,6 +129,9 @@ def main() -> None:
     ap.add_argument("--test-windows", type=int, default=256, help="held-out real windows per class")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "guidance_table.md"))
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--cbg-gammas", type=float, nargs="*", default=[1.0, 2.0, 4.0],
+                    help="classifier-guidance strengths (none: skip D-CBG)")
+    ap.add_argument("--cbg-epochs", type=int, default=10, help="epochs of the noise-aware guidance classifier")
     a = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
@@ -129,29 +156,44 @@ def main() -> None:
     judge_acc = {classes[c]: float((judge.predict(x) == c).mean()) for c, x in test_ids.items()}
     real_gc = {classes[c]: float(gc_content(x).mean()) for c, x in test_ids.items()}
 
+    guide_clf = None
+    if a.cbg_gammas:  # classifier and judge see the same real windows, but not the same model or features
+        guide_clf = train_guidance_classifier(np.concatenate(train_ids), np.concatenate(train_y), classes,
+                                              a.cbg_epochs)
+        preds = {c: guide_clf.log_probs(torch.tensor(x)).argmax(-1).numpy() for c, x in test_ids.items()}
+        clf_acc = {classes[c]: float((p == c).mean()) for c, p in preds.items()}
+
+    def row(c: int, name: str, guide: str, gamma: float, ids: np.ndarray) -> dict:
+        return {"class": name, "guide": guide, "gamma": gamma, "target_frac": float((judge.predict(ids) == c).mean()),
+                "js_k4": js_distance(kmer_spectrum(ids, 4), kmer_spectrum(test_ids[c], 4)),
+                "js_k6": js_distance(kmer_spectrum(ids, 6), kmer_spectrum(test_ids[c], 6)),
+                "gc": float(gc_content(ids).mean()), "div_js4": pairwise_kmer_distance(ids, 4),
+                "match_median": float(np.median(indexes[c].novelty(ids)[0]))}
+
     rows, t1 = [], time.perf_counter()
     for c, name in enumerate(classes):
         ref = test_ids[c]
-        rows.append({"class": name, "gamma": "real (test)", "target_frac": judge_acc[name], "js_k4": 0.0,
+        rows.append({"class": name, "guide": "real (test)", "gamma": "", "target_frac": judge_acc[name], "js_k4": 0.0,
                      "js_k6": 0.0, "gc": real_gc[name], "div_js4": pairwise_kmer_distance(ref[: a.num_samples], 4),
                      "match_median": float(np.median(indexes[c].novelty(ref[: a.num_samples])[0]))})
         for gamma in a.gammas:
             ids = model.sample_ids(a.num_samples, L, a.sample_steps, label=name, guidance_scale=gamma, seed=0,
                                    batch_size=a.num_samples).ids.numpy()
-            rows.append({
-                "class": name, "gamma": gamma, "target_frac": float((judge.predict(ids) == c).mean()),
-                "js_k4": js_distance(kmer_spectrum(ids, 4), kmer_spectrum(ref, 4)),
-                "js_k6": js_distance(kmer_spectrum(ids, 6), kmer_spectrum(ref, 6)),
-                "gc": float(gc_content(ids).mean()), "div_js4": pairwise_kmer_distance(ids, 4),
-                "match_median": float(np.median(indexes[c].novelty(ids)[0])),
-            })
+            rows.append(row(c, name, "cfg", gamma, ids))
+        for gamma in a.cbg_gammas if guide_clf is not None else []:
+            ids = model.sample_ids(a.num_samples, L, a.sample_steps, label=name, guidance_scale=gamma, seed=0,
+                                   batch_size=a.num_samples, classifier=guide_clf).ids.numpy()
+            rows.append(row(c, name, "cbg", gamma, ids))
     t_sample = time.perf_counter() - t1
     table = pd.DataFrame(rows)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else "")
     head = (f"model: {ckpt} ({model.num_parameters / 1e6:.2f} M parameters, window {L}, classes {classes}); "
             f"{a.num_samples} samples x {a.sample_steps} steps per row; judge: 4-mer logistic regression on "
             f"{a.judge_windows} real training windows per class, held-out accuracy "
-            f"{', '.join(f'{k} {v:.3f}' for k, v in judge_acc.items())}; training {t_train:.0f} s, sampling "
+            f"{', '.join(f'{k} {v:.3f}' for k, v in judge_acc.items())}; "
+            + (f"D-CBG classifier: noise-aware CNN, {a.cbg_epochs} epochs, clean held-out accuracy "
+               f"{', '.join(f'{k} {v:.3f}' for k, v in clf_acc.items())}; " if guide_clf is not None else "")
+            + f"training {t_train:.0f} s, sampling "
             f"{t_sample:.0f} s on {device}, {torch.get_num_threads()} thread(s)")
     text = head + "\n\n" + table.to_markdown(index=False, floatfmt=".3f") + "\n"
     Path(a.out).write_text(text)

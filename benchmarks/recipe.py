@@ -44,6 +44,7 @@ PINNED: dict[str, str] = {
     "optim.warmup_steps": "50",
     "optim.min_lr_ratio": "0.1",
     "model.time_conditioning": "false",
+    "model.conv_kernel": "0",
     "objective.time_sampling": "stratified",
     "ema.decay": "0.9999",
     "ema.warmup": "true",
@@ -77,6 +78,15 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "n2": ((128, 2, 4, 128, 32), {}, False),
     "b16": ((128, 4, 4, 128, 16), {}, False),
     "b48_200": ((128, 4, 4, 128, 48), {}, False),
+    # local mixing: a depthwise convolution over positions in every DiT block (kernel width; step cost +~3 %,
+    # not rescaled), then the new default's neighbours: time conditioning, learning rate, another seed
+    "conv3": (DEFAULT_SHAPE, {"model.conv_kernel": "3"}, False),
+    "conv5": (DEFAULT_SHAPE, {"model.conv_kernel": "5"}, False),
+    "conv9": (DEFAULT_SHAPE, {"model.conv_kernel": "9"}, False),
+    "conv5_tc_on": (DEFAULT_SHAPE, {"model.conv_kernel": "5", "model.time_conditioning": "true"}, False),
+    "conv5_lr3e-3": (DEFAULT_SHAPE, {"model.conv_kernel": "5", "optim.lr": "3e-3"}, False),
+    "conv5_lr1e-3": (DEFAULT_SHAPE, {"model.conv_kernel": "5", "optim.lr": "1e-3"}, False),
+    "conv5_seed1": (DEFAULT_SHAPE, {"model.conv_kernel": "5", "seed": "1"}, False),
     # the backbone: Caduceus-PS (pure-PyTorch scan on CPU)
     "caduceus": ((64, 4, 0, 128, 32), {"model": "caduceus_ps"}, False),
 }

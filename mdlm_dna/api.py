@@ -213,12 +213,16 @@ class DiffusionLM:
         progress: bool | None = None,
         label: str | int | None = None,
         guidance_scale: float = 1.0,
+        classifier: Any = None,
     ) -> SamplingResult:
         """Samples with their cost. ``sampler``: ancestral | cached | sar | auto (cached when the model ignores
         the time, which makes the cache exact; else ancestral; sar beyond the training window).
 
         ``label`` (a class-conditional model's class name) with ``guidance_scale`` gamma: classifier-free
-        guidance (D-CFG), 0 unconditional, 1 conditional, > 1 sharper; no label: the unconditional model."""
+        guidance (D-CFG), 0 unconditional, 1 conditional, > 1 sharper; no label: the unconditional model.
+        With ``classifier`` (a noise-aware ``finetune`` run folder, or a loaded
+        :class:`~mdlm_dna.train.classifier.TrainedClassifier`), ``label`` names a class of the classifier and the
+        guidance is classifier guidance (D-CBG, exact per-position reweighting) of the unconditional model."""
         if self.objective_name not in ("mdlm", "sedd", "d3pm"):
             raise ConfigError(f"sampling needs a masked diffusion objective; this model is {self.objective_name!r}")
         if int(num_samples) <= 0 or int(batch_size) <= 0 or int(steps) <= 0:
@@ -228,7 +232,22 @@ class DiffusionLM:
         length, pre, template = self._template(length, prefix, infill, infill_n_is_mask)
         model = self.objective
         guide = None
-        if label is not None:
+        if classifier is not None:
+            if label is None:
+                raise ConfigError("classifier guidance needs a label: the classifier's class to guide towards")
+            from mdlm_dna.diffusion.guidance import ClassifierGuidance
+            from mdlm_dna.train.classifier import TrainedClassifier, load_classifier
+
+            clf = classifier if isinstance(classifier, TrainedClassifier) else load_classifier(classifier, self.device)
+            if not clf.noise_aware:
+                warnings.warn("the classifier was not trained on noised inputs (finetune noise_aware=true): "
+                              "its p(y | x_t) on partly masked sequences is unreliable", stacklevel=2)
+            try:
+                index = clf.class_index(label)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            model = guide = ClassifierGuidance(model, clf, index, guidance_scale)
+        elif label is not None:
             from mdlm_dna.data.labelled import label_index
             from mdlm_dna.diffusion.guidance import ClassifierFreeGuidance
 
@@ -268,6 +287,11 @@ class DiffusionLM:
                     "seed": int(seed), "dtype": str(dtype), "prefix": prefix, "infill": infill}
         if label is not None:
             settings.update(label=str(label), guidance_scale=float(guidance_scale))
+        if classifier is not None:
+            name = getattr(classifier, "spec", {}).get("task", classifier)  # a loaded classifier: its task
+            settings.update(guidance="classifier", classifier=str(name), classifier_rows=guide.classifier_rows)
+        elif label is not None:
+            settings.update(guidance="classifier-free")
         if sampler == "sar":
             settings.update(sar_inner=sar_inner, block_len=int(block_len or self.seq_len), overlap=overlap)
         return SamplingResult(ids=ids, sequences=[self.tokenizer.decode(r) for r in ids], seconds=seconds,

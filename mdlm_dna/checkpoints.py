@@ -176,13 +176,30 @@ def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
     register_resolvers()
     config = OmegaConf.to_container(OmegaConf.create(config), resolve=True)
     genome = config.get("genome") or {}
-    path = genome.get("path")
-    if path and not Path(str(path)).expanduser().exists():
-        shipped = data_dir() / Path(str(path)).name
-        if shipped.exists():
-            warnings.warn(f"genome.path={path} does not exist here; using the shipped copy {shipped}", stacklevel=2)
-            genome["path"] = str(shipped)
+    found = _shipped_copy(genome.get("path"))
+    if found:
+        warnings.warn(f"genome.path={genome['path']} does not exist here; using the shipped copy {found}", stacklevel=2)
+        genome["path"] = str(found)
+    paths = genome.get("paths") or {}  # a labelled model: one FASTA per class
+    for label, path in list(paths.items()) if isinstance(paths, dict) else []:
+        found = _shipped_copy(path)
+        if found:
+            warnings.warn(f"genome.paths.{label}={path} does not exist here; using the shipped copy {found}",
+                          stacklevel=2)
+            paths[label] = str(found)
     return config
+
+
+def _shipped_copy(path: Any) -> Path | None:
+    """The package's copy of a recorded genome file that is missing here (same file name), else None."""
+    if not path or Path(str(path)).expanduser().exists():
+        return None
+    name = Path(str(path)).name
+    root = data_dir()
+    direct = root / name
+    if direct.is_file():
+        return direct
+    return next((p for p in sorted(root.rglob(name)) if p.is_file()), None)
 
 
 def default_run_config(*overrides: str) -> dict[str, Any]:

@@ -28,17 +28,12 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from mdlm_dna.cli import user_errors
 from mdlm_dna.data.classification import ClassificationDataConfig, ClassificationDataModule
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS, DatasetError, TaskData, load_task
-from mdlm_dna.models import build_backbone
-from mdlm_dna.models.cnn_baseline import build_cnn
-from mdlm_dna.models.heads import Conjoin, SequenceClassifier
 from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.tokenizers import NucleotideTokenizer
-from mdlm_dna.train.classifier import ClassifierModule
+from mdlm_dna.train.classifier import ClassifierModule, build_classifier, save_classifier
 
 log = logging.getLogger("mdlm_dna.finetune")
 register_resolvers()
@@ -58,61 +53,17 @@ def task_configs(task: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def build_model(cfg: dict[str, Any], num_classes: int, input_len: int) -> tuple[nn.Module, str]:
-    """The classifier network and a short description of it (for the results table)."""
-    tok = NucleotideTokenizer()
-    head = cfg["head"]
-    if cfg["classifier"] == "cnn":
-        model: nn.Module = build_cnn(num_classes, input_len, pad_id=tok.pad_id, **(cfg.get("cnn") or {}))
-        desc = "cnn_baseline"
-    elif cfg["classifier"] == "backbone":
-        source = cfg.get("init") or cfg.get("ckpt")
-        if source:
-            from mdlm_dna.checkpoints import load_module
-
-            module, loaded = load_module(source, use_ema=bool(cfg.get("use_ema", True)))
-            if not isinstance(module.tokenizer, NucleotideTokenizer):
-                raise DatasetError(
-                    f"{source}: a text model ({module.tokenizer.name} tokenizer); fine-tuning needs a DNA model"
-                )
-            backbone = module.objective.backbone.train()  # load_module leaves it in eval mode
-            weights = "EMA" if loaded.ema else "raw"
-            desc = f"{module.config['model']['name']} pretrained ({loaded.kind}, {weights} weights)"
-        else:
-            backbone = build_backbone(dict(cfg["model"]), tok.vocab_size, tok.complement_ids)
-            desc = f"{cfg['model']['name']} from scratch"
-        model = SequenceClassifier(
-            backbone,
-            num_classes,
-            pooling=head["pooling"],
-            dropout=float(head.get("dropout", 0.0)),
-            freeze_backbone=bool(head.get("freeze_backbone", False)),
-            pad_mode=head.get("pad_mode", "pad"),
-        )
-        if head.get("freeze_backbone"):
-            desc += ", frozen"
-    else:
-        raise ValueError(f"classifier must be 'backbone' or 'cnn', got {cfg['classifier']!r}")
-    if head.get("conjoin_train") or head.get("conjoin_test"):
-        model = Conjoin(
-            model,
-            tok.complement_ids,
-            tok.pad_id,
-            train=bool(head.get("conjoin_train")),
-            test=bool(head.get("conjoin_test")),
-        )
-        desc += ", conjoin"
-    return model, desc
-
-
 def run_one(cfg: dict[str, Any], data: TaskData, seed: int, run_dir: Path, max_length: int | None) -> dict[str, Any]:
     """Train on one seed's train/validation split, test the best-validation epoch, write the run's files."""
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(seed, workers=True, verbose=False)
     dcfg = ClassificationDataConfig(**{**cfg["data"], "max_length": max_length})
     dm = ClassificationDataModule(data, dcfg, seed=seed)
-    model, desc = build_model(cfg, dm.num_classes, input_len=max_length or dm.max_seq_len())
-    module = ClassifierModule(model, dm.num_classes, cfg["optim"])
+    model, desc, spec = build_classifier(cfg, dm.num_classes, input_len=max_length or dm.max_seq_len())
+    noise_aware = bool(cfg.get("noise_aware", False))
+    module = ClassifierModule(model, dm.num_classes, cfg["optim"], noise_aware=noise_aware)
+    if noise_aware:
+        desc += ", noise-aware"
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/accuracy", mode="max")
     trainer = pl.Trainer(
         **cfg["trainer"],
@@ -148,6 +99,9 @@ def run_one(cfg: dict[str, Any], data: TaskData, seed: int, run_dir: Path, max_l
         "init": cfg.get("init") or cfg.get("ckpt"),
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    # the tested weights (the best epoch when selected) and what rebuilds them: reuse, or a guidance classifier
+    save_classifier(run_dir, model, {**spec, "classes": list(data.classes), "noise_aware": noise_aware,
+                                     "task": data.name, "seed": seed})
     print(
         f"{data.name} seed {seed} [{desc}]: test accuracy {result['accuracy']:.4f} | MCC {result['mcc']:.4f} | "
         f"F1 {result['f1']:.4f} ({result['test']} test sequences; majority class {result['majority_rate']:.4f})"

@@ -20,10 +20,10 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
-from torch import nn
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from mdlm_dna.cli import check_pretrain_config, user_errors
 from mdlm_dna.data import build_datamodule

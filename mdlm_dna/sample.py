@@ -73,6 +73,7 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
         allow_time_conditioned_cache=bool(cfg.allow_time_conditioned_cache),
         infill_n_is_mask=bool(cfg.infill_n_is_mask), progress=cfg.get("progress"),
         label=cfg.get("label"), guidance_scale=float((cfg.get("guidance") or {}).get("scale", 1.0)),
+        classifier=(cfg.get("guidance") or {}).get("classifier"),
     )
     n, length, seqs = len(res.sequences), res.settings["length"], res.sequences
 
@@ -82,7 +83,8 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
     if model.is_text:
         write_text_samples(fasta, seqs)
     else:
-        guided = f" label={cfg.label} guidance_scale={res.settings['guidance_scale']}" if cfg.get("label") else ""
+        guided = (f" label={cfg.label} guidance={res.settings['guidance']} guidance_scale="
+                  f"{res.settings['guidance_scale']}") if cfg.get("label") else ""
         names = [f"sample_{i} sampler={res.settings['sampler']} steps={cfg.steps} seed={cfg.seed}{guided}"
                  for i in range(n)]
         write_fasta(fasta, seqs, names)
@@ -106,9 +108,9 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
             per = max(1, int(cfg.reference_windows or 512) // len(model.classes))
             ref = np.concatenate([reference_windows(model, length, per, None, cfg.cache_dir, label=c)
                                   for c in model.classes])
-        else:  # the target class's held-out windows for a labelled model
+        else:  # the target class's held-out windows for a labelled model (classifier guidance: the model's own)
             ref = reference_windows(model, length, cfg.reference_windows, cfg.genome_path, cfg.cache_dir,
-                                    label=cfg.get("label"))
+                                    label=None if res.settings.get("guidance") == "classifier" else cfg.get("label"))
         if len(ref) == 0:
             log.warning("the test split has no window of %d bases: no metrics", length)
             ref = None

@@ -108,6 +108,13 @@ def test_shipped_data_paths_become_portable(tmp_path):
     moved = {"genome": {"path": "/elsewhere/GCF_000005845.2_ASM584v2_genomic.fna.gz"}, "data": {}}
     with pytest.warns(UserWarning, match="shipped copy"):
         assert resolve_config(moved)["genome"]["path"] == str(genome)
+    # a labelled model's class genomes, one of them in a sub-folder of the shipped data; an unknown one stays
+    yeast = data_dir() / "genome_samples" / "ScerR64_I_GCF_000146045.2_R64_genomic.fna.gz"
+    labelled = {"genome": {"paths": {"ecoli": "/gone/GCF_000005845.2_ASM584v2_genomic.fna.gz",
+                                     "yeast": f"/gone/{yeast.name}", "fly": "/gone/dm6.fa.gz"}}, "data": {}}
+    with pytest.warns(UserWarning, match=r"genome\.paths\.yeast=/gone/.* using the shipped copy"):
+        paths = resolve_config(labelled)["genome"]["paths"]
+    assert paths == {"ecoli": str(genome), "yeast": str(yeast), "fly": "/gone/dm6.fa.gz"}
 
 
 def test_sample_score_embed_shapes_and_seed_determinism(run_dir):

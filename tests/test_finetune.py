@@ -19,12 +19,13 @@ from omegaconf import OmegaConf
 
 from mdlm_dna.data.classification import collate
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS, DatasetError, read_table
-from mdlm_dna.finetune import build_model, finetune, task_configs
+from mdlm_dna.finetune import finetune, task_configs
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models.cnn_baseline import build_cnn
 from mdlm_dna.models.heads import Conjoin, SequenceClassifier, pool, reverse_complement_padded
 from mdlm_dna.resources import config_dir, data_dir
 from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.train.classifier import build_classifier
 from mdlm_dna.train.lit_module import DiffusionModule
 from tests.conftest import TINY, compose_pretrain
 
@@ -199,12 +200,12 @@ def test_classifier_takes_backbone_config_and_weights_from_a_checkpoint(tmp_path
     ckpt = tmp_path / "pre.ckpt"
     torch.save({"hyper_parameters": {"config": config}, "state_dict": module.state_dict()}, ckpt)
     cfg = OmegaConf.to_container(compose_finetune(f"ckpt={ckpt}", "model=caduceus_ps"), resolve=True)
-    model, desc = build_model(cfg, num_classes=2, input_len=100)
+    model, desc, _ = build_classifier(cfg, num_classes=2, input_len=100)
     assert desc.startswith("dit pretrained")
     assert model.backbone.d_model == config["model"]["d_model"] == 32
     ref = module.objective.backbone.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in model.backbone.state_dict().items())
-    scratch, desc = build_model({**cfg, "ckpt": None}, num_classes=2, input_len=100)
+    scratch, desc, _ = build_classifier({**cfg, "ckpt": None}, num_classes=2, input_len=100)
     assert desc == "caduceus_ps from scratch" and scratch.backbone.d_model == 64
 
 

@@ -323,7 +323,8 @@ def test_tiny_conditional_model_generates_each_genomes_gc_content(ecoli_prefix, 
                        "length": 32, "steps": 8, "reference_windows": 8, "plots": False, "device": "cpu",
                        "output": str(tmp_path / "yeast.fa")})
     assert report["label"] == "yeast" and report["guidance_scale"] == 2.0 and report["reference_windows"] == 8
-    assert "label=yeast guidance_scale=2.0" in (tmp_path / "yeast.fa").read_text().splitlines()[0]
+    header = (tmp_path / "yeast.fa").read_text().splitlines()[0]
+    assert "label=yeast guidance=classifier-free guidance_scale=2.0" in header
     with pytest.raises(ConfigError, match="not one of this model's classes"):
         generate({"ckpt": str(tmp_path / "run"), "label": "fly", "num_samples": 2, "metrics": False,
                   "device": "cpu", "output": str(tmp_path / "fly.fa")})

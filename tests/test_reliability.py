@@ -226,7 +226,7 @@ def test_resume_of_a_checkpoint_that_predates_an_option_compares_the_weights(eco
     del state["hyper_parameters"]["config"]["model"]["conv_kernel"]
     torch.save(state, ckpt)
     config = (d / "config.yaml").read_bytes()
-    with pytest.raises(ConfigError, match=r"holds weights of another model.*not in the checkpoint: objective\.backbone\.blocks\.0\.local"):
+    with pytest.raises(ConfigError, match=r"holds weights of another model.*not in the checkpoint: objective\.backbone\.blocks\.0\.local"):  # noqa: E501
         run(tiny_cfg(ecoli_prefix, "model.conv_kernel=3"), d)
     assert (d / "config.yaml").read_bytes() == config
 

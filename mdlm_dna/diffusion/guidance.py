@@ -71,3 +71,68 @@ class ClassifierFreeGuidance:
         labels = torch.cat([self._labels(self.label, B, xt.device), self._labels(self.null_label, B, xt.device)])
         both = self.model.subs_log_probs(torch.cat([xt, xt]), torch.cat([t, t]), labels=labels)
         return tempered_product(both[:B].double(), both[B:].double(), self.scale)
+
+
+class ClassifierGuidance:
+    """D-CBG: an unconditional MDLM steered by a noise-aware classifier p(y | x_t) at strength ``scale`` (gamma).
+
+    The guided reverse step is, per position l, ``p_gamma(x_s^l | x_t, y) ∝ p(x_s^l | x_t) * p(y | x_s)^gamma``,
+    with p(y | x_s) evaluated on x_t changed at l alone (the paper's per-position factorisation). Here it is
+    computed **exactly** for every choice at l: each real token v (x_t with l set to v) and staying masked
+    (x_t itself). The paper replaces the classifier calls by a first-order Taylor expansion around x_t
+    because for text that is |V| ~ 50k calls per position; for DNA it is 4, so the exact reweighting costs 4
+    classifier rows per masked position and step, needs no gradients, and has no approximation error, in
+    particular on the flat one-hot directions where a linearisation of a small CNN is poor.
+
+    Works with every sampler (ancestral, cached, semi-autoregressive: each block is judged on its own
+    window) through ``step_log_weights``; with a classifier that ignores t the cache stays exact. The
+    classifier is called in chunks of ``batch_size`` rows.
+    """
+
+    def __init__(self, model, classifier, label: int, scale: float, batch_size: int = 4096):
+        n = len(getattr(classifier, "classes", []) or [])
+        if n and not 0 <= int(label) < n:
+            raise ValueError(f"label index {label} is not a class of the classifier (0..{n - 1})")
+        self.model, self.classifier, self.label, self.scale = model, classifier, int(label), float(scale)
+        self.batch_size = int(batch_size)
+        self.mask_id, self.schedule = model.mask_id, model.schedule
+        self.network_rows = 0  # rows the diffusion backbone evaluated
+        self.classifier_rows = 0  # rows the classifier evaluated
+
+    @property
+    def time_conditioned(self) -> bool | None:
+        return is_time_conditioned(self.model)
+
+    def subs_log_probs(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.network_rows += xt.shape[0]
+        return self.model.subs_log_probs(xt, t)  # a class-conditional model: its null (unconditional) class
+
+    def _class_log_prob(self, rows: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, rows.shape[0], self.batch_size):
+            chunk = rows[i : i + self.batch_size]
+            out.append(self.classifier.log_probs(chunk)[:, self.label].double())
+            self.classifier_rows += chunk.shape[0]
+        return torch.cat(out) if out else rows.new_zeros(0, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step_log_weights(self, xt: torch.Tensor, logp: torch.Tensor) -> torch.Tensor | None:
+        """gamma * log p(y | x_t with l set to v) at [b, l, v] for masked l and each real token v, and
+        gamma * log p(y | x_t) at v = [MASK] (staying masked); 0 elsewhere. None when gamma = 0."""
+        if self.scale == 0.0:
+            return None
+        B, L = xt.shape
+        w = torch.zeros(B, L, logp.shape[-1], dtype=torch.float64, device=xt.device)
+        w[..., self.mask_id] = self._class_log_prob(xt)[:, None]
+        masked = (xt == self.mask_id).nonzero()  # [P, 2]: (row, position)
+        real = torch.isfinite(logp[xt == self.mask_id]).any(0)
+        real[self.mask_id] = False
+        tokens = real.nonzero().squeeze(-1)
+        if len(masked) and len(tokens):
+            b = masked[:, 0].repeat_interleave(len(tokens))
+            pos = masked[:, 1].repeat_interleave(len(tokens))
+            tok = tokens.repeat(len(masked))
+            variants = xt[b].clone()
+            variants[torch.arange(len(b), device=xt.device), pos] = tok
+            w[b, pos, tok] = self._class_log_prob(variants)
+        return self.scale * w

@@ -2,8 +2,10 @@
 
 A denoiser is anything with ``subs_log_probs(xt, t) -> [B, L, V]`` (log p_theta(x_0 | x_t) with SUBS:
 zero mass on [MASK], carry-over at unmasked positions), a ``schedule`` with ``alpha`` / ``one_minus_alpha``
-and a ``mask_id``. Every sampler takes an initial sequence ``x_init`` [B, L] in which [MASK] marks what to
-generate; the other positions are given (a prefix prompt, the flanks of an in-filling) and never change.
+and a ``mask_id``; optionally ``step_log_weights(xt, logp) -> [B, L, V] | None``, log-weights that multiply the
+reverse step's probability of each choice ([MASK]: stay masked), as classifier guidance needs. Every
+sampler takes an initial sequence ``x_init`` [B, L] in which [MASK] marks what to generate; the other
+positions are given (a prefix prompt, the flanks of an in-filling) and never change.
 
 - :class:`AncestralSampler`: the reverse process of Sahoo et al. 2024 on T uniform steps from t=1 to 0.
 - :class:`CachedAncestralSampler`: the same, reusing p_theta for the sequences in which no token changed
@@ -124,6 +126,8 @@ class AncestralSampler:
         out = SampleOutput(ids=x, steps=self.steps)
         grid = torch.linspace(1.0, 0.0, self.steps + 1, dtype=torch.float64)
         logp: torch.Tensor | None = None  # [B, L, V] in self.dtype, cached rows stay valid
+        logw: torch.Tensor | None = None  # guidance's log-weights of the step's choices (classifier guidance)
+        guided = hasattr(model, "step_log_weights")
         fresh = torch.ones(B, dtype=torch.bool, device=x.device)  # rows whose p_theta must be recomputed
         for i in progress_bar(range(self.steps), progress, desc="sampling", unit="step"):
             t, s = grid[i], grid[i + 1]
@@ -134,30 +138,44 @@ class AncestralSampler:
                 xt = x if rows is None else x[rows]
                 tt = torch.full((xt.shape[0],), float(t), device=x.device, dtype=torch.float32)
                 new = model.subs_log_probs(xt, tt).to(self.dtype)
+                new_w = model.step_log_weights(xt, new) if guided else None
                 if rows is None:
-                    logp = new
+                    logp, logw = new, new_w
                 else:
                     logp[rows] = new
+                    if new_w is not None:
+                        logw[rows] = new_w.to(logw.dtype)
                 out.network_calls += 1
                 out.sequence_evals += xt.shape[0]
             out.sequence_evals_saved += int(B - fresh.sum()) if self.cache else 0
-            x_new = self.step(x, logp, t, s, sched, mask_id, generator)
+            x_new = self.step(x, logp, t, s, sched, mask_id, generator, logw)
             fresh = (x_new != x).any(-1)
             x = x_new
         out.ids, out.seconds = x, time.perf_counter() - start
         return out
 
     def step(self, x: torch.Tensor, logp: torch.Tensor, t: torch.Tensor, s: torch.Tensor, sched, mask_id: int,
-             generator: torch.Generator | None) -> torch.Tensor:
+             generator: torch.Generator | None, log_weights: torch.Tensor | None = None) -> torch.Tensor:
         """One reverse step x_t -> x_s; one uniform drawn per position (masked or not)."""
+        probs = self.step_probabilities(logp, t, s, sched, mask_id, log_weights)
+        draw = sample_categorical(probs, generator, self.dtype)
+        return torch.where(x == mask_id, draw, x)
+
+    @staticmethod
+    def step_probabilities(logp: torch.Tensor, t: torch.Tensor, s: torch.Tensor, sched, mask_id: int,
+                           log_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Unnormalised p(x_s | x_t) [B, L, V] of a masked position ([MASK]: stay masked). ``log_weights``
+        [B, L, V] (classifier guidance) multiply each choice's probability."""
         # the schedule in float64 on the host: python floats then mix with logp on any device.
         # At s = 0 everything left is unmasked, also for schedules with alpha(0) slightly below 1.
         om_t = float(sched.one_minus_alpha(t.double()))  # 1 - alpha_t
         om_s = float(sched.one_minus_alpha(s.double())) if float(s) > 0 else 0.0  # 1 - alpha_s
         probs = logp.exp() * ((om_t - om_s) / om_t)  # unmask to x0 ~ p_theta: (alpha_s - alpha_t) / (1 - alpha_t)
         probs[..., mask_id] = om_s / om_t  # stay masked: (1 - alpha_s) / (1 - alpha_t)
-        draw = sample_categorical(probs, generator, self.dtype)
-        return torch.where(x == mask_id, draw, x)
+        if log_weights is not None:  # p_gamma ∝ p(x_s | x_t) p(y | x_s)^gamma; shifted per position: no overflow
+            lw = log_weights.to(probs.dtype)
+            probs = probs * (lw - lw.amax(-1, keepdim=True)).exp()
+        return probs
 
 
 class CachedAncestralSampler(AncestralSampler):

@@ -1,14 +1,22 @@
-"""LightningModule for sequence classification: cross-entropy, AdamW, warm-up + cosine, acc / MCC / F1.
+"""Sequence classifiers: how one is built, trained (a LightningModule: cross-entropy, AdamW, warm-up + cosine,
+acc / MCC / F1), saved with what rebuilds it, and loaded again (e.g. as a guidance classifier).
 
 The optimiser follows the Caduceus GenomicBenchmarks protocol (timm cosine schedule with a linear
 warm-up over the first ``warmup_fraction`` of steps from ~0 and a floor of ``min_lr_ratio * lr``);
 weight decay applies to weight matrices only (not to biases, norms or embeddings' 1-d parameters).
 Metrics come from torchmetrics: accuracy (micro), Matthews correlation, macro-F1.
+
+``noise_aware``: training inputs are x_t of the masked forward process (t ~ U(0, 1), each base replaced by
+[MASK] with probability t: the log-linear schedule's 1 - alpha_t), so that the classifier models p(y | x_t)
+at every noise level, as classifier guidance of a masked diffusion model needs (Schiff et al. 2025).
+Validation and test stay on clean sequences.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,7 +26,14 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
 
+from mdlm_dna.errors import CheckpointError
+from mdlm_dna.models import build_backbone
+from mdlm_dna.models.cnn_baseline import build_cnn
+from mdlm_dna.models.heads import Conjoin, SequenceClassifier
+from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.schedules import warmup_schedule
+
+SPEC_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -35,9 +50,12 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
 class ClassifierModule(pl.LightningModule):
     """``model(input_ids, lengths) -> logits``; ``optim`` holds lr, weight_decay, warmup_fraction, ..."""
 
-    def __init__(self, model: nn.Module, num_classes: int, optim: Mapping[str, Any]):
+    def __init__(self, model: nn.Module, num_classes: int, optim: Mapping[str, Any], noise_aware: bool = False):
         super().__init__()
         self.model, self.num_classes, self.optim_cfg = model, num_classes, dict(optim)
+        self.noise_aware = bool(noise_aware)
+        tok = NucleotideTokenizer()
+        self.mask_id, self.pad_id = tok.mask_id, tok.pad_id
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
 
@@ -45,6 +63,8 @@ class ClassifierModule(pl.LightningModule):
         return self.model(batch["input_ids"], batch["lengths"])
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if self.noise_aware:
+            batch = {**batch, "input_ids": mask_forward(batch["input_ids"], self.mask_id, self.pad_id)}
         loss = F.cross_entropy(self(batch), batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
@@ -88,3 +108,117 @@ class ClassifierModule(pl.LightningModule):
         factor = warmup_schedule(warmup, total, float(o.get("min_lr_ratio", 0.1)), "cosine", warmup_offset=1)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def mask_forward(input_ids: torch.Tensor, mask_id: int, pad_id: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_t of the masked forward process: per row t ~ U(0, 1), each non-padding token masked with probability t."""
+    t = torch.rand(input_ids.shape[0], 1, generator=generator, device=input_ids.device)
+    hit = torch.rand(input_ids.shape, generator=generator, device=input_ids.device) < t
+    return torch.where(hit & (input_ids != pad_id), torch.full_like(input_ids, mask_id), input_ids)
+
+
+def build_classifier(cfg: Mapping[str, Any], num_classes: int, input_len: int) -> tuple[nn.Module, str, dict]:
+    """The classifier network, a short description (for the results table) and its spec: what
+    :func:`rebuild_classifier` needs to make the same network again without the pretrained source."""
+    tok = NucleotideTokenizer()
+    head = dict(cfg["head"])
+    spec: dict[str, Any] = {"classifier": cfg["classifier"], "head": head, "num_classes": int(num_classes),
+                            "input_len": int(input_len)}
+    if cfg["classifier"] == "cnn":
+        spec["cnn"] = dict(cfg.get("cnn") or {})
+        model: nn.Module = build_cnn(num_classes, input_len, pad_id=tok.pad_id, **spec["cnn"])
+        desc = "cnn_baseline"
+    elif cfg["classifier"] == "backbone":
+        source = cfg.get("init") or cfg.get("ckpt")
+        if source:
+            from mdlm_dna.checkpoints import load_module
+
+            module, loaded = load_module(source, use_ema=bool(cfg.get("use_ema", True)))
+            if not isinstance(module.tokenizer, NucleotideTokenizer):
+                raise CheckpointError(
+                    f"{source}: a text model ({module.tokenizer.name} tokenizer); fine-tuning needs a DNA model"
+                )
+            backbone = module.objective.backbone.train()  # load_module leaves it in eval mode
+            spec["model"] = dict(module.config["model"])
+            weights = "EMA" if loaded.ema else "raw"
+            desc = f"{module.config['model']['name']} pretrained ({loaded.kind}, {weights} weights)"
+        else:
+            spec["model"] = dict(cfg["model"])
+            backbone = build_backbone(spec["model"], tok.vocab_size, tok.complement_ids)
+            desc = f"{cfg['model']['name']} from scratch"
+        model = SequenceClassifier(
+            backbone,
+            num_classes,
+            pooling=head["pooling"],
+            dropout=float(head.get("dropout", 0.0)),
+            freeze_backbone=bool(head.get("freeze_backbone", False)),
+            pad_mode=head.get("pad_mode", "pad"),
+        )
+        if head.get("freeze_backbone"):
+            desc += ", frozen"
+    else:
+        raise ValueError(f"classifier must be 'backbone' or 'cnn', got {cfg['classifier']!r}")
+    if head.get("conjoin_train") or head.get("conjoin_test"):
+        model = Conjoin(
+            model,
+            tok.complement_ids,
+            tok.pad_id,
+            train=bool(head.get("conjoin_train")),
+            test=bool(head.get("conjoin_test")),
+        )
+        desc += ", conjoin"
+    return model, desc, spec
+
+
+def save_classifier(run_dir: str | Path, model: nn.Module, spec: Mapping[str, Any]) -> None:
+    """classifier.json (spec, class names) + classifier.safetensors, each written whole and renamed."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    tmp = run_dir / (WEIGHTS_FILE + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(run_dir / WEIGHTS_FILE)
+    tmp = run_dir / (SPEC_FILE + ".tmp")
+    tmp.write_text(json.dumps(dict(spec), indent=1))
+    tmp.replace(run_dir / SPEC_FILE)
+
+
+class TrainedClassifier(nn.Module):
+    """A saved classifier, loaded: ``log_probs(input_ids)`` -> log p(y | x) [N, C] for full-length rows."""
+
+    def __init__(self, model: nn.Module, spec: Mapping[str, Any]):
+        super().__init__()
+        self.model, self.spec = model.eval(), dict(spec)
+        self.classes: list[str] = [str(c) for c in spec.get("classes") or range(int(spec["num_classes"]))]
+        self.noise_aware = bool(spec.get("noise_aware", False))
+
+    def class_index(self, label: str | int) -> int:
+        if str(label) in self.classes:
+            return self.classes.index(str(label))
+        raise ValueError(f"{label!r} is not a class of this classifier; its classes: {self.classes}")
+
+    @torch.no_grad()
+    def log_probs(self, input_ids: torch.Tensor) -> torch.Tensor:
+        lengths = torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long, device=input_ids.device)
+        return torch.log_softmax(self.model(input_ids, lengths).double(), dim=-1)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
+    """A classifier saved by ``finetune`` (its run folder: classifier.json + classifier.safetensors)."""
+    from safetensors.torch import load_file
+
+    path = Path(path).expanduser()
+    spec_file = path / SPEC_FILE
+    if not spec_file.is_file():
+        seeds = sorted(p.parent for p in path.glob(f"**/{SPEC_FILE}"))[:3]
+        hint = f"; classifiers below it: {', '.join(map(str, seeds))}" if seeds else ""
+        raise CheckpointError(f"{path}: no {SPEC_FILE} (not the run folder of one finetune task and seed){hint}")
+    spec = json.loads(spec_file.read_text())
+    model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
+                                   int(spec["input_len"]))
+    try:
+        model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: cannot load the classifier's weights ({e})") from e
+    return TrainedClassifier(model, spec).to(device)
