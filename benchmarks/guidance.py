@@ -6,8 +6,9 @@ that class, how diverse they are and how novel against the training data.
     python benchmarks/guidance.py --ckpt RUN                        # a conditional model trained elsewhere
     python benchmarks/guidance.py --paths ecoli=E.fa.gz fly=F.fa.gz --steps 5000 --overrides trainer=gpu
 
-The judge is a multinomial logistic regression on both-strand 4-mer frequencies, trained on real training
-windows of each class and nothing else (D-CFG uses no classifier, so it is independent of the generator);
+The judge (``mdlm_dna.judges.KmerJudge``) is a multinomial logistic regression on both-strand 4-mer
+frequencies, trained on real training windows of each class and nothing else (D-CFG uses no classifier,
+so it is independent of the generator);
 its own accuracy on held-out real windows is reported beside the table. Columns:
 
     target_frac   fraction of samples the judge assigns to the class asked for
@@ -36,47 +37,13 @@ import torch
 from mdlm_dna import DiffusionLM
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.data.windows import RandomWindows, TiledWindows
+from mdlm_dna.judges import KmerJudge
 from mdlm_dna.metrics import GenomeIndex, gc_content, js_distance, kmer_spectrum, pairwise_kmer_distance
 from mdlm_dna.resources import data_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PATHS = [f"ecoli={data_file('GCF_000005845.2_ASM584v2_genomic.fna.gz')}",
                  f"yeast={data_file('genome_samples/ScerR64_I_GCF_000146045.2_R64_genomic.fna.gz')}"]
-
-
-def kmer_features(ids: np.ndarray, k: int = 4) -> np.ndarray:
-    """Both-strand k-mer frequencies [N, 4^k] (strand-agnostic: a sequence and its RC look the same)."""
-    rc = (3 - ids[:, ::-1]).clip(0)  # A<->T, C<->G on ids 0..3 (N rows are rare and clipped)
-    return np.stack([0.5 * (kmer_spectrum([a], k) + kmer_spectrum([b], k)) for a, b in zip(ids, rc)])
-
-
-class Judge:
-    """Logistic regression on k-mer frequencies, trained with full-batch L-BFGS in float64."""
-
-    def __init__(self, k: int = 4, l2: float = 1e-3):
-        self.k, self.l2 = k, l2
-
-    def fit(self, ids: np.ndarray, labels: np.ndarray, num_classes: int) -> Judge:
-        x = torch.tensor(kmer_features(ids, self.k))
-        self.mu, self.sd = x.mean(0), x.std(0) + 1e-6
-        x, y = (x - self.mu) / self.sd, torch.tensor(labels)
-        self.w = torch.zeros(x.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
-        self.b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([self.w, self.b], max_iter=200, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(x @ self.w + self.b, y) + self.l2 * (self.w**2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        return self
-
-    def predict(self, ids: np.ndarray) -> np.ndarray:
-        x = (torch.tensor(kmer_features(ids, self.k)) - self.mu) / self.sd
-        with torch.no_grad():
-            return (x @ self.w + self.b).argmax(-1).numpy()
 
 
 def train_guidance_classifier(ids: np.ndarray, labels: np.ndarray, classes: list[str], epochs: int):
@@ -87,7 +54,8 @@ def train_guidance_classifier(ids: np.ndarray, labels: np.ndarray, classes: list
     from mdlm_dna.train.classifier import ClassifierModule, TrainedClassifier, build_classifier
 
     L = ids.shape[1]
-    model, _, spec = build_classifier({"classifier": "cnn", "head": {"pooling": "mean"}}, len(classes), L)
+    cfg = {"classifier": "cnn", "head": {"pooling": "mean"}, "cnn": {"embedding_dim": 16}}  # small: it runs 4x per
+    model, _, spec = build_classifier(cfg, len(classes), L)                                 # masked position
     module = ClassifierModule(model, len(classes), {"lr": 1e-3, "weight_decay": 0.1}, noise_aware=True)
     data = TensorDataset(torch.tensor(ids), torch.tensor(labels))
     collate = lambda b: {"input_ids": torch.stack([x for x, _ in b]), "labels": torch.stack([y for _, y in b]),
@@ -132,12 +100,17 @@ def main() -> None:
     ap.add_argument("--cbg-gammas", type=float, nargs="*", default=[1.0, 2.0, 4.0],
                     help="classifier-guidance strengths (none: skip D-CBG)")
     ap.add_argument("--cbg-epochs", type=int, default=10, help="epochs of the noise-aware guidance classifier")
+    ap.add_argument("--cbg-samples", type=int, default=32, help="samples per D-CBG row (4 classifier rows per "
+                    "masked position and step make it the costly part)")
+    ap.add_argument("--save-model", help="export the trained conditional model here (save_pretrained)")
     a = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
     ckpt = a.ckpt or train_model(a.paths, a.seq_len, a.steps, a.overrides, Path(tempfile.mkdtemp(prefix="guide-")))
     t_train = time.perf_counter() - t0
     model = DiffusionLM.from_pretrained(ckpt, device=a.device)
+    if a.save_model:
+        model.save_pretrained(a.save_model)
     classes, L = model.classes, model.seq_len
     if not classes:
         raise SystemExit(f"{ckpt}: not a class-conditional model")
@@ -152,7 +125,7 @@ def main() -> None:
         tw = TiledWindows(g, dm.intervals(c, "test"), L, max_windows=a.test_windows)
         test_ids[c] = np.stack([tw[i]["input_ids"].numpy() for i in range(len(tw))])
         indexes[c] = GenomeIndex([np.asarray(g.ids[iv.start:iv.end]) for iv in dm.intervals(c, "train")], k=16)
-    judge = Judge().fit(np.concatenate(train_ids), np.concatenate(train_y), len(classes))
+    judge = KmerJudge().fit(np.concatenate(train_ids), np.concatenate(train_y), len(classes))
     judge_acc = {classes[c]: float((judge.predict(x) == c).mean()) for c, x in test_ids.items()}
     real_gc = {classes[c]: float(gc_content(x).mean()) for c, x in test_ids.items()}
 
@@ -181,14 +154,15 @@ def main() -> None:
                                    batch_size=a.num_samples).ids.numpy()
             rows.append(row(c, name, "cfg", gamma, ids))
         for gamma in a.cbg_gammas if guide_clf is not None else []:
-            ids = model.sample_ids(a.num_samples, L, a.sample_steps, label=name, guidance_scale=gamma, seed=0,
-                                   batch_size=a.num_samples, classifier=guide_clf).ids.numpy()
+            ids = model.sample_ids(a.cbg_samples, L, a.sample_steps, label=name, guidance_scale=gamma, seed=0,
+                                   batch_size=a.cbg_samples, classifier=guide_clf, progress=False).ids.numpy()
             rows.append(row(c, name, "cbg", gamma, ids))
     t_sample = time.perf_counter() - t1
     table = pd.DataFrame(rows)
     device = str(model.device) + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else "")
     head = (f"model: {ckpt} ({model.num_parameters / 1e6:.2f} M parameters, window {L}, classes {classes}); "
-            f"{a.num_samples} samples x {a.sample_steps} steps per row; judge: 4-mer logistic regression on "
+            f"{a.num_samples} samples (D-CBG: {a.cbg_samples}) x {a.sample_steps} steps per row; "
+            f"judge: 4-mer logistic regression on "
             f"{a.judge_windows} real training windows per class, held-out accuracy "
             f"{', '.join(f'{k} {v:.3f}' for k, v in judge_acc.items())}; "
             + (f"D-CBG classifier: noise-aware CNN, {a.cbg_epochs} epochs, clean held-out accuracy "

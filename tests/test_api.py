@@ -244,6 +244,13 @@ def test_finetune_from_a_caduceus_format_folder(tmp_path):
                            *FAST, "trainer.max_epochs=1")
     table = finetune(OmegaConf.to_container(cfg, resolve=True), tmp_path / "ft")
     assert "caduceus_ps pretrained (caduceus_hf" in table["model"].iloc[0]
+    # the fine-tuned classifier (tied strands stored once) reloads without its pretrained source
+    from mdlm_dna.train.classifier import load_classifier
+
+    clf = load_classifier(tmp_path / "ft")
+    ids = torch.randint(0, 4, (2, 30))
+    torch.testing.assert_close(clf.log_probs(ids), clf.log_probs(ids.clone()))
+    assert clf.spec["model"]["name"] == "caduceus_ps" and len(clf.classes) == 2
 
 
 def test_mdlm_owt_layout_loads_samples_and_scores_text(tmp_path):

@@ -238,3 +238,34 @@ def test_bad_arguments():
         build_sampler("nope", 4)
     with pytest.raises(ValueError):
         SemiAutoregressiveSampler(AncestralSampler(4), block_len=8, overlap=8)
+
+
+class UniformDenoiser:
+    """p(x0 | x_t) uniform over A/C/G/T at masked positions: the cache's bookkeeping does not depend on it."""
+
+    time_conditioned = False
+    mask_id = MASK
+
+    def __init__(self):
+        self.schedule = LogLinear()
+
+    def subs_log_probs(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = torch.full((*xt.shape, V), float("-inf"))
+        out[..., :4] = -torch.log(torch.tensor(4.0))
+        kept = xt != MASK
+        out[kept] = float("-inf")
+        out[kept, xt[kept]] = 0.0
+        return out
+
+
+@pytest.mark.parametrize("T,L", [(256, 64), (64, 256), (1000, 100)])
+def test_cached_network_evaluations_match_the_closed_form(T, L):
+    # MDLM's caching claim: per sequence, 1 + (T - 1)(1 - (1 - 1/T)^L) evaluations are expected (the first step,
+    # then one after each step that unmasked something); the loop's count must agree within sampling noise
+    B = 400
+    out = CachedAncestralSampler(steps=T)(UniformDenoiser(), masked_init(B, L, MASK), torch.Generator().manual_seed(0))
+    expected = 1 + (T - 1) * (1 - (1 - 1 / T) ** L)
+    # evaluations of one row: a sum of T - 1 weakly dependent Bernoulli indicators; its sd < sqrt(expected)
+    se = (expected**0.5) / B**0.5
+    assert abs(out.evals_per_sample - expected) < 4 * se + 0.01 * expected, (out.evals_per_sample, expected)
+    assert (out.ids != MASK).all()

@@ -173,11 +173,11 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, input_len: int) -
 
 def save_classifier(run_dir: str | Path, model: nn.Module, spec: Mapping[str, Any]) -> None:
     """classifier.json (spec, class names) + classifier.safetensors, each written whole and renamed."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
     run_dir = Path(run_dir)
     tmp = run_dir / (WEIGHTS_FILE + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    save_model(model, str(tmp))  # tied weights (Caduceus-PS's two strands) are stored once
     tmp.replace(run_dir / WEIGHTS_FILE)
     tmp = run_dir / (SPEC_FILE + ".tmp")
     tmp.write_text(json.dumps(dict(spec), indent=1))
@@ -206,7 +206,7 @@ class TrainedClassifier(nn.Module):
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
     """A classifier saved by ``finetune`` (its run folder: classifier.json + classifier.safetensors)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     path = Path(path).expanduser()
     spec_file = path / SPEC_FILE
@@ -218,7 +218,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Tra
     model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
                                    int(spec["input_len"]))
     try:
-        model.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+        load_model(model, str(path / WEIGHTS_FILE))
     except (OSError, RuntimeError) as e:
         raise CheckpointError(f"{path / WEIGHTS_FILE}: cannot load the classifier's weights ({e})") from e
     return TrainedClassifier(model, spec).to(device)
