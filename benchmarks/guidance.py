@@ -40,30 +40,11 @@ from mdlm_dna.data.windows import RandomWindows, TiledWindows
 from mdlm_dna.judges import KmerJudge
 from mdlm_dna.metrics import GenomeIndex, gc_content, js_distance, kmer_spectrum, pairwise_kmer_distance
 from mdlm_dna.resources import data_file
+from mdlm_dna.train.classifier import train_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PATHS = [f"ecoli={data_file('GCF_000005845.2_ASM584v2_genomic.fna.gz')}",
                  f"yeast={data_file('genome_samples/ScerR64_I_GCF_000146045.2_R64_genomic.fna.gz')}"]
-
-
-def train_guidance_classifier(ids: np.ndarray, labels: np.ndarray, classes: list[str], epochs: int):
-    """A noise-aware CNN on real training windows (inputs masked by the forward process, t ~ U(0, 1))."""
-    import lightning.pytorch as pl
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from mdlm_dna.train.classifier import ClassifierModule, TrainedClassifier, build_classifier
-
-    L = ids.shape[1]
-    cfg = {"classifier": "cnn", "head": {"pooling": "mean"}, "cnn": {"embedding_dim": 16}}  # small: it runs 4x per
-    model, _, spec = build_classifier(cfg, len(classes), L)                                 # masked position
-    module = ClassifierModule(model, len(classes), {"lr": 1e-3, "weight_decay": 0.1}, noise_aware=True)
-    data = TensorDataset(torch.tensor(ids), torch.tensor(labels))
-    collate = lambda b: {"input_ids": torch.stack([x for x, _ in b]), "labels": torch.stack([y for _, y in b]),
-                         "lengths": torch.full((len(b),), L)}
-    loader = DataLoader(data, batch_size=128, shuffle=True, collate_fn=collate)
-    pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False).fit(module, loader)
-    return TrainedClassifier(model, {**spec, "classes": classes, "noise_aware": True})
 
 
 def train_model(paths: list[str], seq_len: int, steps: int, overrides: list[str], out: Path) -> Path:
@@ -131,8 +112,8 @@ def main() -> None:
 
     guide_clf = None
     if a.cbg_gammas:  # classifier and judge see the same real windows, but not the same model or features
-        guide_clf = train_guidance_classifier(np.concatenate(train_ids), np.concatenate(train_y), classes,
-                                              a.cbg_epochs)
+        guide_clf = train_classifier(np.concatenate(train_ids), np.concatenate(train_y), classes,
+                                     epochs=a.cbg_epochs)
         preds = {c: guide_clf.log_probs(torch.tensor(x)).argmax(-1).numpy() for c, x in test_ids.items()}
         clf_acc = {classes[c]: float((p == c).mean()) for c, p in preds.items()}
 

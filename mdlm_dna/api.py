@@ -538,9 +538,11 @@ def _usual_permissions(folder: Path) -> None:
 
 def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int, max_windows: int | None = None,
                       genome_path: str | None = None, cache_dir: str | None = None,
-                      label: str | None = None) -> np.ndarray:
+                      label: str | None = None, split: str = "test") -> np.ndarray:
     """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]
-    (of class ``label`` for a model trained on labelled data)."""
+    (of class ``label`` for a model trained on labelled data); ``split`` "validation" or "train" for others."""
+    if split not in ("train", "validation", "test"):
+        raise ConfigError(f"split must be train, validation or test, got {split!r}")
     from mdlm_dna.data.datamodule import load_split_genome
     from mdlm_dna.data.windows import TiledWindows
 
@@ -548,12 +550,12 @@ def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int
     if label is not None and not genome_path:
         from mdlm_dna.data.labelled import reference_windows as class_windows
 
-        return class_windows(config, label, length, max_windows, cache_dir)
+        return class_windows(config, label, length, max_windows, cache_dir, split=split)
     g = dict(config["genome"])
     if genome_path:
         g["path"] = str(genome_path)
     genome, splits = load_split_genome(g, cache_dir)
-    ds = TiledWindows(genome, splits["test"], seq_len=length, max_windows=max_windows,
+    ds = TiledWindows(genome, splits[split], seq_len=length, max_windows=max_windows,
                       max_n_fraction=float(config.get("data", {}).get("max_n_fraction", 0.5)))
     if len(ds) == 0:
         return np.zeros((0, length), dtype=np.int64)

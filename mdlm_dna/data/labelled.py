@@ -353,19 +353,20 @@ class LabelledTableDataModule(ResumableDataModule):
 
 
 def reference_windows(config: dict[str, Any], label: str | int, length: int, max_windows: int | None = None,
-                      cache_dir: str | None = None) -> np.ndarray:
-    """Held-out real windows of one class ([N, length]): the test split of that class's genome or table."""
+                      cache_dir: str | None = None, split: str = "test") -> np.ndarray:
+    """Real windows of one class ([N, length]): by default the held-out test split of that class's genome or
+    table; ``split="train"`` gives training windows (e.g. to fit a judge)."""
     c = label_index(config, label)
     data = dict(config["data"], seq_len=int(length), test_max_windows=max_windows)
     if data.get("kind") == "labelled_table":
-        ds: Dataset = LabelledTableDataModule(data, seed=int(config.get("seed", 0)))._dataset("test")
+        ds: Dataset = LabelledTableDataModule(data, seed=int(config.get("seed", 0)))._dataset(split)
         rows = [i for i in range(len(ds)) if int(ds.labels[i]) == c][: max_windows or None]
         items = [ds[i]["input_ids"].numpy() for i in rows]
     else:
         dm = LabelledGenomeDataModule(config["genome"], data, seed=int(config.get("seed", 0)), cache_dir=cache_dir)
         from mdlm_dna.data.windows import TiledWindows
 
-        part = TiledWindows(dm._load()[c], dm.intervals(c, "test"), seq_len=int(length), max_windows=max_windows,
+        part = TiledWindows(dm._load()[c], dm.intervals(c, split), seq_len=int(length), max_windows=max_windows,
                             max_n_fraction=float(data.get("max_n_fraction", 0.5)))
         items = [part[i]["input_ids"].numpy() for i in range(len(part))]
     return np.stack(items) if items else np.zeros((0, length), dtype=np.int64)
