@@ -33,8 +33,17 @@ def _data_lines(config: dict[str, Any]) -> list[str]:
         split = f"intervals of {g['bed']} (split map {g.get('split_map')})"
     elif g.get("val_records") or g.get("test_records"):
         split = f"validation records {g.get('val_records')}, test records {g.get('test_records')}"
+    if g.get("paths"):  # a class-conditional model: one genome per class
+        source = ["- classes (one genome each): " + ", ".join(f"{c} (`{p}`)" for c, p in g["paths"].items()),
+                  f"- label dropout to the null class: {(config.get('objective') or {}).get('label_dropout')}"]
+    elif data.get("kind") == "labelled_table":
+        task = data.get("task") or {}
+        source = [f"- classes: {data.get('classes')} from the task `{task.get('name')}` "
+                  f"(`{task.get('train_path') or task.get('name')}`)"]
+    else:
+        source = [f"- genome: {g.get('name', 'unnamed')} (`{g.get('path')}`)"]
     return [
-        f"- genome: {g.get('name', 'unnamed')} (`{g.get('path')}`)",
+        *source,
         f"- split: {split}",
         f"- windows of {data.get('seq_len')} bases, batch {data.get('global_batch_size') or data.get('batch_size')}, "
         f"reverse-complement augmentation p = {data.get('rc_prob')}",
@@ -93,7 +102,8 @@ def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
         "```python",
         "from mdlm_dna import DiffusionLM",
         "m = DiffusionLM.from_pretrained(\"PATH_OR_HUB_ID\")",
-        f"samples = m.sample(num_samples=8, length={model.seq_len}, steps=256, seed=0)",
+        f"samples = m.sample(num_samples=8, length={model.seq_len}, steps=256, seed=0"
+        + (f", label={model.classes[0]!r}, guidance_scale=2.0)   # classes: {model.classes}" if model.classes else ")"),
         "scores = m.score(samples)             # per-sequence NELBO and bits per base",
         "features = m.embed(samples)           # [8, d_model]",
         "```",

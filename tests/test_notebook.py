@@ -28,3 +28,24 @@ def test_notebook_runs(tmp_path, monkeypatch):
     tables = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
     shown = "\n".join(o["data"].get("text/plain", "") for o in tables)
     assert "markov order 5" in shown and "uniform random" in shown and "real (validation)" in shown
+
+
+DESIGN = Path(__file__).resolve().parents[1] / "notebooks" / "design_dna_of_a_class.ipynb"
+
+
+def test_design_notebook_runs(tmp_path, monkeypatch):
+    for k, v in {"NB_NUM_SAMPLES": "8", "NB_STEPS": "8", "NB_GAMMAS": "0 4", "NB_CBG_GAMMA": "2",
+                 "NB_CBG_EPOCHS": "2", "NB_OUT_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("MDLM_DNA_MODEL", raising=False)
+    nb = nbformat.read(DESIGN, as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(DESIGN.parents[1])}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "classes: ['ecoli', 'yeast']" in text and "judge on held-out real yeast" in text
+    assert "guidance classifier trained" in text and "the judge calls" in text
+    for name in ("gc_ecoli.png", "kmer3_ecoli.png", "gc_yeast.png", "kmer3_yeast.png"):
+        assert (tmp_path / name).exists(), name
+    tables = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
+    shown = "\n".join(o["data"].get("text/plain", "") for o in tables)
+    assert "cbg" in shown and "cfg" in shown and "real (test)" in shown
