@@ -157,3 +157,18 @@ def test_continuous_nelbo_is_invariant_to_the_schedule():
     a = continuous_nelbo(make("loglinear", t_min=1e-6), n=8000)
     b = continuous_nelbo(make("cosine", t_min=1e-6), n=8000)
     assert abs(a - b) / a < 1e-4, (a, b)
+
+
+@pytest.mark.parametrize("T", [4, 50])
+def test_discrete_time_objective_matches_its_exact_sum_and_is_looser(T):
+    obj = make("loglinear", t_min=1e-6)
+    obj.num_steps = T
+    exact = discrete_nelbo(obj, T)  # the independent sum over the T steps and all masking patterns
+    g = torch.Generator().manual_seed(2)
+    n = 40_000
+    with torch.no_grad():
+        est = obj.nelbo(X0.expand(n, -1).contiguous(), generator=g).per_sequence
+    mean, se = est.mean().item(), est.std().item() / math.sqrt(n)
+    assert abs(mean - exact) < 4 * se + 1e-3 * exact, (mean, exact, se)
+    obj.num_steps = None
+    assert exact > continuous_nelbo(obj)  # the continuous-time bound is the tighter one

@@ -77,13 +77,21 @@ class MDLM(nn.Module):
         t_min: float = 1e-3,
         antithetic: bool = True,
         never_predict: Sequence[int] = (),
+        num_steps: int | None = None,
     ):
         """``never_predict``: ids besides [MASK] that cannot occur in clean data (for DNA the special
-        tokens), also given zero mass, so a small model does not spend its first steps learning that."""
+        tokens), also given zero mass, so a small model does not spend its first steps learning that.
+
+        ``num_steps`` T: the discrete-time NELBO instead (the paper's ablation): t on the grid i / T,
+        each masked token weighted T (alpha_s - alpha_t) / (1 - alpha_t) with s = t - 1/T; a looser bound
+        that tends to the continuous one as T grows. ``t_min`` does not apply (t >= 1/T)."""
         super().__init__()
+        if num_steps is not None and int(num_steps) < 1:
+            raise ValueError(f"num_steps must be a positive integer or null (continuous time), got {num_steps}")
         self.backbone, self.schedule = backbone, schedule
         self.mask_id, self.pad_id = mask_id, pad_id
         self.t_min, self.antithetic = t_min, antithetic
+        self.num_steps = None if num_steps is None else int(num_steps)
         self.register_buffer("excluded_ids", torch.tensor(sorted({mask_id, *never_predict})), persistent=False)
 
     def sample_t(self, batch_size: int, device: torch.device, generator: Randomness = None) -> torch.Tensor:
@@ -95,7 +103,20 @@ class MDLM(nn.Module):
             u = (u0 + torch.arange(batch_size, device=device) / batch_size) % 1.0
         else:
             u = torch.rand(batch_size, device=device, generator=generator)
+        if self.num_steps:  # the grid i / T, i = 1..T, each with probability 1 / T
+            T = self.num_steps
+            return torch.ceil(u * T).clamp(1, T) / T
         return self.t_min + (1.0 - self.t_min) * u
+
+    def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """The weight of a masked token's cross-entropy at time t: -alpha'(t) / (1 - alpha(t)) in continuous
+        time; T (alpha(s) - alpha(t)) / (1 - alpha(t)), s = t - 1/T, with T steps (alpha(0) = 1 exactly)."""
+        if not self.num_steps:
+            return self.schedule.loss_weight(t)
+        T = self.num_steps
+        s = t - 1.0 / T
+        a_s = torch.where(s <= 0.5 / T, torch.ones_like(t), self.schedule.alpha(s.clamp_min(0)))
+        return T * (a_s - self.schedule.alpha(t)) / self.schedule.one_minus_alpha(t)
 
     def add_noise(self, x0: torch.Tensor, t: torch.Tensor, generator: Randomness = None,
                   counted: torch.Tensor | None = None) -> torch.Tensor:
@@ -155,6 +176,6 @@ class MDLM(nn.Module):
         logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)  # [B, L]
         masked = xt == self.mask_id
-        weight = self.schedule.loss_weight(t)[:, None]  # [B, 1]
+        weight = self.loss_weight(t)[:, None]  # [B, 1]
         per_seq = torch.where(masked, weight * nll, torch.zeros_like(nll)).sum(-1)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))
