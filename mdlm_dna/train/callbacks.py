@@ -117,7 +117,7 @@ class LastCheckpoint(Checkpoint):
 
     # ----- saves ------------------------------------------------------------------------------
     def _save(self, trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, loops, callbacks
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
