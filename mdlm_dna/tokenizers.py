@@ -20,7 +20,7 @@ import torch
 
 BASES = "ACGTN"
 SPECIAL_TOKENS = ("[MASK]", "[PAD]", "[BOS]", "[EOS]", "[UNK]")
-IUPAC_AMBIGUITY = "RYSWKMBDHVU"  # U (RNA) is treated as ambiguous too: a DNA model has no U
+IUPAC_AMBIGUITY = "RYSWKMBDHV"  # ambiguity codes -> N; U (RNA) is read as T, as the FASTA readers do
 SOFT_MASK_BIT = 0x80  # set on cached ids whose base was lower case (soft-masked repeat)
 
 
@@ -35,9 +35,11 @@ class EncodeStats:
     iupac_to_n: int = 0
     soft_masked: int = 0
     by_code: dict[str, int] = field(default_factory=dict)
+    u_as_t: int = 0
 
     def add(self, other: EncodeStats) -> None:
         self.iupac_to_n += other.iupac_to_n
+        self.u_as_t += other.u_as_t
         self.soft_masked += other.soft_masked
         for k, v in other.by_code.items():
             self.by_code[k] = self.by_code.get(k, 0) + v
@@ -52,6 +54,7 @@ def _build_lut() -> np.ndarray:
     for code in IUPAC_AMBIGUITY:
         lut[ord(code)] = BASES.index("N")
         lut[ord(code.lower())] = BASES.index("N") | SOFT_MASK_BIT
+    lut[ord("U")], lut[ord("u")] = BASES.index("T"), BASES.index("T") | SOFT_MASK_BIT
     return lut
 
 
@@ -100,11 +103,12 @@ class NucleotideTokenizer:
             stats.iupac_to_n = n_iupac
             codes, counts = np.unique(arr[iupac] & 0xDF, return_counts=True)  # 0xDF upper-cases ASCII
             stats.by_code = {chr(c): int(n) for c, n in zip(codes, counts)}
+        stats.u_as_t = int(np.count_nonzero((arr == ord("U")) | (arr == ord("u"))))
         stats.soft_masked = int(np.count_nonzero(ids & SOFT_MASK_BIT))
         return ids, stats
 
     def encode(self, seq: str, add_special_tokens: bool = False, where: str = "<sequence>") -> list[int]:
-        """Encode text to ids; lower case is upper-cased, IUPAC codes become N."""
+        """Encode text to ids; lower case is upper-cased, IUPAC codes become N, U (RNA) becomes T."""
         ids, _ = self.encode_bytes(seq.encode("ascii", errors="replace"), where=where)
         out = (ids & ~np.uint8(SOFT_MASK_BIT)).astype(np.int64).tolist()
         if add_special_tokens:

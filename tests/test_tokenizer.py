@@ -47,6 +47,24 @@ def test_iupac_codes_become_n_and_are_counted():
     assert (ids[4] & SOFT_MASK_BIT) and not (ids[2] & SOFT_MASK_BIT)
 
 
+def test_rna_u_is_read_as_t_and_counted_as_the_fasta_readers_do():
+    ids, stats = tok.encode_bytes(b"ACGUuT")
+    assert list(ids & 0x7F) == [0, 1, 2, 3, 3, 3] and stats.u_as_t == 2 and stats.iupac_to_n == 0
+    assert ids[4] & SOFT_MASK_BIT
+    assert tok.decode(tok.encode("GGU")) == "GGT"
+
+
+def test_table_sequences_report_what_was_changed(caplog):
+    import logging
+
+    from mdlm_dna.data.genomic_benchmarks import tokenize
+
+    with caplog.at_level(logging.WARNING):
+        out = tokenize(["ACGU", "ACRN"], where="t.csv")
+    assert [list(o) for o in out] == [[0, 1, 2, 3], [0, 1, 4, 4]]
+    assert "t.csv: 1 U (RNA) read as T" in caplog.text and "1 IUPAC ambiguity codes mapped to N" in caplog.text
+
+
 def test_bad_character_names_position():
     with pytest.raises(TokenizerError, match=r"genome.fa, record 'chr1'.*'X'.*position 3\b"):
         tok.encode_bytes(b"ACGXTT", where="genome.fa, record 'chr1'")

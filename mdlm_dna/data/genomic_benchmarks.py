@@ -35,7 +35,7 @@ import yaml
 
 from mdlm_dna.data.fasta import default_cache_dir
 from mdlm_dna.errors import DataError
-from mdlm_dna.tokenizers import NucleotideTokenizer, TokenizerError, strip_soft_mask
+from mdlm_dna.tokenizers import EncodeStats, NucleotideTokenizer, TokenizerError, strip_soft_mask
 
 log = logging.getLogger(__name__)
 
@@ -478,13 +478,19 @@ def load_task(task: Mapping[str, Any], seed: int = 0) -> TaskData:
 
 
 def tokenize(seqs: list[str] | pd.Series, where: str) -> list[np.ndarray]:
-    """Sequences -> uint8 id arrays (upper-cased; IUPAC -> N); a bad character names the row."""
+    """Sequences -> uint8 id arrays (upper-cased; IUPAC -> N; U -> T, each counted in one warning); a bad
+    character names the row."""
     tok = NucleotideTokenizer()
-    out = []
+    out, total = [], EncodeStats()
     for i, s in enumerate(seqs):
         try:
-            ids, _ = tok.encode_bytes(str(s).encode("ascii", errors="replace"), where=f"{where}: sequence {i + 1}")
+            ids, st = tok.encode_bytes(str(s).encode("ascii", errors="replace"), where=f"{where}: sequence {i + 1}")
         except TokenizerError as e:
             raise DatasetError(str(e)) from None
+        total.add(st)
         out.append(strip_soft_mask(ids))
+    if total.u_as_t:
+        log.warning("%s: %d U (RNA) read as T", where, total.u_as_t)
+    if total.iupac_to_n:
+        log.warning("%s: %d IUPAC ambiguity codes mapped to N (%s)", where, total.iupac_to_n, total.by_code)
     return out
