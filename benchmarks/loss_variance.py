@@ -3,10 +3,10 @@
     python benchmarks/loss_variance.py                         # the shipped model, 32 training windows, 300 draws
     python benchmarks/loss_variance.py --model RUN --batch 64 --repeats 500 --out table.md
 
-One fixed batch of training windows (the first ``--batch`` windows of the training split), one fixed set of
-weights (the model's EMA weights), and ``--repeats`` independent noise draws of the training objective,
-exactly as a training step draws them (``drawn_noise``: the time of each row and its masking uniforms, keyed
-by a step number). What varies between rows of the table is only how the times are drawn:
+One fixed batch of training windows (the first ``--batch`` windows of the training split, in a fresh order
+for every draw), one fixed set of weights (the model's EMA weights), and ``--repeats`` independent noise draws
+of the training objective, exactly as a training step draws them (``drawn_noise``: the time of each row and
+its masking uniforms, keyed by a step number). What varies between rows of the table is only how the times are drawn:
 
 - ``iid``: every row its own uniform time;
 - ``lattice``: one uniform offset per batch, strided by 1/G (the MDLM paper's low-discrepancy sampler);
@@ -32,7 +32,8 @@ from mdlm_dna.api import reference_windows
 from mdlm_dna.train.lit_module import TIME_SAMPLING, drawn_noise
 
 
-def estimates(model: DiffusionLM, x0: torch.Tensor, mode: str, repeats: int, num_steps: int | None) -> np.ndarray:
+def estimates(model: DiffusionLM, x0: torch.Tensor, mode: str, repeats: int, num_steps: int | None,
+              key: int = 12345) -> np.ndarray:
     obj = model.objective
     saved = getattr(obj, "num_steps", None)
     obj.num_steps = num_steps
@@ -41,8 +42,11 @@ def estimates(model: DiffusionLM, x0: torch.Tensor, mode: str, repeats: int, num
     try:
         with torch.no_grad():
             for r in range(repeats):
-                noise = drawn_noise(index, x0.shape[1], x0.shape[0], mode, key=(12345, 0), block_id=r)
-                out.append(obj.nelbo(x0, generator=noise).per_token.item())
+                # the rows in a fresh order each time, as training windows arrive: with a fixed order the
+                # stratified sampler would give row r's window only times in [r/G, (r+1)/G) (another mean)
+                perm = torch.randperm(len(x0), generator=torch.Generator().manual_seed(r))
+                noise = drawn_noise(index, x0.shape[1], x0.shape[0], mode, key=(key, 0), block_id=r)
+                out.append(obj.nelbo(x0[perm], generator=noise).per_token.item())
     finally:
         obj.num_steps = saved
     return np.array(out)
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--steps", type=int, nargs="*", default=[0, 1000], help="0: continuous time; T: discrete")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--key", type=int, default=12345, help="seed of the noise draws")
     a = ap.parse_args(argv)
     model = DiffusionLM.from_pretrained(a.model, device="cpu")
     if model.objective_name != "mdlm":
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> str:
         base = None
         for mode in ("iid", "lattice", "stratified"):
             assert mode in TIME_SAMPLING
-            e = estimates(model, x0, mode, a.repeats, steps or None)
+            e = estimates(model, x0, mode, a.repeats, steps or None, a.key)
             base = base if base is not None else e.var(ddof=1)
             rows.append((("continuous" if not steps else f"T = {steps}"), mode, e.mean(), e.std(ddof=1),
                          e.std(ddof=1) / np.sqrt(len(e)), e.var(ddof=1) / base))
