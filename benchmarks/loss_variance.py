@@ -35,8 +35,8 @@ from mdlm_dna.train.lit_module import TIME_SAMPLING, drawn_noise
 def estimates(model: DiffusionLM, x0: torch.Tensor, mode: str, repeats: int, num_steps: int | None,
               key: int = 12345) -> np.ndarray:
     obj = model.objective
-    saved = getattr(obj, "num_steps", None)
-    obj.num_steps = num_steps
+    saved = getattr(obj, "time_steps", None)
+    obj.time_steps = num_steps
     out = []
     index = torch.arange(x0.shape[0])
     try:
@@ -48,7 +48,7 @@ def estimates(model: DiffusionLM, x0: torch.Tensor, mode: str, repeats: int, num
                 noise = drawn_noise(index, x0.shape[1], x0.shape[0], mode, key=(key, 0), block_id=r)
                 out.append(obj.nelbo(x0[perm], generator=noise).per_token.item())
     finally:
-        obj.num_steps = saved
+        obj.time_steps = saved
     return np.array(out)
 
 

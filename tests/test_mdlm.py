@@ -162,7 +162,7 @@ def test_continuous_nelbo_is_invariant_to_the_schedule():
 @pytest.mark.parametrize("T", [4, 50])
 def test_discrete_time_objective_matches_its_exact_sum_and_is_looser(T):
     obj = make("loglinear", t_min=1e-6)
-    obj.num_steps = T
+    obj.time_steps = T
     exact = discrete_nelbo(obj, T)  # the independent sum over the T steps and all masking patterns
     g = torch.Generator().manual_seed(2)
     n = 40_000
@@ -170,5 +170,17 @@ def test_discrete_time_objective_matches_its_exact_sum_and_is_looser(T):
         est = obj.nelbo(X0.expand(n, -1).contiguous(), generator=g).per_sequence
     mean, se = est.mean().item(), est.std().item() / math.sqrt(n)
     assert abs(mean - exact) < 4 * se + 1e-3 * exact, (mean, exact, se)
-    obj.num_steps = None
+    obj.time_steps = None
     assert exact > continuous_nelbo(obj)  # the continuous-time bound is the tighter one
+
+
+def test_num_steps_from_the_config_reaches_the_objective():
+    from mdlm_dna.train.lit_module import build_objective
+
+    from .conftest import compose_pretrain
+
+    obj = build_objective(dict(compose_pretrain("objective.num_steps=1000")), tok)
+    assert obj.time_steps == 1000
+    t = obj.sample_t(64, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert torch.allclose(t * 1000, (t * 1000).round()) and t.min() >= 1e-3
+    assert build_objective(dict(compose_pretrain()), tok).time_steps is None

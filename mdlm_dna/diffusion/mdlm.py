@@ -91,7 +91,7 @@ class MDLM(nn.Module):
         self.backbone, self.schedule = backbone, schedule
         self.mask_id, self.pad_id = mask_id, pad_id
         self.t_min, self.antithetic = t_min, antithetic
-        self.num_steps = None if num_steps is None else int(num_steps)
+        self.time_steps = None if num_steps is None else int(num_steps)  # (D3PM's num_steps is its own)
         self.register_buffer("excluded_ids", torch.tensor(sorted({mask_id, *never_predict})), persistent=False)
 
     def sample_t(self, batch_size: int, device: torch.device, generator: Randomness = None) -> torch.Tensor:
@@ -103,17 +103,17 @@ class MDLM(nn.Module):
             u = (u0 + torch.arange(batch_size, device=device) / batch_size) % 1.0
         else:
             u = torch.rand(batch_size, device=device, generator=generator)
-        if self.num_steps:  # the grid i / T, i = 1..T, each with probability 1 / T
-            T = self.num_steps
+        if self.time_steps:  # the grid i / T, i = 1..T, each with probability 1 / T
+            T = self.time_steps
             return torch.ceil(u * T).clamp(1, T) / T
         return self.t_min + (1.0 - self.t_min) * u
 
     def loss_weight(self, t: torch.Tensor) -> torch.Tensor:
         """The weight of a masked token's cross-entropy at time t: -alpha'(t) / (1 - alpha(t)) in continuous
         time; T (alpha(s) - alpha(t)) / (1 - alpha(t)), s = t - 1/T, with T steps (alpha(0) = 1 exactly)."""
-        if not self.num_steps:
+        if not self.time_steps:
             return self.schedule.loss_weight(t)
-        T = self.num_steps
+        T = self.time_steps
         s = t - 1.0 / T
         a_s = torch.where(s <= 0.5 / T, torch.ones_like(t), self.schedule.alpha(s.clamp_min(0)))
         return T * (a_s - self.schedule.alpha(t)) / self.schedule.one_minus_alpha(t)
