@@ -107,7 +107,7 @@ def main() -> None:
         test_ids[c] = np.stack([tw[i]["input_ids"].numpy() for i in range(len(tw))])
         indexes[c] = GenomeIndex([np.asarray(g.ids[iv.start:iv.end]) for iv in dm.intervals(c, "train")], k=16)
     judge = KmerJudge().fit(np.concatenate(train_ids), np.concatenate(train_y), len(classes))
-    judge_acc = {classes[c]: float((judge.predict(x) == c).mean()) for c, x in test_ids.items()}
+    judge_acc = {classes[c]: judge.accuracy(x, c) for c, x in test_ids.items()}
     real_gc = {classes[c]: float(gc_content(x).mean()) for c, x in test_ids.items()}
 
     guide_clf = None
@@ -118,7 +118,7 @@ def main() -> None:
         clf_acc = {classes[c]: float((p == c).mean()) for c, p in preds.items()}
 
     def row(c: int, name: str, guide: str, gamma: float, ids: np.ndarray) -> dict:
-        return {"class": name, "guide": guide, "gamma": gamma, "target_frac": float((judge.predict(ids) == c).mean()),
+        return {"class": name, "guide": guide, "gamma": gamma, "target_frac": judge.accuracy(ids, c),
                 "js_k4": js_distance(kmer_spectrum(ids, 4), kmer_spectrum(test_ids[c], 4)),
                 "js_k6": js_distance(kmer_spectrum(ids, 6), kmer_spectrum(test_ids[c], 6)),
                 "gc": float(gc_content(ids).mean()), "div_js4": pairwise_kmer_distance(ids, 4),

@@ -52,6 +52,7 @@ from mdlm_dna.metrics import (
     plot_gc_distribution,
     plot_kmer_spectra,
     plot_orf_lengths,
+    reverse_complement_ids,
     sample_quality_row,
     to_ids,
     uniform_random,
@@ -81,7 +82,7 @@ def reverse_complement_some(ids: np.ndarray, prob: float, seed: int) -> np.ndarr
     """Each row reverse-complemented with probability ``prob`` (the training windows' augmentation)."""
     flip = np.random.default_rng(seed).random(len(ids)) < prob
     out = ids.copy()
-    out[flip] = 3 - ids[flip, ::-1]
+    out[flip] = reverse_complement_ids(ids[flip])  # N stays N (3 - N would be -1)
     return out
 
 

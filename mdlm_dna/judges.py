@@ -13,15 +13,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mdlm_dna.metrics import SeqsLike, kmer_spectrum, to_ids
+from mdlm_dna.metrics import SeqsLike, kmer_spectrum, reverse_complement_ids, to_ids
 
 
 def kmer_features(seqs: SeqsLike, k: int = 4) -> np.ndarray:
     """Both-strand k-mer frequencies [N, 4^k]; N bases break k-mers (see :func:`kmer_spectrum`)."""
     rows = []
     for r in to_ids(seqs):
-        rc = np.where(r < 4, 3 - r, r)[::-1]  # A<->T, C<->G; N stays N
-        rows.append(0.5 * (kmer_spectrum([r], k) + kmer_spectrum([rc], k)))
+        rows.append(0.5 * (kmer_spectrum([r], k) + kmer_spectrum([reverse_complement_ids(r)], k)))
     return np.stack(rows)
 
 

@@ -328,8 +328,9 @@ def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _reverse_complement(r: np.ndarray) -> np.ndarray:
-    return _COMPLEMENT_IDS[np.minimum(r[::-1], 4)]
+def reverse_complement_ids(r: np.ndarray) -> np.ndarray:
+    """The reverse complement of base ids 0..4 (A<->T, C<->G, N stays N) along the last axis (rows of a 2-D array)."""
+    return _COMPLEMENT_IDS[np.minimum(r[..., ::-1], 4)]
 
 
 def _kmer_codes(r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -368,7 +369,7 @@ class GenomeIndex:
             raise ValueError(f"k must be in 1..32, got {k}")
         parts = [np.asarray(r, dtype=np.int64) & 0x7F for r in to_ids(seqs)]  # soft-mask bit off
         if both_strands:
-            parts += [_reverse_complement(r) for r in parts]
+            parts += [reverse_complement_ids(r) for r in parts]
         sep = np.full(1, 4, dtype=np.int64)  # an N between parts: no match runs across
         self.text = np.concatenate([x for r in parts for x in (r, sep)]).astype(np.uint8)
         self.k, self.max_hits = k, max_hits

@@ -74,6 +74,13 @@ def continuous_nelbo(obj: MDLM, n: int = 4000) -> float:
     return float(integrand.sum() * (b - a) / n)
 
 
+def monte_carlo_nelbo(obj: MDLM, seed: int, n: int = 40_000) -> tuple[float, float]:
+    """Mean and standard error of ``n`` one-sample estimates of X0's NELBO, as the training loss draws them."""
+    with torch.no_grad():
+        est = obj.nelbo(X0.expand(n, -1).contiguous(), generator=torch.Generator().manual_seed(seed)).per_sequence
+    return est.mean().item(), est.std().item() / math.sqrt(n)
+
+
 @pytest.mark.parametrize("schedule", ["loglinear", "cosine"])
 def test_continuous_weight_is_the_limit_of_the_discrete_nelbo(schedule):
     obj = make(schedule, t_min=1e-6)
@@ -88,11 +95,7 @@ def test_continuous_weight_is_the_limit_of_the_discrete_nelbo(schedule):
 def test_monte_carlo_loss_matches_exact_integral(schedule):
     obj = make(schedule, t_min=1e-3)
     exact = continuous_nelbo(obj)
-    g = torch.Generator().manual_seed(1)
-    n = 40_000
-    with torch.no_grad():
-        est = obj.nelbo(X0.expand(n, -1).contiguous(), generator=g).per_sequence
-    mean, se = est.mean().item(), est.std().item() / math.sqrt(n)
+    mean, se = monte_carlo_nelbo(obj, seed=1)
     assert abs(mean - exact) < 4 * se + 1e-3 * exact, (mean, exact, se)
     assert se / exact < 0.02  # the check has teeth
 
@@ -164,11 +167,7 @@ def test_discrete_time_objective_matches_its_exact_sum_and_is_looser(T):
     obj = make("loglinear", t_min=1e-6)
     obj.time_steps = T
     exact = discrete_nelbo(obj, T)  # the independent sum over the T steps and all masking patterns
-    g = torch.Generator().manual_seed(2)
-    n = 40_000
-    with torch.no_grad():
-        est = obj.nelbo(X0.expand(n, -1).contiguous(), generator=g).per_sequence
-    mean, se = est.mean().item(), est.std().item() / math.sqrt(n)
+    mean, se = monte_carlo_nelbo(obj, seed=2)
     assert abs(mean - exact) < 4 * se + 1e-3 * exact, (mean, exact, se)
     obj.time_steps = None
     assert exact > continuous_nelbo(obj)  # the continuous-time bound is the tighter one

@@ -1,4 +1,4 @@
-"""The example notebook runs top to bottom on the shipped model (a short configuration)."""
+"""The example notebooks run top to bottom on the shipped models (a short configuration)."""
 
 from __future__ import annotations
 
@@ -9,43 +9,41 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (pip install nbformat nbclient ipykernel)")
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install nbclient ipykernel)")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "generate_synthetic_sequences.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "generate_synthetic_sequences.ipynb"
+DESIGN = ROOT / "notebooks" / "design_dna_of_a_class.ipynb"
+
+
+def run_notebook(path: Path, env: dict[str, str], monkeypatch) -> tuple[str, str]:
+    """Execute ``path`` from the repository root with ``env`` set (and the default model); returns its
+    printed text and its displayed tables (the text form of every execute_result)."""
+    for k, v in {**env, "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("MDLM_DNA_MODEL", raising=False)
+    nb = nbformat.read(path, as_version=4)
+    resources = {"metadata": {"path": str(ROOT)}}
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources=resources).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    tables = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
+    return text, "\n".join(o["data"].get("text/plain", "") for o in tables)
 
 
 def test_notebook_runs(tmp_path, monkeypatch):
-    for k, v in {"NB_NUM_SAMPLES": "4", "NB_LENGTH": "300", "NB_STEPS": "8", "NB_OUT_DIR": str(tmp_path),
-                 "OMP_NUM_THREADS": "1"}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("MDLM_DNA_MODEL", raising=False)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parents[1])}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text, shown = run_notebook(NOTEBOOK, {"NB_NUM_SAMPLES": "4", "NB_LENGTH": "300", "NB_STEPS": "8",
+                                          "NB_OUT_DIR": str(tmp_path)}, monkeypatch)
     assert "from 'ecoli'" in text and "recorded test bits/base" in text
     assert "the model beats uniform random on" in text and "novelty: median longest match" in text
     for name in ("samples.fa", "kmer3.png", "orf_lengths.png", "gc.png"):
         assert (tmp_path / name).exists(), name
-    tables = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
-    shown = "\n".join(o["data"].get("text/plain", "") for o in tables)
     assert "markov order 5" in shown and "uniform random" in shown and "real (validation)" in shown
 
 
-DESIGN = Path(__file__).resolve().parents[1] / "notebooks" / "design_dna_of_a_class.ipynb"
-
-
 def test_design_notebook_runs(tmp_path, monkeypatch):
-    for k, v in {"NB_NUM_SAMPLES": "8", "NB_STEPS": "8", "NB_GAMMAS": "0 4", "NB_CBG_GAMMA": "2",
-                 "NB_CBG_EPOCHS": "2", "NB_OUT_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("MDLM_DNA_MODEL", raising=False)
-    nb = nbformat.read(DESIGN, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(DESIGN.parents[1])}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text, shown = run_notebook(DESIGN, {"NB_NUM_SAMPLES": "8", "NB_STEPS": "8", "NB_GAMMAS": "0 4",
+                                        "NB_CBG_GAMMA": "2", "NB_CBG_EPOCHS": "2", "NB_OUT_DIR": str(tmp_path)},
+                               monkeypatch)
     assert "classes: ['ecoli', 'yeast']" in text and "judge on held-out real yeast" in text
     assert "guidance classifier trained" in text and "the judge calls" in text
     for name in ("gc_ecoli.png", "kmer3_ecoli.png", "gc_yeast.png", "kmer3_yeast.png"):
         assert (tmp_path / name).exists(), name
-    tables = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
-    shown = "\n".join(o["data"].get("text/plain", "") for o in tables)
     assert "cbg" in shown and "cfg" in shown and "real (test)" in shown

@@ -120,7 +120,7 @@ def mask_forward(input_ids: torch.Tensor, mask_id: int, pad_id: int,
 
 def build_classifier(cfg: Mapping[str, Any], num_classes: int, input_len: int) -> tuple[nn.Module, str, dict]:
     """The classifier network, a short description (for the results table) and its spec: what
-    :func:`rebuild_classifier` needs to make the same network again without the pretrained source."""
+    :func:`load_classifier` needs to make the same network again without the pretrained source."""
     tok = NucleotideTokenizer()
     head = dict(cfg["head"])
     spec: dict[str, Any] = {"classifier": cfg["classifier"], "head": head, "num_classes": int(num_classes),
@@ -236,7 +236,6 @@ def train_classifier(seqs, labels, classes: list[str], epochs: int = 10, noise_a
     """A CNN classifier fitted in memory on equal-length sequences (strings or id arrays) and integer labels:
     by default noise-aware, i.e. a guidance classifier p(y | x_t) for ``DiffusionLM.sample(classifier=...)``.
     The CNN defaults to embedding dimension 16 (it runs four times per masked position and step)."""
-    import lightning.pytorch as pl
     import numpy as np
     from torch.utils.data import DataLoader, TensorDataset
 
