@@ -58,17 +58,22 @@ VARIANTS = {  # row name -> selective_scan arguments
 }
 
 
-def _inputs(batch, dim, n, length, device, dtype):
+def _inputs(batch, dim, n, length, device, dtype, layout="mamba"):
+    """Random scan inputs. ``layout="mamba"``: the layouts a Mamba block passes (u = the conv's [B, D, L]
+    output; delta, z, B, C transposed views of [B, L, *] projections); ``"contiguous"``: all [B, *, L]."""
     g = torch.Generator(device=device).manual_seed(0)
 
     def r(*shape):
         return torch.randn(*shape, generator=g, device=device, dtype=dtype)
 
+    def seq(width):  # [B, width, L], in the chosen memory layout
+        return r(batch, length, width).transpose(1, 2) if layout == "mamba" else r(batch, width, length)
+
     return {
-        "u": r(batch, dim, length), "delta": r(batch, dim, length) - 3.0,
+        "u": r(batch, dim, length), "delta": seq(dim) - 3.0,
         "A": -torch.arange(1, n + 1, device=device, dtype=torch.float32).repeat(dim, 1),
-        "B": r(batch, n, length), "C": r(batch, n, length), "D": torch.ones(dim, device=device),
-        "z": r(batch, dim, length), "delta_bias": torch.zeros(dim, device=device),
+        "B": seq(n), "C": seq(n), "D": torch.ones(dim, device=device),
+        "z": seq(dim), "delta_bias": torch.zeros(dim, device=device),
     }
 
 
@@ -109,14 +114,16 @@ def _scan_step(args: dict, device: torch.device, dtype: torch.dtype):
         bd, chunk, warps = args["triton_opts"]
         kw = {"block_d": bd, "chunk": chunk, "num_warps": warps}
         scan = selective_scan_fn
-    x = _inputs(args["batch"], args["dim"], args["n"], args["length"], device, dtype)
+    x = _inputs(args["batch"], args["dim"], args["n"], args["length"], device, dtype, args.get("layout", "mamba"))
     leaves = {k: v.requires_grad_() for k, v in x.items()}
 
     def step():
         for v in leaves.values():
             v.grad = None
         y = scan(**leaves, delta_softplus=True, **kw)
-        y.float().square().mean().backward()
+        # the loss over y in its memory order ([B, D, L] or, for the numba backend, [B, L, D], which is what
+        # Mamba's out_proj reads): the same value, and no backend pays for mixing the two layouts in torch
+        (y if y.is_contiguous() else y.transpose(1, 2)).float().square().mean().backward()
 
     return step
 
@@ -244,6 +251,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
                     help="default: all but triton on a CPU (numba only on a CPU); with --issue: triton, cuda, "
                          "torch[segsum]")
+    ap.add_argument("--layout", default="mamba", choices=["mamba", "contiguous"],
+                    help="scan inputs as a Mamba block passes them (u [B, D, L], delta / z / B / C transposed "
+                         "views of [B, L, *]) or all contiguous [B, *, L]")
     ap.add_argument("--chunk-size", type=int, default=None, help="torch backend chunk (default: its own)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         key, _, value = item.partition("=")
         model_set[key] = int(value)
 
-    base = {"device": a.device, "dtype": a.dtype, "chunk_size": a.chunk_size, "repeats": a.repeats,
+    base = {"device": a.device, "dtype": a.dtype, "layout": a.layout, "chunk_size": a.chunk_size, "repeats": a.repeats,
             "threads": a.threads, "model_config": str(a.model_config), "model_set": model_set}
     scan_rows, model_rows, model_done = [], [], set()
     for variant in a.variants:
@@ -304,7 +314,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             model_rows.append({"backend": backend, "B": batch, "L": length,
                                **({"note": res["error"]} if "error" in res else res)})
             print(model_rows[-1], file=sys.stderr, flush=True)
-    where = f"device {a.device}" + (f", {a.threads} CPU threads" if a.device == "cpu" else "")
+    where = f"device {a.device}" + (f", {a.threads} CPU threads" if a.device == "cpu" else "") + f", {a.layout} layout"
     if a.device == "cuda":
         where += f" ({torch.cuda.get_device_name()})"
     df = _print(f"selective scan, forward + backward, {a.dtype}, {where}", scan_rows, ["B", "D", "L", "N"])
