@@ -152,6 +152,32 @@ def test_layouts_give_the_same_bits_and_gradients_in_the_inputs_layouts():
     assert leaves["u"].grad.is_contiguous()
 
 
+def test_checkpointing_around_the_scan_keeps_the_numba_kernel():
+    """Non-reentrant activation checkpointing ends a recomputation by raising from inside the scan's forward
+    (its save_for_backward); the dispatcher must let that pass, not drop the Numba kernel for the rest of
+    the process (as it did), and the gradients equal those without checkpointing."""
+    from torch.utils.checkpoint import checkpoint
+
+    x, w = make_case(1, 8, 4, 20, None, torch.float32, True, seed=2)
+
+    def scan(leaves):
+        y = selective_scan(**leaves, delta_softplus=True, backend="numba")
+        return y, y.new_zeros(1)
+
+    def checkpointed(leaves):
+        y = checkpoint(lambda *a: selective_scan(*a, delta_softplus=True, backend="numba"),
+                       leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"], leaves["z"],
+                       leaves["delta_bias"], use_reentrant=False)
+        return y, y.new_zeros(1)
+
+    w = {**w, "last": torch.zeros(1, dtype=torch.float64)}
+    _, _, g_plain = loss_and_grads(x, w, scan)
+    _, _, g_ckpt = loss_and_grads(x, w, checkpointed)
+    assert ss.NUMBA_SCAN_KERNEL.state == "ok"
+    for k in g_plain:
+        assert torch.equal(g_plain[k], g_ckpt[k]), k
+
+
 def test_exp_and_softplus_match_float64():
     """The kernels' own exp (clamped at e^-43.7, as the state needs) and softplus against float64 torch."""
     from numba import njit

@@ -180,6 +180,24 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(model, one_t
         torch.testing.assert_close(grads_c[n], grads[n], rtol=1e-5, atol=1e-7, msg=n)
 
 
+def test_auto_checkpointing_recomputes_large_cpu_training_batches_only():
+    """model.checkpointing=auto: recompute on CPUs from AUTO_RECOMPUTE_TOKENS tokens per batch (a 256 x 101
+    fine-tuning batch), not for the 32 x 128 pretraining default, never in eval or without grad; a value
+    other than true / false / auto is an error naming the key."""
+    from mdlm_dna.models import AUTO_RECOMPUTE_TOKENS, build_backbone, recompute_blocks
+
+    net = torch.nn.Linear(1, 1)
+    big, small = torch.zeros(256, 101, dtype=torch.long), torch.zeros(32, 128, dtype=torch.long)
+    assert 32 * 128 < AUTO_RECOMPUTE_TOKENS <= 256 * 101
+    assert recompute_blocks("auto", net, big) and not recompute_blocks("auto", net, small)
+    assert recompute_blocks(True, net, small) and not recompute_blocks(False, net, big)
+    with torch.no_grad():
+        assert not recompute_blocks("auto", net, big)
+    assert not recompute_blocks(True, net.eval(), big)
+    with pytest.raises(ValueError, match="model.checkpointing"):
+        build_backbone({"name": "caduceus_ps", "d_model": 8, "n_layers": 1, "checkpointing": "yes"}, 12)
+
+
 def test_compiled_backbone_gives_the_same_loss_and_gradients(tmp_path, one_thread):
     pytest.importorskip("torch._inductor")
     if sys.platform != "linux":

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from . import recompute_blocks
 from .dit import LabelEmbedder, check_labels
 from .mamba import BiMamba, Mamba
 
@@ -162,7 +163,7 @@ class Caduceus(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.d_model = cfg.d_model
-        self.gradient_checkpointing = False  # recompute each block's activations in backward (long contexts)
+        self.gradient_checkpointing: bool | str = False  # recompute blocks in backward: True, False, "auto"
         if cfg.rcps or cfg.posthoc:
             comp = _complement_tensor(complement_ids, cfg.vocab_size)
             self.register_buffer("complement", comp, persistent=False)
@@ -233,7 +234,7 @@ class Caduceus(nn.Module):
         """Final normed hidden states of the ids given (already stacked with their RC when paired)."""
         hidden, residual = self.embedding(input_ids), None
         swap = self.cfg.rcps and self.cfg.rcps_swap_halves
-        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        recompute = recompute_blocks(self.gradient_checkpointing, self, input_ids)
         for layer in self.layers:
             if swap:
                 hidden = _rc_streams(hidden)

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import recompute_blocks
+
 
 @dataclass
 class DiTConfig:
@@ -196,7 +198,7 @@ class DiT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.d_model = cfg.d_model
-        self.gradient_checkpointing = False  # recompute each block's activations in backward (long contexts)
+        self.gradient_checkpointing: bool | str = False  # recompute blocks in backward: True, False, "auto"
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         nn.init.kaiming_uniform_(self.embed.weight, a=math.sqrt(5))
         self.sigma_embed = TimestepEmbedder(cfg.cond_dim)
@@ -232,7 +234,7 @@ class DiT(nn.Module):
         c = self._cond(input_ids, sigma, labels)
         x = self.embed(input_ids)
         cos, sin = self.rotary(input_ids.shape[1], input_ids.device)
-        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        recompute = recompute_blocks(self.gradient_checkpointing, self, input_ids)
         for block in self.blocks:
             if recompute:
                 x = checkpoint(block, x, c, cos, sin, key_mask, use_reentrant=False)

@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
@@ -146,6 +147,13 @@ def _log_once(what: str, backend: str) -> None:
         logger.info("%s backend: %s", what, backend)
 
 
+# exceptions that pass through a kernel call without disabling it: non-reentrant activation checkpointing
+# ends a recomputation once it has every saved tensor it needs by raising this from inside the forward
+# (e.g. from a scan's save_for_backward); before, the kernel was dropped for the rest of the process
+_CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
+    e for e in (getattr(torch.utils.checkpoint, "_StopRecomputationError", None),) if e is not None)
+
+
 def _call_kernel(kernel: OptionalKernel, *args: Any, **kwargs: Any) -> Tensor | None:
     """The kernel's output, or None if it is unavailable or has just failed (then it stays disabled)."""
     fn = kernel.get()
@@ -155,6 +163,8 @@ def _call_kernel(kernel: OptionalKernel, *args: Any, **kwargs: Any) -> Tensor | 
         return fn(*args, **kwargs)
     except (torch.cuda.OutOfMemoryError, MemoryError):
         raise  # the fallback would not fit either; the kernel itself is fine
+    except _CONTROL_FLOW:
+        raise  # not a failure: activation checkpointing stops a recomputation early by raising
     except Exception as err:
         kernel.disable(err)
         return None
