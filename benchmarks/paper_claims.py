@@ -3,6 +3,9 @@
     OMP_NUM_THREADS=1 python benchmarks/paper_claims.py                  # CPU version: 2 genomes x 3 seeds x 4
     python benchmarks/paper_claims.py --table-only                       # the table from the runs recorded so far
     python benchmarks/paper_claims.py --steps 20000 --csv gpu_runs.csv model=dit_small trainer=gpu
+    python benchmarks/paper_claims.py --genomes ecoli --objectives mdlm --csv benchmarks/paper_ablations_runs.csv \
+        objective.num_steps=1000                                           # an ablation (one per call)
+    python benchmarks/paper_claims.py --ablations benchmarks/paper_ablations_runs.csv   # against the defaults
 
 Every run trains one objective with ``mdlm_dna.pretrain.run`` (same backbone size, optimiser, data order
 and tokens for a given seed; AR uses the causal version of the backbone) and scores the test split with
@@ -73,7 +76,8 @@ def compose_config(name: str, overrides: list[str]):
 
 
 def train_and_score(genome: str, objective: str, seed: int, args: argparse.Namespace) -> dict:
-    run_dir = args.out_dir / f"{genome}_{objective}_seed{seed}"
+    variant = "".join(c if c.isalnum() else "-" for c in "_".join(args.overrides))
+    run_dir = args.out_dir / f"{genome}_{objective}{'_' + variant if variant else ''}_seed{seed}"
     overrides = [
         *GENOMES[genome],
         f"objective={objective}",
@@ -161,6 +165,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + (pairs if len(pairs) > 5 else []))
 
 
+def ablation_table(base: list[dict], variants: list[dict]) -> str:
+    """One row per objective variant (its Hydra overrides) against the default runs of the same genome and
+    seeds: mean, 95 % interval, and the paired difference to the default with its interval."""
+    lines = ["| genome | objective | variant | seeds | test bits/base (mean) | 95 % interval | minus default (paired) "
+             "| 95 % interval | significant |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    keys = dict.fromkeys((r["genome"], r["objective"]) for r in variants)
+    for genome, objective in keys:
+        ref = {r["seed"]: r["bpb"] for r in base if (r["genome"], r["objective"]) == (genome, objective)}
+        groups = {"default": ref}
+        for r in variants:
+            if (r["genome"], r["objective"]) == (genome, objective):
+                groups.setdefault(r["overrides"], {})[r["seed"]] = r["bpb"]
+        for name, by_seed in groups.items():
+            mean, _, half = interval(list(by_seed.values()))
+            span = f"{mean - half:.4f} .. {mean + half:.4f}" if not math.isnan(half) else "-"
+            seeds = sorted(set(by_seed) & set(ref))
+            if name == "default" or len(seeds) < 2:
+                lines.append(f"| {genome} | {objective} | {name} | {len(by_seed)} | {mean:.4f} | {span} | - | - | |")
+                continue
+            d_mean, _, d_half = interval([by_seed[k] - ref[k] for k in seeds])
+            lines.append(f"| {genome} | {objective} | {name} | {len(by_seed)} | {mean:.4f} | {span} | {d_mean:+.4f} | "
+                         f"{d_mean - d_half:+.4f} .. {d_mean + d_half:+.4f} | {'*' if abs(d_mean) > d_half else ''} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     register_resolvers()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,11 +202,18 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=Path(__file__).with_name("paper_claims_runs.csv"))
     parser.add_argument("--out-dir", type=Path, default=Path("runs/paper_claims"), help="run folders")
     parser.add_argument("--table-only", action="store_true", help="print the table of the CSV and stop")
+    parser.add_argument("--ablations", type=Path, default=None,
+                        help="a CSV of runs with overrides (e.g. objective.num_steps=1000): print them against the "
+                             "default runs of --csv (same steps, seeds and genome) and stop")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model=dit_small")
     args = parser.parse_args()
 
     key = " ".join(args.overrides)
     rows = [r for r in read_rows(args.csv) if int(r["steps"]) == args.steps and r["overrides"] == key]
+    if args.ablations:
+        variants = [r for r in read_rows(args.ablations) if int(r["steps"]) == args.steps]
+        print(ablation_table(rows, variants))
+        return
     if not args.table_only:
         done = {(r["genome"], r["objective"], r["seed"]) for r in rows}
         for seed in args.seeds:  # seed-major: an interrupted table has whole seeds

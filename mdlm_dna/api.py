@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -223,8 +224,11 @@ class DiffusionLM:
         With ``classifier`` (a noise-aware ``finetune`` run folder, or a loaded
         :class:`~mdlm_dna.train.classifier.TrainedClassifier`), ``label`` names a class of the classifier and the
         guidance is classifier guidance (D-CBG, exact per-position reweighting) of the unconditional model."""
+        if self.objective_name == "ar":
+            return self._sample_ar(num_samples, length, prefix, infill, seed, batch_size, label, classifier)
         if self.objective_name not in ("mdlm", "sedd", "d3pm"):
-            raise ConfigError(f"sampling needs a masked diffusion objective; this model is {self.objective_name!r}")
+            raise ConfigError(f"sampling needs a masked diffusion or AR objective; this model is "
+                              f"{self.objective_name!r}")
         if int(num_samples) <= 0 or int(batch_size) <= 0 or int(steps) <= 0:
             raise ConfigError("num_samples, batch_size and steps must be positive")
         if str(dtype) not in DTYPES:
@@ -297,6 +301,28 @@ class DiffusionLM:
         return SamplingResult(ids=ids, sequences=[self.tokenizer.decode(r) for r in ids], seconds=seconds,
                               network_calls=calls, sequence_evals=evals, sequence_evals_saved=saved,
                               settings=settings)
+
+    def _sample_ar(self, num_samples: int, length: int | None, prefix: str | None, infill: str | None, seed: int,
+                   batch_size: int, label: Any, classifier: Any) -> SamplingResult:
+        """The AR baseline's samples: left to right, one network call per position (``steps`` and ``sampler``
+        do not apply); a prefix is kept, in-filling and guidance need a diffusion model."""
+        if infill is not None or label is not None or classifier is not None:
+            raise ConfigError("an AR model samples left to right: infill, label and classifier need a diffusion model")
+        if int(num_samples) <= 0 or int(batch_size) <= 0:
+            raise ConfigError("num_samples and batch_size must be positive")
+        length, pre, _ = self._template(length, prefix, None, False)
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        start, chunks, n = time.perf_counter(), [], int(num_samples)
+        pre_ids = None if pre is None else torch.as_tensor(pre, dtype=torch.long)
+        for b0 in range(0, n, int(batch_size)):
+            chunks.append(self.objective.sample(min(int(batch_size), n - b0), length, gen, pre_ids).cpu())
+        ids = torch.cat(chunks)
+        done = length - (0 if pre is None else len(pre))
+        return SamplingResult(ids=ids, sequences=[self.tokenizer.decode(r) for r in ids],
+                              seconds=time.perf_counter() - start, network_calls=done * len(chunks),
+                              sequence_evals=done * n, sequence_evals_saved=0,
+                              settings={"num_samples": n, "length": length, "sampler": "ar", "seed": int(seed),
+                                        "prefix": prefix})
 
     def sample(self, num_samples: int = 8, length: int | None = None, steps: int = 256, **kwargs: Any) -> list[str]:
         """Generated sequences (DNA strings or decoded text); keyword arguments as :meth:`sample_ids`."""

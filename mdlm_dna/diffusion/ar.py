@@ -81,3 +81,24 @@ class AR(nn.Module):
         counts = counted_positions(x0, self.pad_id, counted)
         per_seq = torch.where(counts, nll, torch.zeros_like(nll)).sum(-1)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))
+
+    @torch.no_grad()
+    def sample(self, num: int, length: int, generator: torch.Generator | None = None,
+               prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Ancestral samples x_l ~ p_theta(. | x_<l), left to right: [num, length] ids, ``prefix`` [P] kept.
+
+        One network call per generated position on the whole prefix so far (no key/value cache: the
+        baseline's samples are for judging, not for speed); draws in float64, as the diffusion samplers.
+        """
+        device = self.excluded_ids.device
+        x = torch.empty(num, 0, dtype=torch.long, device=device)
+        if prefix is not None:
+            x = prefix.to(device)[None].expand(num, -1).clone()
+        bos = torch.full((num, 1), self.bos_id, dtype=torch.long, device=device)
+        while x.shape[1] < length:
+            logits = self.backbone(torch.cat([bos, x], dim=1), None)[:, -1].double()
+            if len(self.excluded_ids):
+                logits = logits.index_fill(-1, self.excluded_ids, float("-inf"))
+            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
+            x = torch.cat([x, nxt], dim=1)
+        return x
