@@ -41,6 +41,7 @@ back to the torch backend when it cannot.
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
@@ -50,6 +51,27 @@ from numba import njit, prange, types
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.extending import intrinsic
 from torch import Tensor
+
+
+def _prefer_512_bit_vectors() -> None:
+    """Let LLVM use 512-bit vectors on AVX-512 CPUs: by default it keeps to 256 bits there ("prefer-256-bit",
+    against the clock slow-down of early AVX-512 chips), which leaves these FP-bound kernels ~20 % slower
+    (measured on an AVX-512 Xeon: one layer forward 5.9 -> 4.5 ms, backward 12 -> 10 ms). Numba's CPU features
+    are per process and read when its code generator starts, so this only applies if nothing compiled with
+    Numba before this module and the user has not set NUMBA_CPU_FEATURES (which then wins)."""
+    if numba.config.CPU_FEATURES is not None or os.environ.get("MDLM_DNA_NUMBA_256") == "1":
+        return
+    try:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features().flatten()
+    except Exception:  # no way to ask: keep Numba's default
+        return
+    if "+avx512f" in features.split(","):
+        numba.config.CPU_FEATURES = features + ",-prefer-256-bit"
+
+
+_prefer_512_bit_vectors()
 
 LANES = 32  # channels per block: the inner loops' fixed trip count, one AVX-512 / two AVX2 float32 vectors
 CHUNK = 64  # steps between saved states (backward memory O(B·D·N·L / CHUNK); buffer per block ~ CHUNK·N·LANES)
