@@ -58,7 +58,8 @@ def _prefer_512_bit_vectors() -> None:
     against the clock slow-down of early AVX-512 chips), which leaves these FP-bound kernels ~20 % slower
     (measured on an AVX-512 Xeon: one layer forward 5.9 -> 4.5 ms, backward 12 -> 10 ms). Numba's CPU features
     are per process and read when its code generator starts, so this only applies if nothing compiled with
-    Numba before this module and the user has not set NUMBA_CPU_FEATURES (which then wins)."""
+    Numba before this module and the user has not set NUMBA_CPU_FEATURES (which then wins);
+    ``MDLM_DNA_NUMBA_256=1`` keeps Numba's default."""
     if numba.config.CPU_FEATURES is not None or os.environ.get("MDLM_DNA_NUMBA_256") == "1":
         return
     try:
