@@ -6,6 +6,7 @@
     python -m mdlm_dna.sample ckpt=RUN infill=ACGT----ACGT                      # fill the '-' positions
     python -m mdlm_dna.sample ckpt=TEXT_RUN prefix="To be, or"                  # a text model: decoded text
     python -m mdlm_dna.sample ckpt=RUN label=yeast guidance.scale=2.0           # a class-conditional model (D-CFG)
+    python -m mdlm_dna.sample ckpt=AR_RUN                                        # the AR baseline, left to right
 
 ``ckpt`` is any model source ``DiffusionLM.from_pretrained`` takes (shipped name, run folder, .ckpt,
 exported folder, Hub id). The report is written before the plots, so a plotting failure loses nothing.
@@ -85,8 +86,8 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
     else:
         guided = (f" label={cfg.label} guidance={res.settings['guidance']} guidance_scale="
                   f"{res.settings['guidance_scale']}") if cfg.get("label") else ""
-        names = [f"sample_{i} sampler={res.settings['sampler']} steps={cfg.steps} seed={cfg.seed}{guided}"
-                 for i in range(n)]
+        steps = "" if res.settings["sampler"] == "ar" else f" steps={cfg.steps}"  # AR: one step per base
+        names = [f"sample_{i} sampler={res.settings['sampler']}{steps} seed={cfg.seed}{guided}" for i in range(n)]
         write_fasta(fasta, seqs, names)
     report: dict[str, Any] = {
         "ckpt": str(cfg.ckpt), "ema": model.loaded.ema, "fasta": str(fasta), **res.settings,
