@@ -146,3 +146,9 @@ def test_api_samples_an_ar_model_and_refuses_diffusion_only_options(tmp_path):
     assert m.sample(3, length=8, seed=1) == m.sample(3, length=8, seed=1)
     with pytest.raises(ConfigError, match="diffusion model"):
         m.sample(2, infill="ACNNT")
+    from mdlm_dna.sample import generate  # the command line's path
+
+    report = generate({"ckpt": str(result["last_ckpt"]), "num_samples": 2, "length": 8, "metrics": False,
+                       "plots": False}, tmp_path / "out")
+    assert report["sampler"] == "ar" and report["network_evals_per_sample"] == 8
+    assert (tmp_path / "out" / "samples.fa").read_text().startswith(">sample_0 sampler=ar seed=0\n")
