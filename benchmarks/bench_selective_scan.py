@@ -314,9 +314,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             model_rows.append({"backend": backend, "B": batch, "L": length,
                                **({"note": res["error"]} if "error" in res else res)})
             print(model_rows[-1], file=sys.stderr, flush=True)
-    where = f"device {a.device}" + (f", {a.threads} CPU threads" if a.device == "cpu" else "") + f", {a.layout} layout"
+    where = f"device {a.device}" + (f", {a.threads} CPU threads" if a.device == "cpu" else "")
     if a.device == "cuda":
         where += f" ({torch.cuda.get_device_name()})"
+    where += f", {a.layout} layout"
     df = _print(f"selective scan, forward + backward, {a.dtype}, {where}", scan_rows, ["B", "D", "L", "N"])
     if model_rows:
         sizes = ", ".join(f"{k}={v}" for k, v in model_set.items())

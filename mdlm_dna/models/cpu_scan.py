@@ -220,11 +220,12 @@ def _tile_out(dst, ld, base, t0, rows, d0, w, length, dim, tile):
 @_lane_jit
 def _delta_tile(raw_t, dt_t, rows, bias_l, softplus):
     """dt = softplus(raw + bias) (or raw + bias) over a tile, in vector code."""
-    for i in range(rows):
-        if softplus:
+    if softplus:
+        for i in range(rows):
             for c in range(LANES):
                 dt_t[i, c] = _softplus(raw_t[i, c] + bias_l[c])
-        else:
+    else:
+        for i in range(rows):
             for c in range(LANES):
                 dt_t[i, c] = raw_t[i, c] + bias_l[c]
 

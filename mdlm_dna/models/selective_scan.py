@@ -150,8 +150,7 @@ def _log_once(what: str, backend: str) -> None:
 # exceptions that pass through a kernel call without disabling it: non-reentrant activation checkpointing
 # ends a recomputation once it has every saved tensor it needs by raising this from inside the forward
 # (e.g. from a scan's save_for_backward); before, the kernel was dropped for the rest of the process
-_CONTROL_FLOW: tuple[type[BaseException], ...] = tuple(
-    e for e in (getattr(torch.utils.checkpoint, "_StopRecomputationError", None),) if e is not None)
+_CONTROL_FLOW: type[BaseException] | tuple[()] = getattr(torch.utils.checkpoint, "_StopRecomputationError", ())
 
 
 def _call_kernel(kernel: OptionalKernel, *args: Any, **kwargs: Any) -> Tensor | None:
