@@ -11,6 +11,21 @@ the masked positions:
 
 (Sahoo et al. 2024, eq. 10). t is drawn low-discrepancy (one uniform offset
 per batch, strided by 1/B) from [t_min, 1].
+
+SUBS's two parts can be switched off, for the paper's ablation; the bound then
+keeps the terms they remove. Without carry-over the unmasked positions' reverse
+steps still cost nothing (the posterior q(z_s | z_t = c, x_theta) is a point mass
+on c for any x_theta with x_theta[c] > 0), but the reconstruction term
+-log p_theta(x | x_0) at t = 0 is no longer zero: the network has to learn to copy
+what it sees. Without zero masking p_theta(x_s | x_t) is D3PM's posterior with
+x_theta's own mass on [MASK] (a clean token that is [MASK] stays masked), and each
+masked token pays, with x_m = x_theta[MASK], u(a) = a x_m / (1 - a):
+
+    discrete (s = t - 1/T):  log(1 + u(alpha_t)) - A log x_theta[x] - B log(1 + u(alpha_s)),
+                             A = (alpha_s - alpha_t) / (1 - alpha_t), B = (1 - alpha_s) / (1 - alpha_t)
+    continuous (T -> inf):   -alpha'/(1 - alpha) * [log(1 + u(alpha)) - log x_theta[x] - x_m / (1 - alpha + alpha x_m)]
+
+both of which reduce to the SUBS terms when x_m = 0.
 """
 
 from __future__ import annotations
@@ -78,13 +93,19 @@ class MDLM(nn.Module):
         antithetic: bool = True,
         never_predict: Sequence[int] = (),
         num_steps: int | None = None,
+        zero_masking: bool = True,
+        carry_over: bool = True,
     ):
         """``never_predict``: ids besides [MASK] that cannot occur in clean data (for DNA the special
         tokens), also given zero mass, so a small model does not spend its first steps learning that.
 
         ``num_steps`` T: the discrete-time NELBO instead (the paper's ablation): t on the grid i / T,
         each masked token weighted T (alpha_s - alpha_t) / (1 - alpha_t) with s = t - 1/T; a looser bound
-        that tends to the continuous one as T grows. ``t_min`` does not apply (t >= 1/T)."""
+        that tends to the continuous one as T grows. ``t_min`` does not apply (t >= 1/T).
+
+        ``zero_masking`` / ``carry_over`` false: SUBS without that part (the paper's ablation; see the module
+        docstring for the bound's extra terms). Samplers still get a SUBS distribution from
+        :meth:`subs_log_probs`."""
         super().__init__()
         if num_steps is not None and int(num_steps) < 1:
             raise ValueError(f"num_steps must be a positive integer or null (continuous time), got {num_steps}")
@@ -92,7 +113,9 @@ class MDLM(nn.Module):
         self.mask_id, self.pad_id = mask_id, pad_id
         self.t_min, self.antithetic = t_min, antithetic
         self.time_steps = None if num_steps is None else int(num_steps)  # (D3PM's num_steps is its own)
-        self.register_buffer("excluded_ids", torch.tensor(sorted({mask_id, *never_predict})), persistent=False)
+        self.zero_masking, self.carry_over = bool(zero_masking), bool(carry_over)
+        excluded = {*never_predict} | ({mask_id} if self.zero_masking else set())
+        self.register_buffer("excluded_ids", torch.tensor(sorted(excluded), dtype=torch.long), persistent=False)
 
     def sample_t(self, batch_size: int, device: torch.device, generator: Randomness = None) -> torch.Tensor:
         """Times in [t_min, 1]; low-discrepancy: u_i = (u_0 + i / B) mod 1."""
@@ -149,9 +172,15 @@ class MDLM(nn.Module):
     def subs_log_probs(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Full SUBS distribution log p_theta(x_0 | x_t[, y]): [B, L, V].
 
-        Zero mass on [MASK]; at unmasked positions all mass on the observed token.
+        Zero mass on [MASK]; at unmasked positions all mass on the observed token. For a model trained without
+        zero masking this is x_theta given that the clean token is not [MASK] (renormalised over the others):
+        a sampler then draws the right token when it unmasks, but unmasks on the schedule's timetable rather than
+        the slightly slower one of that model's own reverse process (which would leave some [MASK] at t = 0).
         """
-        logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
+        logits = self.denoiser_logits(xt, t, labels)
+        if not self.zero_masking:
+            logits = logits.index_fill(-1, torch.tensor([self.mask_id], device=logits.device), float("-inf"))
+        logp = F.log_softmax(logits, dim=-1)
         carry = torch.full_like(logp, float("-inf")).scatter_(-1, xt[..., None], 0.0)
         return torch.where((xt != self.mask_id)[..., None], carry, logp)
 
@@ -176,6 +205,45 @@ class MDLM(nn.Module):
         logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)  # [B, L]
         masked = xt == self.mask_id
-        weight = self.loss_weight(t)[:, None]  # [B, 1]
-        per_seq = torch.where(masked, weight * nll, torch.zeros_like(nll)).sum(-1)
+        if self.zero_masking:
+            terms = self.loss_weight(t)[:, None] * nll  # [B, L]
+        else:
+            terms = self.masked_terms_with_mask_mass(nll, logp[..., self.mask_id], t)
+        per_seq = torch.where(masked, terms, torch.zeros_like(nll)).sum(-1)
+        if not self.carry_over:
+            per_seq = per_seq + self.reconstruction_nll(x0, counts, generator, labels)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))
+
+    def masked_terms_with_mask_mass(self, nll: torch.Tensor, log_x_mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """[B, L]: a masked token's share of the bound when x_theta keeps mass x_m on [MASK] (zero_masking off).
+
+        The formulas of the module docstring, in float64: at T = 1000 the discrete terms are differences of
+        nearly equal logarithms multiplied by T."""
+        x_m = log_x_mask.double().exp()
+        nll64 = nll.double()
+        t = t.double()[:, None]
+        a_t, one_minus_a_t = self.schedule.alpha(t), self.schedule.one_minus_alpha(t)
+        log1p_u_t = torch.log1p(a_t * x_m / one_minus_a_t)
+        if not self.time_steps:
+            weight = self.schedule.loss_weight(t)
+            return (weight * (log1p_u_t + nll64 - x_m / (one_minus_a_t + a_t * x_m))).to(nll.dtype)
+        T = self.time_steps
+        s = t - 1.0 / T
+        a_s = torch.where(s <= 0.5 / T, torch.ones_like(t), self.schedule.alpha(s.clamp_min(0)))
+        one_minus_a_s = 1.0 - a_s
+        A = (a_s - a_t) / one_minus_a_t
+        # B log(1 + u(alpha_s)) = [(1 - a_s) log(1 - a_s + a_s x_m) - (1 - a_s) log(1 - a_s)] / (1 - a_t): 0 at s = 0
+        b_log1p_u_s = (torch.xlogy(one_minus_a_s, one_minus_a_s + a_s * x_m)
+                       - torch.xlogy(one_minus_a_s, one_minus_a_s)) / one_minus_a_t
+        return (T * (log1p_u_t + A * nll64 - b_log1p_u_s)).to(nll.dtype)
+
+    def reconstruction_nll(self, x0: torch.Tensor, counts: torch.Tensor, generator: Randomness = None,
+                           labels: torch.Tensor | None = None) -> torch.Tensor:
+        """[B]: -log p_theta(x | x_0) over the counted positions, x_0 ~ q(. | x, t = 0) (x itself when
+        alpha(0) = 1): the bound's first term, zero under carry-over and paid with an extra network call
+        without it."""
+        t0 = torch.zeros(x0.shape[0], device=x0.device)
+        x_0 = self.add_noise(x0, t0, generator, counts)
+        logp = F.log_softmax(self.denoiser_logits(x_0, t0, labels), dim=-1)
+        nll = -logp.gather(-1, x0[..., None]).squeeze(-1)
+        return torch.where(counts, nll, torch.zeros_like(nll)).sum(-1)
