@@ -38,6 +38,8 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from seed_stats import interval  # noqa: E402  (benchmarks/ is the script's folder)
+
 from mdlm_dna.checkpoints import load_module  # noqa: E402
 from mdlm_dna.evaluate import evaluate  # noqa: E402
 from mdlm_dna.pretrain import run  # noqa: E402
@@ -51,25 +53,6 @@ GENOMES = {"ecoli": ["genome=ecoli"], "dmel4": ["genome=fasta", f"genome.path={D
 PAPER_PPL = {"ar": 3.067, "mdlm": 3.199, "sedd": 3.216, "plaid": 3.240}
 FIELDS = ["genome", "objective", "seed", "steps", "tokens", "params", "bpb", "t_samples", "windows", "train_s",
           "eval_s", "overrides"]
-# two-sided 95 % Student-t quantiles by degrees of freedom (df > 30: normal)
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
-
-
-def t_quantile(df: int) -> float:
-    known = [d for d in T975 if d <= df]
-    return T975[max(known)] if df <= 30 else 1.960
-
-
-def interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean, standard deviation and the half-width of the 95 % t-interval (nan with one value)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    sd = statistics.stdev(values)
-    return mean, sd, t_quantile(len(values) - 1) * sd / math.sqrt(len(values))
-
-
 def compose_config(name: str, overrides: list[str]):
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name=name, overrides=overrides)
@@ -167,27 +150,42 @@ def table(rows: list[dict]) -> str:
 
 def ablation_table(base: list[dict], variants: list[dict]) -> str:
     """One row per objective variant (its Hydra overrides) against the default runs of the same genome and
-    seeds: mean, 95 % interval, and the paired difference to the default with its interval."""
+    seeds: mean, 95 % interval, and the paired difference to the default with its interval. A variant whose
+    overrides extend another variant's (the paper's cumulative ablations) is also paired with that one."""
     lines = ["| genome | objective | variant | seeds | test bits/base (mean) | 95 % interval | minus default (paired) "
-             "| 95 % interval | significant |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| 95 % interval | minus the variant it extends (paired) | 95 % interval |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def paired(by_seed: dict, ref: dict) -> tuple[str, str]:
+        seeds = sorted(set(by_seed) & set(ref))
+        if len(seeds) < 2:
+            return "-", "-"
+        d_mean, _, d_half = interval([by_seed[k] - ref[k] for k in seeds])
+        star = " *" if abs(d_mean) > d_half else ""
+        return f"{d_mean:+.4f}{star}", f"{d_mean - d_half:+.4f} .. {d_mean + d_half:+.4f}"
+
     keys = dict.fromkeys((r["genome"], r["objective"]) for r in variants)
     for genome, objective in keys:
         ref = {r["seed"]: r["bpb"] for r in base if (r["genome"], r["objective"]) == (genome, objective)}
-        groups = {"default": ref}
+        groups = {"": ref}
         for r in variants:
             if (r["genome"], r["objective"]) == (genome, objective):
                 groups.setdefault(r["overrides"], {})[r["seed"]] = r["bpb"]
         for name, by_seed in groups.items():
             mean, _, half = interval(list(by_seed.values()))
             span = f"{mean - half:.4f} .. {mean + half:.4f}" if not math.isnan(half) else "-"
-            seeds = sorted(set(by_seed) & set(ref))
-            if name == "default" or len(seeds) < 2:
-                lines.append(f"| {genome} | {objective} | {name} | {len(by_seed)} | {mean:.4f} | {span} | - | - | |")
-                continue
-            d_mean, _, d_half = interval([by_seed[k] - ref[k] for k in seeds])
-            lines.append(f"| {genome} | {objective} | {name} | {len(by_seed)} | {mean:.4f} | {span} | {d_mean:+.4f} | "
-                         f"{d_mean - d_half:+.4f} .. {d_mean + d_half:+.4f} | {'*' if abs(d_mean) > d_half else ''} |")
-    return "\n".join(lines)
+            cells = ["-", "-", "-", "-"]
+            if name:
+                cells[:2] = paired(by_seed, ref)
+                mine = set(name.split())
+                parents = [g for g in groups if g and set(g.split()) < mine]
+                if parents:
+                    parent = max(parents, key=lambda g: len(g.split()))
+                    diff, span2 = paired(by_seed, groups[parent])
+                    cells[2:] = [f"{diff} (vs {parent})", span2]
+            lines.append(f"| {genome} | {objective} | {name or 'default'} | {len(by_seed)} | {mean:.4f} | {span} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", "\\* : the paired 95 % interval excludes zero."])
 
 
 def main() -> None:

@@ -1,0 +1,57 @@
+"""The seed tables of benchmarks/paper_claims.py and benchmarks/genomic_benchmarks_table.py."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import genomic_benchmarks_table as gb  # noqa: E402
+import paper_claims  # noqa: E402
+from seed_stats import interval  # noqa: E402
+
+
+def test_interval_is_the_student_t_interval():
+    mean, sd, half = interval([1.0, 2.0, 3.0])
+    assert (mean, sd) == (2.0, 1.0)
+    assert half == pytest.approx(4.303 / math.sqrt(3))
+    assert math.isnan(interval([5.0])[2])
+
+
+def rows(overrides: str, values: list[float]) -> list[dict]:
+    return [{"genome": "g", "objective": "mdlm", "seed": s, "bpb": v, "overrides": overrides}
+            for s, v in enumerate(values)]
+
+
+def test_a_cumulative_ablation_is_paired_with_the_variant_it_extends():
+    base = rows("", [1.0, 1.1, 1.2])
+    t1000 = rows("objective.num_steps=1000", [1.01, 1.12, 1.23])  # +0.01, +0.02, +0.03 over the default
+    both = rows("objective.num_steps=1000 objective.carry_over=false", [1.02, 1.14, 1.26])  # +0.01 .. +0.03 more
+    table = paper_claims.ablation_table(base, t1000 + both).splitlines()
+    line = next(x for x in table if "| objective.num_steps=1000 objective.carry_over=false |" in x)
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[7].startswith("+0.0400")  # minus the default: mean of 0.02, 0.04, 0.06
+    assert cells[9].startswith("+0.0200") and "(vs objective.num_steps=1000)" in cells[9]
+    half = 4.303 * 0.01 / math.sqrt(3)
+    assert cells[10] == f"{0.02 - half:+.4f} .. {0.02 + half:+.4f}"
+    plain = next(x for x in table if "| objective.num_steps=1000 |" in x)
+    assert [c.strip() for c in plain.split("|")][9] == "-"  # extends only the default
+
+
+@pytest.mark.parametrize("task", sorted(gb.TABLE_FILES))
+def test_carrier_labels_map_onto_the_task_classes(task):
+    classes = OmegaConf.load(ROOT / "configs" / "task" / f"{task}.yaml").classes
+    _, labels = gb.TABLE_FILES[task]
+    assert sorted(labels.values()) == sorted(classes) and sorted(labels) == list(range(len(classes)))
+
+
+def test_published_rows_name_known_tasks_and_are_accuracies():
+    for source, accs in gb.PUBLISHED.items():
+        assert set(accs) <= set(gb.GB_TASKS), source
+        assert all(0.5 < a < 1 for a in accs.values()), source
