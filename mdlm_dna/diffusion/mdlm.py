@@ -16,7 +16,7 @@ SUBS's two parts can be switched off, for the paper's ablation; the bound then
 keeps the terms they remove. Without carry-over the unmasked positions' reverse
 steps still cost nothing (the posterior q(z_s | z_t = c, x_theta) is a point mass
 on c for any x_theta with x_theta[c] > 0), but the reconstruction term
--log p_theta(x | x_0) at t = 0 is no longer zero: the network has to learn to copy
+-log p_theta(x | z_0) at t = 0 is no longer zero: the network has to learn to copy
 what it sees. Without zero masking p_theta(x_s | x_t) is D3PM's posterior with
 x_theta's own mass on [MASK] (a clean token that is [MASK] stays masked), and each
 masked token pays, with x_m = x_theta[MASK], u(a) = a x_m / (1 - a):
@@ -239,11 +239,11 @@ class MDLM(nn.Module):
 
     def reconstruction_nll(self, x0: torch.Tensor, counts: torch.Tensor, generator: Randomness = None,
                            labels: torch.Tensor | None = None) -> torch.Tensor:
-        """[B]: -log p_theta(x | x_0) over the counted positions, x_0 ~ q(. | x, t = 0) (x itself when
+        """[B]: -log p_theta(x | z_0) over the counted positions, z_0 ~ q(. | x, t = 0) (x itself when
         alpha(0) = 1): the bound's first term, zero under carry-over and paid with an extra network call
         without it."""
         t0 = torch.zeros(x0.shape[0], device=x0.device)
-        x_0 = self.add_noise(x0, t0, generator, counts)
-        logp = F.log_softmax(self.denoiser_logits(x_0, t0, labels), dim=-1)
+        z0 = self.add_noise(x0, t0, generator, counts)
+        logp = F.log_softmax(self.denoiser_logits(z0, t0, labels), dim=-1)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)
         return torch.where(counts, nll, torch.zeros_like(nll)).sum(-1)
