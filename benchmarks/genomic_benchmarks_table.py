@@ -5,6 +5,7 @@
     OMP_NUM_THREADS=1 python benchmarks/genomic_benchmarks_table.py \\
         --tables ../shared/data/genomic_benchmarks/sequences            # only the carrier tables at hand (see below)
     python benchmarks/genomic_benchmarks_table.py --table-only [--tables DIR]
+    ... --seeds 1 2 3 -- data.batch_size=32 trainer.max_epochs=5     # `--` ends a list option before overrides
 
 Rows: ``cnn`` (``classifier=cnn``: the GenomicBenchmarks paper's CNN), ``dit`` and ``caduceus`` (``model=dit_tiny``,
 ``model=caduceus_ps``, random initialisation), and one row per ``--pretrained`` model (``init=NAME``: a shipped

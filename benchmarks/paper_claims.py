@@ -5,6 +5,8 @@
     python benchmarks/paper_claims.py --steps 20000 --csv gpu_runs.csv model=dit_small trainer=gpu
     python benchmarks/paper_claims.py --genomes ecoli --objectives mdlm --csv benchmarks/paper_ablations_runs.csv \
         objective.num_steps=1000                                           # an ablation (one per call)
+    python benchmarks/paper_claims.py --genomes ecoli --objectives mdlm --csv benchmarks/paper_ablations_runs.csv \
+        objective.num_steps=1000 objective.carry_over=false          # cumulative: paired with the T = 1000 rows too
     python benchmarks/paper_claims.py --ablations benchmarks/paper_ablations_runs.csv   # against the defaults
 
 Every run trains one objective with ``mdlm_dna.pretrain.run`` (same backbone size, optimiser, data order
