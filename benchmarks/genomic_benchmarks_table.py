@@ -25,7 +25,6 @@ data and another test set. The published rows are printed beside them only for s
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -36,7 +35,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from seed_stats import interval  # noqa: E402  (benchmarks/ is the script's folder)
+from seed_stats import append_run, interval, read_runs  # noqa: E402  (benchmarks/ is the script's folder)
 
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS  # noqa: E402
 from mdlm_dna.finetune import finetune  # noqa: E402
@@ -97,22 +96,6 @@ def run_cell(task: str, row: str, extra: list[str], seed: int, args: argparse.Na
             "overrides": " ".join(args.overrides)}
 
 
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def append_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
 def table(rows: list[dict]) -> str:
     """Per task and row: mean accuracy and MCC over seeds with the 95 % t-interval, then the published rows."""
     lines = ["| task | model | seeds | train / test | test accuracy | 95 % interval | MCC | majority class |",
@@ -158,7 +141,7 @@ def main() -> None:
     key = " ".join(args.overrides)
 
     def recorded() -> list[dict]:
-        return [r for r in read_rows(args.csv) if r["data"] == data and r["overrides"] == key and r["task"] in tasks]
+        return [r for r in read_runs(args.csv) if r["data"] == data and r["overrides"] == key and r["task"] in tasks]
 
     if not args.table_only:
         done = {(r["task"], r["row"], int(r["seed"])) for r in recorded()}
@@ -168,7 +151,7 @@ def main() -> None:
                     if (task, row, seed) in done:
                         continue
                     result = run_cell(task, row, extra, seed, args)
-                    append_row(args.csv, result)
+                    append_run(args.csv, result, FIELDS)
                     print(f"[gb_table] {task} {row} seed {seed}: accuracy {result['accuracy']:.4f} MCC "
                           f"{result['mcc']:.4f} ({result['train_s']:.0f} s)", flush=True)
     print(f"data: {data}" + (f" ({args.tables}, {args.test_fraction:.0%} held out as test)" if args.tables else "")

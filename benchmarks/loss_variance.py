@@ -43,14 +43,12 @@ SUBS_VARIANTS = {"subs": (True, True), "no-carry-over": (True, False), "neither"
 @contextmanager
 def subs_parts(obj, zero_masking: bool, carry_over: bool):
     """Score the objective as if trained with these SUBS parts (the weights stay)."""
-    saved = obj.zero_masking, obj.carry_over, obj.excluded_ids
-    ids = set(saved[2].tolist()) - {obj.mask_id} | ({obj.mask_id} if zero_masking else set())
-    obj.zero_masking, obj.carry_over = zero_masking, carry_over
-    obj.excluded_ids = torch.tensor(sorted(ids), dtype=torch.long)
+    saved = obj.zero_masking, obj.carry_over
+    obj.set_subs_parts(zero_masking, carry_over)
     try:
         yield
     finally:
-        obj.zero_masking, obj.carry_over, obj.excluded_ids = saved
+        obj.set_subs_parts(*saved)
 
 
 def estimates(model: DiffusionLM, x0: torch.Tensor, mode: str, repeats: int, num_steps: int | None,

@@ -28,7 +28,6 @@ chromosome 4 (1.35 Mb, soft-masked, repeat-rich), split like it by the end of th
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import statistics
 import sys
@@ -40,7 +39,7 @@ from hydra import compose, initialize_config_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from seed_stats import interval  # noqa: E402  (benchmarks/ is the script's folder)
+from seed_stats import append_run, interval, read_runs  # noqa: E402  (benchmarks/ is the script's folder)
 
 from mdlm_dna.checkpoints import load_module  # noqa: E402
 from mdlm_dna.evaluate import evaluate  # noqa: E402
@@ -99,19 +98,7 @@ def train_and_score(genome: str, objective: str, seed: int, args: argparse.Names
 
 
 def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [{**r, "seed": int(r["seed"]), "bpb": float(r["bpb"])} for r in csv.DictReader(f)]
-
-
-def append_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    return [{**r, "seed": int(r["seed"]), "bpb": float(r["bpb"])} for r in read_runs(path)]
 
 
 def table(rows: list[dict]) -> str:
@@ -222,7 +209,7 @@ def main() -> None:
                     if (genome, objective, seed) in done:
                         continue
                     row = train_and_score(genome, objective, seed, args)
-                    append_row(args.csv, row)
+                    append_run(args.csv, row, FIELDS)
                     print(f"[paper_claims] {genome} {objective} seed {seed}: {row['bpb']:.4f} bits/base "
                           f"({row['train_s']:.0f} s training, {row['eval_s']:.0f} s scoring)", flush=True)
     rows = [r for r in read_rows(args.csv) if int(r["steps"]) == args.steps and r["overrides"] == key]

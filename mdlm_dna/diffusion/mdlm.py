@@ -113,9 +113,16 @@ class MDLM(nn.Module):
         self.mask_id, self.pad_id = mask_id, pad_id
         self.t_min, self.antithetic = t_min, antithetic
         self.time_steps = None if num_steps is None else int(num_steps)  # (D3PM's num_steps is its own)
+        self.never_predict = tuple(never_predict)
+        self.register_buffer("excluded_ids", torch.empty(0, dtype=torch.long), persistent=False)
+        self.set_subs_parts(zero_masking, carry_over)
+
+    def set_subs_parts(self, zero_masking: bool = True, carry_over: bool = True) -> None:
+        """Which of SUBS's parts the bound and ``denoiser_logits`` use (the ids given zero mass follow);
+        also lets a benchmark score one set of weights under each variant."""
         self.zero_masking, self.carry_over = bool(zero_masking), bool(carry_over)
-        excluded = {*never_predict} | ({mask_id} if self.zero_masking else set())
-        self.register_buffer("excluded_ids", torch.tensor(sorted(excluded), dtype=torch.long), persistent=False)
+        excluded = {*self.never_predict} | ({self.mask_id} if self.zero_masking else set())
+        self.excluded_ids = torch.tensor(sorted(excluded), dtype=torch.long, device=self.excluded_ids.device)
 
     def sample_t(self, batch_size: int, device: torch.device, generator: Randomness = None) -> torch.Tensor:
         """Times in [t_min, 1]; low-discrepancy: u_i = (u_0 + i / B) mod 1."""
