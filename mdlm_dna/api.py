@@ -44,6 +44,7 @@ from mdlm_dna.errors import ConfigError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
 from mdlm_dna.train.lit_module import seeded_generator
+from mdlm_dna.validation import Int, PositiveInt, checked
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -330,12 +331,13 @@ class DiffusionLM:
 
     # ----- scoring ------------------------------------------------------------------------------
     @torch.no_grad()
+    @checked
     def score(
         self,
         seqs: Sequence[str],
-        t_samples: int = 16,
-        batch_size: int = 64,
-        seed: int = 0,
+        t_samples: PositiveInt = 16,
+        batch_size: PositiveInt = 64,
+        seed: Int = 0,
         progress: bool | None = None,
         count_n: bool | None = None,
     ) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
+from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, parse_config
 
 register_resolvers()
 
@@ -31,14 +32,32 @@ def _suffixless(path: Path) -> Path:
     return path.with_name(name)
 
 
+class ScoreConfig(CommandConfig):
+    """configs/score.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
+
+    ckpt: Required
+    input: Required
+    column: str = "sequence"
+    out: str | None = None
+    t_samples: PositiveInt = 16
+    batch_size: PositiveInt = 64
+    seed: Int = 0
+    count_n: bool | None = None
+    use_ema: bool = True
+    device: str = "auto"
+    progress: bool | None = None
+    cache_dir: str | None = None
+
+
 def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     usage = "python -m mdlm_dna.score ckpt=MODEL input=SEQS.fa"
     cfg = command_config("score", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "input")})
+    cfg = parse_config(cfg, ScoreConfig)
     names, seqs = read_sequences(str(cfg.input), column=str(cfg.column))
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
                                         cache_dir=cfg.cache_dir)
-    table = model.score(seqs, t_samples=int(cfg.t_samples), batch_size=int(cfg.batch_size), seed=int(cfg.seed),
-                        progress=cfg.progress, count_n=cfg.get("count_n"))
+    table = model.score(seqs, t_samples=cfg.t_samples, batch_size=cfg.batch_size, seed=cfg.seed,
+                        progress=cfg.progress, count_n=cfg.count_n)
     table.insert(0, "name", names)
     out = Path(cfg.out) if cfg.out else Path(f"{_suffixless(Path(str(cfg.input)))}.scores.tsv")
     table.to_csv(out, sep="\t", index=False)

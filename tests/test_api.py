@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from mdlm_dna import DiffusionLM
 from mdlm_dna.checkpoints import CheckpointError, load_module, locate
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.pretrain import run
 from mdlm_dna.resources import data_dir
 from tests.conftest import TINY, compose_pretrain
@@ -142,7 +143,7 @@ def test_sample_score_embed_shapes_and_seed_determinism(run_dir):
     assert np.allclose(per_pos[0].mean(0), e[0], atol=1e-6)
     # batch mates do not change a sequence's features (equal lengths are batched, nothing is padded)
     assert np.allclose(m.embed([seqs[0]], progress=False)[0], e[0], atol=1e-6)
-    with pytest.raises(TypeError, match="list of sequences"):
+    with pytest.raises(ConfigError, match="list of sequences"):
         m.score("ACGT")
 
 
