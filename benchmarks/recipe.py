@@ -52,6 +52,10 @@ PINNED: dict[str, str] = {
     "eval.t_samples": "4",
 }
 DEFAULT_STEPS = 300
+CONV5 = {"model.conv_kernel": "5"}  # the default since local mixing (recipe_results.md)
+AR = {"objective": "ar", "model.causal": "true", "model.conv_kernel": "5"}
+SOURCE = "_init_from"  # a candidate key: start from the last checkpoint of that candidate's run (pretrain init_from)
+GROUPS = ("model", "objective")  # config groups: a group's choice goes before its keys
 
 # name -> (shape, changes to PINNED, evaluate the raw weights too)
 CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
@@ -89,6 +93,25 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "conv5_seed1": (DEFAULT_SHAPE, {"model.conv_kernel": "5", "seed": "1"}, False),
     # the backbone: Caduceus-PS (pure-PyTorch scan on CPU)
     "caduceus": ((64, 4, 0, 128, 32), {"model": "caduceus_ps"}, False),
+    # issue 31: the default (conv5) over seeds, scored with a standard error, against candidates at its budget
+    "c5_s0": (DEFAULT_SHAPE, {**CONV5}, False),
+    "c5_s1": (DEFAULT_SHAPE, {**CONV5, "seed": "1"}, False),
+    "c5_s2": (DEFAULT_SHAPE, {**CONV5, "seed": "2"}, False),
+    "c5_n2": ((128, 2, 4, 128, 32), {**CONV5}, False),  # half the depth, 2.2x the steps
+    "c5_n2_s1": ((128, 2, 4, 128, 32), {**CONV5, "seed": "1"}, False),
+    "c5_n2_s2": ((128, 2, 4, 128, 32), {**CONV5, "seed": "2"}, False),
+    "c5_rc0": (DEFAULT_SHAPE, {**CONV5, "data.rc_prob": "0"}, False),  # no reverse-complement augmentation
+    "c5_rc0_s1": (DEFAULT_SHAPE, {**CONV5, "data.rc_prob": "0", "seed": "1"}, False),
+    "c5_rc0_s2": (DEFAULT_SHAPE, {**CONV5, "data.rc_prob": "0", "seed": "2"}, False),
+    # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
+    "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
+    "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
+    "ar300_s2": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "2"}, False),
+    "ar600": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "600"}, False),
+    # the AR-initialised MDLM (init_from): AR 600 steps, then MDLM 300 steps, against MDLM from scratch at the
+    # same total training FLOPs (AR's causal attention costs half: 600 AR steps ~ 557 MDLM steps)
+    "ar600_mdlm300": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "300", SOURCE: "ar600"}, False),
+    "mdlm857": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "857"}, False),
 }
 
 
@@ -185,14 +208,74 @@ def run_timed(cmd: list[str], env: dict[str, str], log) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def candidate_overrides(name: str) -> list[str]:
+    """The pretrain overrides of a candidate: PINNED, its changes, its shape and its step count."""
+    shape, changes, _ = CANDIDATES[name]
+    settings = {**PINNED, **changes, "trainer.max_steps": str(steps_for(name))}
+    source = settings.pop(SOURCE, None)
+    if settings.get("objective") == "ar":
+        settings.pop("objective.time_sampling")  # AR has no noise times
+    group = [f"{g}={settings.pop(g)}" for g in GROUPS if g in settings]  # a group before its keys
+    overrides = [*group, *shape_overrides(shape), *(f"{k}={v}" for k, v in settings.items())]
+    return overrides + ([f"init_from={RUNS / source / 'checkpoints' / 'last.ckpt'}"] if source else [])
+
+
+def train_flops(name: str, steps: int | None = None) -> float:
+    """Training FLOPs of a candidate (mdlm_dna/train/flops.py, PaLM-style counting), its init_from source's
+    included: steps x batch x window x FLOPs per token.
+
+    >>> f"{train_flops('c5_s0'):.3g}"  # 300 steps of 32 x 128 bases, 5.5 MFLOPs per token
+    '6.77e+12'
+    """
+    from omegaconf import OmegaConf
+
+    from mdlm_dna.resources import config_dir
+    from mdlm_dna.tokenizers import BASES, SPECIAL_TOKENS
+    from mdlm_dna.train.flops import flops_per_token
+
+    shape, changes, _ = CANDIDATES.get(name, (DEFAULT_SHAPE, {}, False))
+    d, n, h, seq_len, batch = shape
+    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / f"{changes.get('model', 'dit_tiny')}.yaml"))
+    cfg.update(d_model=d, n_layers=n, causal=changes.get("model.causal") == "true")
+    steps = steps_for(name) if steps is None else steps
+    total = steps * batch * seq_len * flops_per_token(cfg, len(BASES) + len(SPECIAL_TOKENS), seq_len)
+    return total + (train_flops(changes[SOURCE]) if SOURCE in changes else 0.0)
+
+
+def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int = 128,
+               save: str | None = None) -> dict[str, float]:
+    """Test bits/base of a checkpoint with its standard error: every non-overlapping ``length``-base window of
+    the E. coli test split (1,813 of 128) scored with ``t_samples`` noise draws (``DiffusionLM.score``, the same
+    noise for every model), the standard error over windows (window-to-window spread plus the Monte-Carlo
+    noise of the NELBO estimate). AR scores are exact (one draw). ``save``: a .npy file for the per-window bits/base
+    (paired differences between models: ``paired``)."""
+    import math
+
+    import numpy as np
+
+    from mdlm_dna import DiffusionLM
+    from mdlm_dna.markov import ecoli_splits
+    from mdlm_dna.tokenizers import BASES
+
+    ids = ecoli_splits()["test"]
+    seqs = ["".join(BASES[i] for i in ids[a : a + length]) for a in range(0, len(ids) - length + 1, length)]
+    model = DiffusionLM.from_pretrained(str(ckpt), use_ema=use_ema)
+    df = model.score(seqs, t_samples=t_samples, progress=False)
+    bits = df["bits_per_base"]
+    if save:
+        np.save(save, bits.to_numpy())
+    mean = float(df["nelbo_nats"].sum() / df["tokens"].sum() / math.log(2))
+    return {"bits_per_base": mean, "se": float(bits.std(ddof=1) / math.sqrt(len(bits))), "windows": len(seqs)}
+
+
 def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
-    """Train one candidate at one thread, then evaluate it on the test split; returns its CSV rows."""
+    """Train one candidate at one thread, then score it on the test split; returns its CSV rows."""
+    import pandas as pd
+
     shape, changes, raw_too = CANDIDATES[name]
     steps = steps_for(name)
     run_dir = RUNS / name
-    settings = {**PINNED, **changes, "trainer.max_steps": str(steps)}
-    group = [f"model={settings.pop('model')}"] if "model" in settings else []  # a group before its keys
-    overrides = [*group, *shape_overrides(shape), *(f"{k}={v}" for k, v in settings.items())]
+    overrides = candidate_overrides(name)
     cmd = [sys.executable, "-m", "mdlm_dna.pretrain", f"hydra.run.dir={run_dir}", *overrides,
            f"trainer.val_check_interval={steps}", f"checkpoint.every_n_train_steps={steps}",
            "trainer.enable_progress_bar=false", "resume=auto"]
@@ -204,26 +287,27 @@ def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
     train_s = time.time() - t0
     rows = []
     for use_ema in ([True, False] if raw_too else [True]):
-        out = run_dir / f"test_{'ema' if use_ema else 'raw'}.json"
-        subprocess.run([sys.executable, "-m", "mdlm_dna.evaluate", f"ckpt={run_dir}/checkpoints/last.ckpt",
-                        f"t_samples={t_samples}", f"use_ema={str(use_ema).lower()}", f"output={out}",
-                        "trainer.enable_progress_bar=false"], env=env, check=True, cwd=ROOT,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        res = json.loads(out.read_text())
+        tag = "ema" if use_ema else "raw"
+        code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import recipe; "
+                f"print(json.dumps(recipe.score_test({str(run_dir / 'checkpoints' / 'last.ckpt')!r}, "
+                f"{t_samples}, {use_ema}, save={str(run_dir / f'test_windows_{tag}.npy')!r})))")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                             cwd=ROOT)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append({
             "name": name, "overrides": " ".join(overrides), "steps": steps,
             "tokens": steps * shape[3] * shape[4], "weights": "EMA" if use_ema else "raw",
-            "test_bpb": round(res["bits_per_base"], 4), "windows": res["windows"], "t_samples": res["t_samples"],
-            "cpu_s": round(train_cpu_s, 1), "wall_s_1_thread": round(train_s, 1),
-            "when": time.strftime("%Y-%m-%d %H:%M"),
+            "test_bpb": round(res["bits_per_base"], 4), "test_se": round(res["se"], 4), "windows": res["windows"],
+            "t_samples": 1 if changes.get("objective") == "ar" else t_samples,
+            "train_flops": f"{train_flops(name):.4g}", "cpu_s": round(train_cpu_s, 1),
+            "wall_s_1_thread": round(train_s, 1), "when": time.strftime("%Y-%m-%d %H:%M"),
         })
-    with RESULTS.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        if fh.tell() == 0:
-            w.writeheader()
-        w.writerows(rows)
+    record = pd.concat([pd.read_csv(RESULTS, dtype=str), pd.DataFrame(rows).astype(str)]) if RESULTS.exists() \
+        else pd.DataFrame(rows)
+    record.to_csv(RESULTS, index=False)  # new columns (test_se, train_flops) stay empty in older rows
     for r in rows:
-        print(f"{name:12s} {r['weights']:3s} steps={steps:4d} test bits/base {r['test_bpb']:.4f}", flush=True)
+        print(f"{name:12s} {r['weights']:3s} steps={steps:4d} test bits/base {r['test_bpb']:.4f} "
+              f"+- {r['test_se']:.4f}", flush=True)
     return rows
 
 
