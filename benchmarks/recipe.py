@@ -110,7 +110,9 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "ar600": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "600"}, False),
     # the AR-initialised MDLM (init_from): AR 600 steps, then MDLM 300 steps, against MDLM from scratch at the
     # same total training FLOPs (AR's causal attention costs half: 600 AR steps ~ 557 MDLM steps)
-    "ar600_mdlm300": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "300", SOURCE: "ar600"}, False),
+    "ar600_mdlm300": (DEFAULT_SHAPE, {**CONV5, "model.input_shift": "true", "trainer.max_steps": "300",
+                                      SOURCE: "ar600"}, False),
+    "ar600_mdlm300_noshift": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "300", SOURCE: "ar600"}, False),
     "mdlm857": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "857"}, False),
 }
 

@@ -199,6 +199,10 @@ def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Cal
     module = DiffusionModule(config)
     if resume:
         check_resume_weights(saved["shapes"], module, resume)
+    elif config.get("init_from"):  # weights of another trained model (e.g. an AR one); a resume has its own
+        from mdlm_dna.train.init_from import init_from
+
+        init_from(module, str(config["init_from"]), config.get("cache_dir"))
     if rank_zero:
         remove_stale_temp_files(ckpt_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))

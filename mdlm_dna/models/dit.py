@@ -39,6 +39,9 @@ class DiTConfig:
     rotary_base: float = 10_000.0
     num_classes: int | None = None  # class-conditional: a label embedding joins the adaLN conditioning (+1 null class)
     conv_kernel: int = 0  # > 0 (odd): a depthwise convolution over positions in every block (local context)
+    # the AR layout (Dream's shift, for init_from an AR run): the trunk reads a learned start vector, then
+    # tokens 1..L; the output where token l-1 was read predicts token l, the last output is dropped
+    input_shift: bool = False
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
@@ -204,6 +207,8 @@ class DiT(nn.Module):
         self.sigma_embed = TimestepEmbedder(cfg.cond_dim)
         if cfg.num_classes is not None:  # absent otherwise: unconditional models keep their parameter names
             self.label_embed = LabelEmbedder(cfg.num_classes, cfg.cond_dim)
+        if cfg.input_shift:  # absent otherwise: models without it keep their parameter names
+            self.start = nn.Parameter(torch.randn(cfg.d_model) / math.sqrt(cfg.d_model))
         self.rotary = Rotary(cfg.d_model // cfg.n_heads, cfg.rotary_base)
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_layers))
         self.norm_f = nn.LayerNorm(cfg.d_model, elementwise_affine=True, bias=False)
@@ -233,7 +238,10 @@ class DiT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         c = self._cond(input_ids, sigma, labels)
         x = self.embed(input_ids)
-        cos, sin = self.rotary(input_ids.shape[1], input_ids.device)
+        if self.cfg.input_shift:  # L + 1 positions: the start vector, then the tokens
+            x = torch.cat([self.start.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+            key_mask = None if key_mask is None else F.pad(key_mask, (1, 0), value=True)
+        cos, sin = self.rotary(x.shape[1], input_ids.device)
         recompute = recompute_blocks(self.gradient_checkpointing, self, input_ids)
         for block in self.blocks:
             if recompute:
@@ -254,13 +262,16 @@ class DiT(nn.Module):
     ) -> torch.Tensor:
         """``attention_mask`` [B, L] bool, True at real tokens: padding is never attended to, so a sequence's
         states at its real positions do not depend on how much padding the batch adds."""
-        return self.norm_f(self._trunk(input_ids, sigma, attention_mask, labels)[0])
+        x = self.norm_f(self._trunk(input_ids, sigma, attention_mask, labels)[0])
+        return x[:, 1:] if self.cfg.input_shift else x  # the state where each token was read
 
     def forward(
         self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``labels`` [B] class indices of a conditional model (``num_classes``); None: the null class."""
         x, c = self._trunk(input_ids, sigma, labels=labels)
+        if self.cfg.input_shift:
+            x = x[:, :-1]  # position l read token l-1 and predicts token l
         shift, scale = self.adaLN_f(c).chunk(2, dim=-1)
         return self.lm_head(modulate(self.norm_f(x), shift, scale))
 
