@@ -4,6 +4,7 @@
     python benchmarks/recipe.py --measure             # only: seconds/step of each shape at 2 threads, one job
     python benchmarks/recipe.py --run lr3e-3 lr6e-3   # only these candidates (2 at a time, 1 thread each)
     python benchmarks/recipe.py --table               # the table of every run so far (markdown)
+    python benchmarks/recipe.py --plot                # bits/base against training FLOPs: benchmarks/recipe_flops.png
 
 Fairness on a shared 2-core machine: wall-clock is noisy, so each shape's seconds per optimizer step is
 measured once on a single job (``--measure``; the committed CSV holds figures taken while the machine was
@@ -28,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # seed_stats, run from anywhere
 RUNS = ROOT / "runs" / "recipe"
 STEP_TIMES = ROOT / "benchmarks" / "recipe_step_times.csv"
 RESULTS = ROOT / "benchmarks" / "recipe_runs.csv"
@@ -108,8 +110,11 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
     "ar300_s2": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "2"}, False),
     "ar600": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "600"}, False),
-    # the AR-initialised MDLM (init_from): AR 600 steps, then MDLM 300 steps, against MDLM from scratch at the
-    # same total training FLOPs (AR's causal attention costs half: 600 AR steps ~ 557 MDLM steps)
+    # the AR-initialised MDLM (init_from): AR 600 steps, then MDLM N steps, against MDLM from scratch at the
+    # same total training FLOPs (AR's causal attention costs half: 600 AR steps = 557 MDLM steps): N = 43 matches
+    # the 600-step MDLM runs of paper_claims_runs.csv (3 seeds), N = 300 the 857-step run
+    "ar600_mdlm43": (DEFAULT_SHAPE, {**CONV5, "model.input_shift": "true", "trainer.max_steps": "43",
+                                     "optim.warmup_steps": "5", SOURCE: "ar600"}, False),
     "ar600_mdlm300": (DEFAULT_SHAPE, {**CONV5, "model.input_shift": "true", "trainer.max_steps": "300",
                                       SOURCE: "ar600"}, False),
     "ar600_mdlm300_noshift": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "300", SOURCE: "ar600"}, False),
@@ -380,11 +385,133 @@ def markov_mdlm_floor(order: int, length: int = 128, windows: int = 150, draws: 
     return float(values.mean()), float(values.std() / math.sqrt(len(values)))
 
 
+# reference lines of the plot: order-k Markov chains fitted on train (test bits/base, the table of this
+# benchmark's results: `python benchmarks/markov_baselines.py`) and GeCo3 (issue 31: level 16, whole chromosome
+# in order, mean over the same test region)
+REFERENCES = {"Markov order 2": 1.9664, "Markov order 6": 1.9378, "GeCo3 (compressor)": 1.892}
+PAPER_CLAIMS = ROOT / "benchmarks" / "paper_claims_runs.csv"
+SHIPPED = ROOT / "data" / "models" / "ecoli"
+PLOT = ROOT / "benchmarks" / "recipe_flops.png"
+BASELINE = ("c5_s0", "c5_s1", "c5_s2")  # the default recipe's seeds: paired differences are taken against them
+
+
+def seed_of(name: str) -> int:
+    """The seed of a candidate (0 unless it sets one)."""
+    return int(CANDIDATES.get(name, (None, {}, None))[1].get("seed", 0))
+
+
+def paired_to_default(name: str, weights: str = "ema") -> tuple[float, float] | None:
+    """Mean per-window difference (candidate minus the default of the same seed) and its standard error, from
+    the per-window test scores both runs saved (same windows, same noise draws); None without them.
+
+    A seed's difference is over windows; the standard error is over windows too (one training seed per row)."""
+    import numpy as np
+
+    ref = RUNS / BASELINE[min(seed_of(name), len(BASELINE) - 1)] / f"test_windows_{weights}.npy"
+    mine = RUNS / name / f"test_windows_{weights}.npy"
+    if name in BASELINE or not (ref.exists() and mine.exists()):
+        return None
+    d = np.load(mine) - np.load(ref)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
 def table() -> str:
+    """Every recorded run: test bits/base (+- standard error over windows, where scored so), training FLOPs
+    (of the source model too, for init_from), CPU seconds of training, and the paired difference to the
+    default recipe of the same seed."""
     import pandas as pd
 
     df = pd.read_csv(RESULTS)
-    return df.drop(columns=["when", "overrides"]).to_markdown(index=False, floatfmt=".4f")
+    df["test_se"] = df["test_se"] if "test_se" in df else float("nan")  # rows before this round have none
+    df["train_flops"] = [train_flops(n, int(s)) if n in CANDIDATES else train_flops("c5_s0", int(s))
+                         for n, s in zip(df["name"], df["steps"])]
+    deltas = [paired_to_default(n, w.lower()) for n, w in zip(df["name"], df["weights"])]
+    df["minus default (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
+                                    (x or (None, None) for x in deltas)]
+    df["test_se"] = df["test_se"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+    df["train_flops"] = df["train_flops"].map(lambda v: f"{v:.3g}")
+    df["test_bpb"] = df["test_bpb"].map(lambda v: f"{v:.4f}")
+    df["cpu_s"] = df["cpu_s"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
+    cols = ["name", "steps", "weights", "test_bpb", "test_se", "minus default (paired)", "train_flops", "cpu_s",
+            "t_samples"]
+    return df[cols].to_markdown(index=False, disable_numparse=True)
+
+
+def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
+    """(training FLOPs, mean test bits/base, standard error of the mean, runs) per series, from every record:
+    AR and the default MDLM at each step count (recipe.py and paper_claims.py runs, E. coli), the shipped
+    model, the AR-initialised MDLM, and every other candidate (one point each)."""
+    import json
+    import statistics
+
+    import pandas as pd
+    from seed_stats import read_runs
+
+    groups: dict[tuple[str, float], list[float]] = {}
+    rec = pd.read_csv(RESULTS)
+    rec = rec[rec["weights"] == "EMA"]
+    default = {*BASELINE, "mdlm857"}
+    for name, steps, bpb in zip(rec["name"], rec["steps"], rec["test_bpb"]):
+        if name in ("conv5", "conv5_seed1"):  # the default's seeds 0 and 1 before this round: c5_s0, c5_s1
+            continue
+        changes = CANDIDATES.get(name, (None, {}, None))[1]
+        series = ("AR" if changes.get("objective") == "ar" else "AR -> MDLM (init_from)" if SOURCE in changes
+                  else "MDLM, default recipe" if name in default else f"recipe: {name}")
+        groups.setdefault((series, train_flops(name, int(steps)) if name in CANDIDATES else
+                           train_flops("c5_s0", int(steps))), []).append(float(bpb))
+    for r in read_runs(PAPER_CLAIMS):
+        if r["genome"] == "ecoli" and r["objective"] in ("ar", "mdlm") and not r["overrides"]:
+            name = "ar600" if r["objective"] == "ar" else "c5_s0"
+            series = "AR" if r["objective"] == "ar" else "MDLM, default recipe"
+            groups.setdefault((series, train_flops(name, int(r["steps"]))), []).append(float(r["bpb"]))
+    card = json.loads((SHIPPED / "config.json").read_text())
+    shipped_bpb = card["metrics"]["test"]["bits_per_base"]
+    groups[("shipped ecoli (MDLM, 10,000 steps)", train_flops("c5_s0", card["training"]["global_step"]))] = [
+        shipped_bpb]
+    out: dict[str, list[tuple[float, float, float, int]]] = {}
+    for (series, flops), values in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+        out.setdefault(series, []).append((flops, statistics.fmean(values), se, len(values)))
+    return out
+
+
+def plot(path: Path = PLOT) -> Path:
+    """Test bits/base against training FLOPs (log axis): AR and MDLM curves (mean over seeds, +- standard error
+    over seeds), the recipes, the AR-initialised MDLM, the shipped model, and the Markov / GeCo3 lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    styles = {"AR": dict(color="tab:blue", marker="o", ls="-"),
+              "MDLM, default recipe": dict(color="tab:red", marker="s", ls="-"),
+              "AR -> MDLM (init_from)": dict(color="tab:purple", marker="*", ms=13, ls="none"),
+              "shipped ecoli (MDLM, 10,000 steps)": dict(color="tab:red", marker="D", ls="none")}
+    labelled_recipe = False
+    for series, pts in curve_points().items():
+        x, y, e = zip(*[(f, b, 0.0 if se != se else se) for f, b, se, _ in pts])
+        if series in styles:
+            ax.errorbar(x, y, yerr=e, label=series, capsize=3, **styles[series])
+        else:
+            ax.plot(x, y, "o", color="grey", alpha=0.6, ms=5,
+                    label=None if labelled_recipe else "other recipes (one seed each)")
+            labelled_recipe = True
+            ax.annotate(series.removeprefix("recipe: "), (x[0], y[0]), fontsize=6, color="grey",
+                        xytext=(3, 2), textcoords="offset points")
+    for (label, value), color in zip(REFERENCES.items(), ("tab:olive", "tab:green", "black")):
+        ax.axhline(value, color=color, ls="--", lw=1)
+        ax.text(ax.get_xlim()[0], value, f" {label} {value}", color=color, fontsize=8, va="bottom")
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs (mdlm_dna/train/flops.py; init_from includes the AR source's)")
+    ax.set_ylabel("test bits/base (E. coli, last 5 %; MDLM: NELBO bound)")
+    ax.set_ylim(1.88, 2.01)
+    ax.set_title("AR vs MDLM at equal training compute (DiT 1.0 M parameters, 32 x 128 bases per step)")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -392,6 +519,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--measure", action="store_true", help="only measure the step times")
     ap.add_argument("--run", nargs="*", default=None, help="candidates to run (default: all)")
     ap.add_argument("--table", action="store_true", help="only print the table")
+    ap.add_argument("--plot", action="store_true", help=f"only draw bits/base against training FLOPs ({PLOT.name})")
     ap.add_argument("--markov-floor", nargs="*", type=int, default=None, metavar="K",
                     help="only: test NELBO of MDLMs whose denoiser is the exact order-K chain (default K = 1 2 3 6)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
@@ -400,6 +528,9 @@ def main(argv: list[str] | None = None) -> None:
     names = list(CANDIDATES) if not args.run else args.run
     if args.table:
         print(table())
+        return
+    if args.plot:
+        print(f"wrote {plot()}")
         return
     if args.markov_floor is not None:
         for k in args.markov_floor or [1, 2, 3, 6]:
