@@ -288,10 +288,13 @@ def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
            "trainer.enable_progress_bar=false", "resume=auto"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    with (RUNS / f"{name}.log").open("w") as log:
-        train_cpu_s = run_timed(cmd, env, log)
-    train_s = time.time() - t0
+    cost = RUNS / f"{name}.cost.json"  # written when the training finishes: a finished run is scored, not re-run
+    if not cost.exists():
+        t0 = time.time()
+        with (RUNS / f"{name}.log").open("w") as log:
+            cpu_s = run_timed(cmd, env, log)
+        cost.write_text(json.dumps({"cpu_s": cpu_s, "wall_s": time.time() - t0}))
+    train_cpu_s, train_s = json.loads(cost.read_text()).values()
     rows = []
     for use_ema in ([True, False] if raw_too else [True]):
         tag = "ema" if use_ema else "raw"
