@@ -1,0 +1,42 @@
+"""benchmarks/recipe.py: what a candidate runs, and the training FLOPs its table and plot report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import recipe  # noqa: E402
+
+from mdlm_dna.tokenizers import BASES, SPECIAL_TOKENS  # noqa: E402
+from mdlm_dna.train.flops import dit_flops_per_token  # noqa: E402
+
+MODEL = {"d_model": 128, "n_layers": 4, "mlp_ratio": 4}
+VOCAB = len(BASES) + len(SPECIAL_TOKENS)
+
+
+def test_an_ar_candidate_is_causal_and_has_no_noise_times():
+    overrides = recipe.candidate_overrides("ar300_s0")
+    assert overrides[0] == "objective=ar" and "model.causal=true" in overrides
+    assert not any(o.startswith("objective.time_sampling") for o in overrides)
+    assert "trainer.max_steps=300" in overrides and "seed=0" not in overrides
+
+
+def test_an_init_from_candidate_names_its_sources_checkpoint():
+    overrides = recipe.candidate_overrides("ar600_mdlm43")
+    assert overrides[-1] == f"init_from={recipe.RUNS / 'ar600' / 'checkpoints' / 'last.ckpt'}"
+    assert "model.input_shift=true" in overrides and "trainer.max_steps=43" in overrides
+
+
+def test_flops_count_the_source_and_match_the_600_step_mdlm():
+    """Written out: tokens x FLOPs per token (the AR's causal attention is half the MDLM's), source included.
+    AR 600 + MDLM 43 steps is the compute of MDLM 600 steps from scratch (to 0.1 %)."""
+    tokens = 32 * 128
+    mdlm = dit_flops_per_token(MODEL, VOCAB, 128) * tokens
+    ar = dit_flops_per_token({**MODEL, "causal": True}, VOCAB, 128) * tokens
+    assert recipe.train_flops("c5_s0") == 300 * mdlm
+    assert recipe.train_flops("ar600") == 600 * ar
+    assert recipe.train_flops("ar600_mdlm43") == 600 * ar + 43 * mdlm
+    assert abs(recipe.train_flops("ar600_mdlm43") / (600 * mdlm) - 1) < 1e-3
