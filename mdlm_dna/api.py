@@ -52,12 +52,9 @@ FORMAT_VERSION = 1
 
 
 def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from mdlm_dna import __version__
 
-    try:
-        return version("mdlm-dna")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
+    return __version__
 
 
 def _device(device: str | torch.device | None) -> torch.device:
