@@ -1,0 +1,152 @@
+"""MkDocs hook: the generated pages of the docs site (``hooks: [docs/hooks.py]`` in mkdocs.yml).
+
+- ``commands/<name>.md`` for every ``configs/<name>.yaml`` with a command module ``mdlm_dna/<name>.py``
+  (``mdlm_dna.config_docs``): usage, description, config groups, every key with its default and its
+  YAML comment. A key without a comment stops the build with the file and the key.
+- ``notebooks/<name>.ipynb`` (the Tutorials) for every notebook in ``notebooks/`` (rendered by mkdocs-jupyter, not run).
+- ``<!-- record: PATH [columns] -->`` in a page becomes the record's table: a Markdown record is
+  included as it is, a CSV record rendered as a table (optionally ``col:label:format`` columns, ``;``-separated).
+- The nav entries ``commands/`` and ``tutorials/`` expand to those generated pages.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's mdlm_dna, also when the package is not installed
+
+from mdlm_dna.config_docs import (  # noqa: E402
+    check_documented,
+    command_names,
+    group_options,
+    read_config_doc,
+)
+from mdlm_dna.errors import ConfigError  # noqa: E402
+
+SOURCE_URL = "https://github.com/mdlm-dna/mdlm-dna/blob/main/"
+RECORD = re.compile(r"^<!-- record: (?P<path>\S+)(?: (?P<columns>.+?))? -->$", re.M)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def command_page(name: str, configs: Path) -> str:
+    """The Markdown page of one command, from its YAML's comments."""
+    doc = read_config_doc(configs / f"{name}.yaml")
+    try:
+        check_documented(doc)
+    except ConfigError as e:
+        raise PluginError(str(e)) from None
+    out = [f"# {name}", "", "```bash", doc.usage, "```", ""]
+    if doc.description:
+        out += ["\n".join(line if line else "" for line in doc.description.splitlines()), ""]
+    out += [f"`python -m mdlm_dna.{name} --help` prints the same from the same file, "
+            f"[`configs/{name}.yaml`]({SOURCE_URL}configs/{name}.yaml).", ""]
+    if doc.groups:
+        out += ["## Config groups", "", "Choose one with `GROUP=OPTION` (each option is `configs/GROUP/OPTION.yaml`).",
+                ""]
+        for group, default, comment in doc.groups:
+            if group == "_self_" or not (configs / group).is_dir():
+                continue
+            out += [f"### `{group}` (default `{default}`)", ""] + ([comment, ""] if comment else [])
+            out += ["| option | what it is |", "| --- | --- |"]
+            out += [f"| `{o}` | {_cell(c)} |" for o, c in group_options(group, configs)] + [""]
+    out += ["## Keys", "", "Set any key on the command line as `KEY=VALUE`.", "",
+            "| key | default | what it does |", "| --- | --- | --- |"]
+    for k in doc.keys:
+        if k.section:
+            out.append(f"| **`{k.path}`** | | {_cell(k.comment)} |")
+        else:
+            out.append(f"| `{k.path}` | `{_cell(k.default)}` | {_cell(k.comment)} |")
+    return "\n".join(out) + "\n"
+
+
+def commands_index(names: list[str], configs: Path) -> str:
+    out = ["# Commands", "", "Every command is `python -m mdlm_dna.NAME key=value ...`, a thin Hydra shell over the "
+           "Python API; each page is generated from the comments of `configs/NAME.yaml`.", "",
+           "| command | usage |", "| --- | --- |"]
+    for name in names:
+        out.append(f"| [{name}]({name}.md) | `{_cell(read_config_doc(configs / f'{name}.yaml').usage)}` |")
+    return "\n".join(out) + "\n"
+
+
+def render_csv(path: Path, columns: str | None) -> str:
+    """A CSV record as a Markdown table; ``columns`` picks ``col:label:format`` entries separated by ``;``."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    specs = []
+    for part in (columns.split(";") if columns else list(rows[0]) if rows else []):
+        name, label, fmt = (part.strip().split(":") + ["", ""])[:3]
+        specs.append((name, label or name, fmt))
+
+    def fmt_value(value: str, fmt: str) -> str:
+        if not fmt or value in ("", None):
+            return value or ""
+        try:
+            return format(float(value), fmt)
+        except ValueError:
+            return value
+
+    out = ["| " + " | ".join(label for _, label, _ in specs) + " |", "|" + " --- |" * len(specs)]
+    out += ["| " + " | ".join(_cell(fmt_value(r.get(n, ""), f)) for n, _, f in specs) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def record(path: str, columns: str | None, page: str) -> str:
+    file = ROOT / path
+    if not file.is_file():
+        raise PluginError(f"{page}: record {path} not found")
+    body = render_csv(file, columns) if file.suffix == ".csv" else file.read_text().strip()
+    if file.suffix == ".md":
+        body = re.sub(r"^(#{1,5}) ", r"#\1 ", body, flags=re.M)  # the record's headings sit under the page's
+    return f"{body}\n\n*Generated from the record [`{path}`]({SOURCE_URL}{path}).*"
+
+
+def on_config(config):
+    configs = ROOT / "configs"
+    names = command_names(configs, ROOT / "mdlm_dna")
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+    def expand(items):
+        out = []
+        for item in items:
+            if item == "commands/":
+                out += ["commands/index.md"] + [f"commands/{n}.md" for n in names]
+            elif item == "tutorials/":
+                out += [f"notebooks/{p.name}" for p in notebooks]
+            elif isinstance(item, dict):
+                out.append({k: expand(v) if isinstance(v, list) else v for k, v in item.items()})
+            else:
+                out.append(item)
+        return out
+
+    config["nav"] = expand(config["nav"])
+    return config
+
+
+@event_priority(100)  # before mkdocs-jupyter's on_files, so that it renders the generated notebook files
+def on_files(files: Files, config) -> Files:
+    configs = ROOT / "configs"
+    names = command_names(configs, ROOT / "mdlm_dna")
+    files.append(File.generated(config, "commands/index.md", content=commands_index(names, configs)))
+    for name in names:
+        files.append(File.generated(config, f"commands/{name}.md", content=command_page(name, configs)))
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        # a real File under the repository root (not File.generated): mkdocs-jupyter reads abs_src_path,
+        # which a generated file's wrapper does not carry
+        files.append(File(f"notebooks/{nb.name}", src_dir=str(ROOT), dest_dir=config["site_dir"],
+                          use_directory_urls=config["use_directory_urls"]))
+    return files
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    return RECORD.sub(lambda m: record(m["path"], m["columns"], page.file.src_uri), markdown)
