@@ -32,7 +32,7 @@ from mdlm_dna.config_docs import (  # noqa: E402
 from mdlm_dna.errors import ConfigError  # noqa: E402
 
 SOURCE_URL = "https://github.com/mdlm-dna/mdlm-dna/blob/main/"
-RECORD = re.compile(r"^<!-- record: (?P<path>\S+)(?: (?P<columns>.+?))? -->$", re.M)
+RECORD = re.compile(r"^(?P<indent>[ \t]*)<!-- record: (?P<path>\S+)(?: (?P<columns>.+?))? -->$", re.M)
 
 
 def _cell(text: str) -> str:
@@ -149,4 +149,8 @@ def on_files(files: Files, config) -> Files:
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    return RECORD.sub(lambda m: record(m["path"], m["columns"], page.file.src_uri), markdown)
+    def expand(m: re.Match) -> str:  # indented inside a list item: indent the whole record the same
+        body = record(m["path"], m["columns"], page.file.src_uri)
+        return "\n".join(m["indent"] + line if line else line for line in body.splitlines())
+
+    return RECORD.sub(expand, markdown)
