@@ -1,5 +1,6 @@
 """MkDocs hook: the generated pages of the docs site (``hooks: [docs/hooks.py]`` in mkdocs.yml).
 
+- ``index.md``: the README, its links pointed at the site's pages.
 - ``commands/<name>.md`` for every ``configs/<name>.yaml`` with a command module ``mdlm_dna/<name>.py``
   (``mdlm_dna.config_docs``): usage, description, config groups, every key with its default and its
   YAML comment. A key without a comment stops the build with the file and the key.
@@ -111,6 +112,13 @@ def record(path: str, columns: str | None, page: str) -> str:
     return f"{body}\n\n*Generated from the record [`{path}`]({SOURCE_URL}{path}).*"
 
 
+def home_page() -> str:
+    """The site's home page is the README (one front page): its links rewritten from the repository to the site."""
+    text = (ROOT / "README.md").read_text()
+    text = text.replace("](docs/api/)", "](api/diffusionlm.md)").replace("](docs/", "](")
+    return re.sub(r"\]\((LICENSE|CHANGELOG\.md|DEVELOPERS\.md)\)", lambda m: f"]({SOURCE_URL}{m[1]})", text)
+
+
 def on_config(config):
     configs = ROOT / "configs"
     names = command_names(configs, ROOT / "mdlm_dna")
@@ -137,6 +145,7 @@ def on_config(config):
 def on_files(files: Files, config) -> Files:
     configs = ROOT / "configs"
     names = command_names(configs, ROOT / "mdlm_dna")
+    files.append(File.generated(config, "index.md", content=home_page()))
     files.append(File.generated(config, "commands/index.md", content=commands_index(names, configs)))
     for name in names:
         files.append(File.generated(config, f"commands/{name}.md", content=command_page(name, configs)))
