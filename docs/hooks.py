@@ -7,6 +7,7 @@
 - ``notebooks/<name>.ipynb`` (the Tutorials) for every notebook in ``notebooks/`` (rendered by mkdocs-jupyter, not run).
 - ``<!-- record: PATH [columns] -->`` in a page becomes the record's table: a Markdown record is
   included as it is, a CSV record rendered as a table (optionally ``col:label:format`` columns, ``;``-separated).
+- ``<!-- summary: NAME -->``: a summary table a benchmark script computes from its run record (``SUMMARIES``).
 - The nav entries ``commands/`` and ``tutorials/`` expand to those generated pages.
 """
 
@@ -119,6 +120,52 @@ def home_page() -> str:
     return re.sub(r"\]\((LICENSE|CHANGELOG\.md|DEVELOPERS\.md)\)", lambda m: f"]({SOURCE_URL}{m[1]})", text)
 
 
+def _benchmark(name: str):
+    """A script of benchmarks/ as a module (its own imports resolve; loaded only when a page asks for it)."""
+    import importlib
+
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module(name)
+
+
+def _paper_claims_rows(csv_name: str) -> list[dict]:
+    pc = _benchmark("paper_claims")
+    return [r for r in pc.read_rows(ROOT / "benchmarks" / csv_name) if int(r["steps"]) == 600]
+
+
+def _claims() -> str:
+    base = [r for r in _paper_claims_rows("paper_claims_runs.csv") if not r["overrides"]]
+    return _benchmark("paper_claims").table(base)
+
+
+def _ablations() -> str:
+    base = [r for r in _paper_claims_rows("paper_claims_runs.csv") if not r["overrides"]]
+    return _benchmark("paper_claims").ablation_table(base, _paper_claims_rows("paper_ablations_runs.csv"))
+
+
+def _genomic_benchmarks() -> str:
+    runs = _benchmark("seed_stats").read_runs(ROOT / "benchmarks" / "genomic_benchmarks_runs.csv")
+    return _benchmark("genomic_benchmarks_table").table([r for r in runs if r["data"] == "tables"])
+
+
+# Summary tables the benchmark scripts compute from their run records, by the script's own table function (the
+# page shows what `--table-only` prints): name -> (record, function)
+SUMMARIES = {
+    "paper_claims": ("benchmarks/paper_claims_runs.csv", _claims),
+    "paper_ablations": ("benchmarks/paper_ablations_runs.csv", _ablations),
+    "genomic_benchmarks": ("benchmarks/genomic_benchmarks_runs.csv", _genomic_benchmarks),
+}
+SUMMARY = re.compile(r"^(?P<indent>[ \t]*)<!-- summary: (?P<name>\w+) -->$", re.M)
+
+
+def summary(name: str, page: str) -> str:
+    if name not in SUMMARIES:
+        raise PluginError(f"{page}: no summary table {name!r} (known: {', '.join(SUMMARIES)})")
+    path, make = SUMMARIES[name]
+    return f"{make()}\n\n*Computed from the record [`{path}`]({SOURCE_URL}{path}) by the script's own table function.*"
+
+
 def on_config(config):
     configs = ROOT / "configs"
     names = command_names(configs, ROOT / "mdlm_dna")
@@ -162,4 +209,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         body = record(m["path"], m["columns"], page.file.src_uri)
         return "\n".join(m["indent"] + line if line else line for line in body.splitlines())
 
-    return RECORD.sub(expand, markdown)
+    def expand_summary(m: re.Match) -> str:
+        body = summary(m["name"], page.file.src_uri)
+        return "\n".join(m["indent"] + line if line else line for line in body.splitlines())
+
+    return SUMMARY.sub(expand_summary, RECORD.sub(expand, markdown))

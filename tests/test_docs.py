@@ -70,7 +70,8 @@ def test_a_key_without_a_comment_fails_the_build(tmp_path):
         check_documented(read_config_doc(tmp_path / "demo.yaml"))
     with pytest.raises(PluginError, match=r"beta.gamma"):
         hooks.command_page("demo", tmp_path)
-    (tmp_path / "demo.yaml").write_text("# python -m mdlm_dna.demo\nalpha: 1   # documented\nbeta:\n  # above\n  gamma: 2\n")
+    documented_above = "# python -m mdlm_dna.demo\nalpha: 1   # documented\nbeta:\n  # above\n  gamma: 2\n"
+    (tmp_path / "demo.yaml").write_text(documented_above)
     assert "| `beta.gamma` | `2` | above |" in hooks.command_page("demo", tmp_path)
 
 
