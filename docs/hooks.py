@@ -37,8 +37,15 @@ SOURCE_URL = "https://github.com/mdlm-dna/mdlm-dna/blob/main/"
 RECORD = re.compile(r"^(?P<indent>[ \t]*)<!-- record: (?P<path>\S+)(?: (?P<columns>.+?))? -->$", re.M)
 
 
+def _text(text: str) -> str:
+    """A YAML comment as Markdown: ``<input stem>`` is text, not an HTML tag (code spans are left alone)."""
+    parts = text.split("`")
+    parts[::2] = [p.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for p in parts[::2]]
+    return "`".join(parts)
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _text(text).replace("|", "\\|").replace("\n", " ")
 
 
 def command_page(name: str, configs: Path) -> str:
@@ -50,7 +57,7 @@ def command_page(name: str, configs: Path) -> str:
         raise PluginError(str(e)) from None
     out = [f"# {name}", "", "```bash", doc.usage, "```", ""]
     if doc.description:
-        out += ["\n".join(line if line else "" for line in doc.description.splitlines()), ""]
+        out += [_text(doc.description), ""]
     out += [f"`python -m mdlm_dna.{name} --help` prints the same from the same file, "
             f"[`configs/{name}.yaml`]({SOURCE_URL}configs/{name}.yaml).", ""]
     if doc.groups:
@@ -59,7 +66,7 @@ def command_page(name: str, configs: Path) -> str:
         for group, default, comment in doc.groups:
             if group == "_self_" or not (configs / group).is_dir():
                 continue
-            out += [f"### `{group}` (default `{default}`)", ""] + ([comment, ""] if comment else [])
+            out += [f"### `{group}` (default `{default}`)", ""] + ([_text(comment), ""] if comment else [])
             out += ["| option | what it is |", "| --- | --- |"]
             out += [f"| `{o}` | {_cell(c)} |" for o, c in group_options(group, configs)] + [""]
     out += ["## Keys", "", "Set any key on the command line as `KEY=VALUE`.", "",
@@ -68,7 +75,7 @@ def command_page(name: str, configs: Path) -> str:
         if k.section:
             out.append(f"| **`{k.path}`** | | {_cell(k.comment)} |")
         else:
-            out.append(f"| `{k.path}` | `{_cell(k.default)}` | {_cell(k.comment)} |")
+            out.append(f"| `{k.path}` | `{k.default}` | {_cell(k.comment)} |")
     return "\n".join(out) + "\n"
 
 
@@ -77,7 +84,7 @@ def commands_index(names: list[str], configs: Path) -> str:
            "Python API; each page is generated from the comments of `configs/NAME.yaml`.", "",
            "| command | usage |", "| --- | --- |"]
     for name in names:
-        out.append(f"| [{name}]({name}.md) | `{_cell(read_config_doc(configs / f'{name}.yaml').usage)}` |")
+        out.append(f"| [{name}]({name}.md) | `{read_config_doc(configs / f'{name}.yaml').usage}` |")
     return "\n".join(out) + "\n"
 
 
