@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
@@ -127,13 +129,31 @@ def home_page() -> str:
     return re.sub(r"\]\((LICENSE|CHANGELOG\.md|DEVELOPERS\.md)\)", lambda m: f"]({SOURCE_URL}{m[1]})", text)
 
 
-def _benchmark(name: str):
-    """A script of benchmarks/ as a module (its own imports resolve; loaded only when a page asks for it)."""
-    import importlib
-
+def _benchmark(name: str) -> SimpleNamespace:
+    """A script of benchmarks/ without its heavy imports: its functions, its UPPER_CASE constants and its
+    standard-library / ``seed_stats`` imports, so that a table function runs without importing torch (the build
+    stays fast). A statement that needs anything else is left out; a table function that used it would fail."""
+    path = ROOT / "benchmarks" / f"{name}.py"
+    light = set(sys.stdlib_module_names) | {"seed_stats", "__future__"}
     if str(ROOT / "benchmarks") not in sys.path:
         sys.path.insert(0, str(ROOT / "benchmarks"))
-    return importlib.import_module(name)
+    ns: dict = {"__name__": f"docs_{name}", "__file__": str(path)}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if not all(m.split(".")[0] in light for m in mods):
+                continue
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if not all(isinstance(t, ast.Name) and t.id.isupper() for t in targets):
+                continue
+        elif not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            continue
+        try:
+            exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), ns)
+        except (NameError, ImportError):  # a constant built from a heavy import: not needed by the tables
+            pass
+    return SimpleNamespace(**ns)
 
 
 def _paper_claims_rows(csv_name: str) -> list[dict]:
