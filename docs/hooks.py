@@ -8,6 +8,7 @@
 - ``<!-- record: PATH [columns] -->`` in a page becomes the record's table: a Markdown record is
   included as it is, a CSV record rendered as a table (optionally ``col:label:format`` columns, ``;``-separated).
 - ``<!-- summary: NAME -->``: a summary table a benchmark script computes from its run record (``SUMMARIES``).
+- Sphinx roles in docstrings (``:class:`~x.Y```) render as code (``Y``).
 - The nav entries ``commands/`` and ``tutorials/`` expand to those generated pages.
 """
 
@@ -183,6 +184,7 @@ SUMMARIES = {
     "paper_ablations": ("benchmarks/paper_ablations_runs.csv", _ablations),
     "genomic_benchmarks": ("benchmarks/genomic_benchmarks_runs.csv", _genomic_benchmarks),
 }
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc):<code>~?([^<]*)</code>")
 SUMMARY = re.compile(r"^(?P<indent>[ \t]*)<!-- summary: (?P<name>\w+) -->$", re.M)
 
 
@@ -241,3 +243,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         return "\n".join(m["indent"] + line if line else line for line in body.splitlines())
 
     return SUMMARY.sub(expand_summary, RECORD.sub(expand, markdown))
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    """Docstrings written for Sphinx: ``:class:`~a.b.C``` shows as ``C`` in code, not as the raw role."""
+    return SPHINX_ROLE.sub(lambda m: f"<code>{m[1].rsplit('.', 1)[-1] if m[0].count('~') else m[1]}</code>", html)

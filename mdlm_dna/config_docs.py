@@ -166,13 +166,31 @@ def command_names(configs: Path | None = None, package: Path | None = None) -> l
     return sorted(p.stem for p in configs.glob("*.yaml") if (package / f"{p.stem}.py").is_file())
 
 
+def _prose(lines: list[str]) -> str:
+    """Header lines as one paragraph; a command line (``python ...``, continued after a trailing ``\\``) as code."""
+    parts: list[str] = []
+    code = False
+    for line in lines:
+        if code:  # the continuation of a command line
+            parts[-1] = parts[-1][:-1].rstrip(" \\") + " " + line + "`"
+        elif line.startswith("python "):
+            parts.append(f"`{line}`")
+        else:
+            parts.append(line)
+        code = parts[-1].endswith("`") and line.endswith("\\")
+    return " ".join(parts)
+
+
 def group_options(group: str, configs: Path | None = None) -> list[tuple[str, str]]:
-    """``(option, first comment line)`` for every ``configs/<group>/<option>.yaml``."""
+    """``(option, first paragraph of its header comment)`` for every ``configs/<group>/<option>.yaml``."""
     folder = (configs or config_dir()) / group
     out = []
     for p in sorted(folder.glob("*.yaml")):
         header = read_config_doc(p).header
-        out.append((p.stem, next((h for h in header if h), "")))
+        while header and not header[0]:
+            header = header[1:]
+        paragraph = header[: header.index("")] if "" in header else header
+        out.append((p.stem, _prose(paragraph)))
     return out
 
 

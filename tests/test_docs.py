@@ -88,6 +88,13 @@ def test_a_key_without_a_comment_fails_the_build(tmp_path):
     assert "| `beta.gamma` | `2` | above |" in hooks.command_page("demo", tmp_path)
 
 
+def test_group_option_descriptions_keep_command_lines_as_code():
+    from mdlm_dna.config_docs import _prose
+
+    lines = ["Any FASTA:", "python -m x a=1 \\", "b=2", "Then more."]
+    assert _prose(lines) == "Any FASTA: `python -m x a=1 b=2` Then more."
+
+
 def test_every_command_config_is_documented():
     for name in command_names():
         check_documented(read_config_doc(ROOT / "configs" / f"{name}.yaml"))
