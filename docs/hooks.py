@@ -127,6 +127,10 @@ def home_page() -> str:
     """The site's home page is the README (one front page): its links rewritten from the repository to the site."""
     text = (ROOT / "README.md").read_text()
     text = text.replace("](docs/api/)", "](api/diffusionlm.md)").replace("](docs/", "](")
+    text = text.replace("| Commands (generated) |", "| [Commands](commands/index.md) (generated) |")
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    if notebooks:
+        text = text.replace("| Tutorials (generated) |", f"| [Tutorials](notebooks/{notebooks[0].name}) (generated) |")
     return re.sub(r"\]\((LICENSE|CHANGELOG\.md|DEVELOPERS\.md)\)", lambda m: f"]({SOURCE_URL}{m[1]})", text)
 
 
