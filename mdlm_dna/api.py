@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -415,6 +415,23 @@ class DiffusionLM:
             for i, v in zip(rows, h.cpu().numpy()):
                 out[i] = v
         return np.stack(out) if pooling else out
+
+    # ----- per-position analysis (mdlm_dna.analysis) ---------------------------------------------
+    @checked
+    def probs(
+        self,
+        seqs: Sequence[str],
+        strands: Literal["forward", "reverse", "both"] = "forward",
+        batch_size: PositiveInt = 128,
+        progress: bool | None = None,
+        label: str | int | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """p(base at i | every other base), each position masked alone in the window centred on it: [N, L, 4]
+        float64 over A, C, G, T when all lengths are equal, else a list of [L_i, 4]; N bases give NaN rows.
+        See :mod:`mdlm_dna.analysis.probs` (AR: exact, from 4 window likelihoods per position)."""
+        from mdlm_dna.analysis.probs import probs
+
+        return probs(self, seqs, strands=strands, batch_size=batch_size, progress=progress, label=label)
 
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(
