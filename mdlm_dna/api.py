@@ -445,6 +445,25 @@ class DiffusionLM:
 
         return probs(self, seqs, strands=strands, batch_size=batch_size, progress=progress, label=label)
 
+    @checked
+    def ism(self, seq: str, strands: Literal["forward", "reverse", "both"] = "forward", label: str | int | None = None,
+            batch_size: PositiveInt = 128, progress: bool | None = None) -> np.ndarray:
+        """[L, 4] in-silico mutagenesis: log p(b at i | rest) - log p(reference | rest), 0 at the reference base.
+        See :mod:`mdlm_dna.analysis.ism`."""
+        from mdlm_dna.analysis.ism import ism
+
+        return ism(self, seq, strands=strands, label=label, batch_size=batch_size, progress=progress)
+
+    @checked
+    def dependency_map(self, seq: str, strands: Literal["forward", "reverse", "both"] = "forward",
+                       label: str | int | None = None, batch_size: PositiveInt = 128,
+                       progress: bool | None = None) -> np.ndarray:
+        """[L, L]: the largest change of the log-odds of the prediction at i (i masked) that a substitution at j
+        causes. See :mod:`mdlm_dna.analysis.dependency`."""
+        from mdlm_dna.analysis.dependency import dependency_map
+
+        return dependency_map(self, seq, strands=strands, label=label, batch_size=batch_size, progress=progress)
+
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(
         self,
