@@ -171,7 +171,8 @@ def test_a_markov_chain_denoiser_gives_its_exact_conditionals_and_ism():
 def test_caduceus_ps_strands_agree_exactly():
     torch.manual_seed(0)
     cfg = OmegaConf.to_container(compose_pretrain(
-        "model=caduceus_ps", "model.d_model=8", "model.n_layers=2", "model.d_state=4", "data.seq_len=24",
+        "model=caduceus_ps", "model.d_model=8", "model.n_layers=2", "model.d_state=4", "model.scan_backend=torch",
+        "data.seq_len=24",
         "ema.enabled=false"), resolve=True)
     m = DiffusionLM(DiffusionModule(cfg), device="cpu")
     seq = random_dna(30, 6)
