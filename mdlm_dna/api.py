@@ -464,6 +464,20 @@ class DiffusionLM:
 
         return dependency_map(self, seq, strands=strands, label=label, batch_size=batch_size, progress=progress)
 
+    @checked
+    def variant_effects(self, variants: str | os.PathLike | pd.DataFrame, fasta: str | os.PathLike,
+                        strands: Literal["forward", "reverse", "both"] = "forward",
+                        on_mismatch: Literal["error", "drop"] = "error", t_samples: PositiveInt = 16, seed: Int = 0,
+                        label: str | int | None = None, batch_size: PositiveInt = 128,
+                        progress: bool | None = None) -> pd.DataFrame:
+        """Zero-shot scores of a VCF (plain or bgzipped) or a table (chrom, pos, ref, alt) against ``fasta``: one
+        row per ALT allele with ``llr`` = log p(alt) / p(ref) (SNVs: the site masked alone; others: the window's
+        NELBO difference) and a ``status``. See :mod:`mdlm_dna.analysis.variants`."""
+        from mdlm_dna.analysis.variants import variant_effects
+
+        return variant_effects(self, variants, fasta, strands=strands, on_mismatch=on_mismatch, t_samples=t_samples,
+                               seed=seed, label=label, batch_size=batch_size, progress=progress)
+
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(
         self,

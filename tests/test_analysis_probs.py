@@ -124,8 +124,11 @@ class MarkovDenoiser(torch.nn.Module):
     def __init__(self, seed: int = 0, vocab: int = 10):
         super().__init__()
         g = np.random.default_rng(seed)
-        self.log_init = torch.tensor(np.log(g.dirichlet(np.ones(4))))
-        self.log_trans = torch.tensor(np.log(g.dirichlet(np.ones(4) * 0.5, size=4)))
+        # N (id 4) breaks the chain: its transitions cost nothing (log 1), so windows holding N stay defined
+        self.log_init = torch.zeros(5, dtype=torch.float64)
+        self.log_init[:4] = torch.tensor(np.log(g.dirichlet(np.ones(4))))
+        self.log_trans = torch.zeros(5, 5, dtype=torch.float64)
+        self.log_trans[:4, :4] = torch.tensor(np.log(g.dirichlet(np.ones(4) * 0.5, size=4)))
         self.vocab = vocab
 
     def window_log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,9 +146,9 @@ class MarkovDenoiser(torch.nn.Module):
 
 def chain_conditional(chain: MarkovDenoiser, ids: list[int], i: int) -> np.ndarray:
     """The closed form: p(b | rest) proportional to p(b | x_{i-1}) p(x_{i+1} | b)."""
-    lp = (chain.log_init if i == 0 else chain.log_trans[ids[i - 1]]).clone()
+    lp = (chain.log_init if i == 0 else chain.log_trans[ids[i - 1]])[:4].clone()
     if i + 1 < len(ids):
-        lp = lp + chain.log_trans[:, ids[i + 1]]
+        lp = lp + chain.log_trans[:4, ids[i + 1]]
     return torch.softmax(lp, 0).numpy()
 
 
