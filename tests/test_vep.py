@@ -202,3 +202,17 @@ def test_command_errors_are_one_line_exit_2(tmp_path):
                         f"bed={tmp_path}/r.bed", "out=t.txt", "stat=surprise"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "stat='surprise'" in r.stderr
+
+
+def test_a_table_works_like_a_vcf(chain_model, genome, tmp_path):
+    path, seqs = genome
+    s = seqs["chr1"]
+    alt = "A" if s[4] != "A" else "C"
+    (tmp_path / "v.csv").write_text(f"Chrom,Pos,Ref,Alt,id\nchr1,5,{s[4]},{alt},x1\n")
+    (tmp_path / "v.vcf").write_text(HEADER + f"chr1\t5\tx1\t{s[4]}\t{alt}\t.\t.\t.\n")
+    a = chain_model.variant_effects(tmp_path / "v.csv", fasta=path)
+    b = chain_model.variant_effects(tmp_path / "v.vcf", fasta=path)
+    pd.testing.assert_frame_equal(a, b)
+    (tmp_path / "bad.csv").write_text("chrom,position,alt\nchr1,5,A\n")
+    with pytest.raises(DataError, match="needs columns chrom, pos"):
+        chain_model.variant_effects(tmp_path / "bad.csv", fasta=path)
