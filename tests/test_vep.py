@@ -191,16 +191,19 @@ def test_command_errors_are_one_line_exit_2(tmp_path):
     import os
     import subprocess
     import sys
+    from pathlib import Path
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-m", "mdlm_dna.vep", "ckpt=ecoli", f"vcf={tmp_path}/none.vcf", "fasta=x.fa"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: vcf={tmp_path}/none.vcf: no such file"]
     (tmp_path / "g.fa").write_text(">c\nACGT\n")
     (tmp_path / "r.bed").write_text("c\t0\t2\n")
     r = subprocess.run([sys.executable, "-m", "mdlm_dna.track", "ckpt=ecoli", f"fasta={tmp_path}/g.fa",
                         f"bed={tmp_path}/r.bed", "out=t.txt", "stat=surprise"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "stat='surprise'" in r.stderr
 
 
