@@ -79,11 +79,12 @@ def test_vcf_edge_cases_are_split_reported_or_refused(chain_model, genome, tmp_p
         "chr9 3 . A C . . .",  # chromosome not in the FASTA
         f"chrM 3 . {seqs['chrM'][2].lower()} {'A' if seqs['chrM'][2] != 'A' else 'C'} . . .",  # short contig, lower
         f"chr1 8 . {s[7]} . . . .",  # no ALT
+        f"chr1 9 . {s[8]} N . . .",  # unknown ALT base
     ]
     v = chain_model.variant_effects(write(tmp_path, records), fasta=path)
-    assert len(v) == 8 and list(v["id"][:2]) == ["rs1", "rs1"]
+    assert len(v) == 9 and list(v["id"][:2]) == ["rs1", "rs1"]
     assert list(v["status"]) == ["scored", "scored", "symbolic", "symbolic", "n_in_reference", "no_chrom", "scored",
-                                 "no_alt"]
+                                 "no_alt", "not_acgtn"]
     assert v["llr"][v["status"] == "scored"].notna().all() and v["llr"][v["status"] != "scored"].isna().all()
     assert "<DEL>" in v["note"][2]
 
