@@ -60,8 +60,9 @@ def brute_force_probs(m: DiffusionLM, seq: str) -> np.ndarray:
     return out
 
 
-def test_probs_equal_a_brute_force_loop_with_tiling_and_n():
-    m = tiny()
+@pytest.mark.parametrize("objective", ["mdlm", "sedd", "d3pm"])
+def test_probs_equal_a_brute_force_loop_with_tiling_and_n(objective):
+    m = tiny(f"objective={objective}")
     seq = random_dna(70)
     seq = seq[:10] + "N" + seq[11:]
     p = m.probs([seq], batch_size=7)
