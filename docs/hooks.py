@@ -5,8 +5,9 @@
   (``mdlm_dna.config_docs``): usage, description, config groups, every key with its default and its
   YAML comment. A key without a comment stops the build with the file and the key.
 - ``notebooks/<name>.ipynb`` (the Tutorials) for every notebook in ``notebooks/`` (rendered by mkdocs-jupyter, not run).
-- ``<!-- record: PATH [columns] -->`` in a page becomes the record's table: a Markdown record is
-  included as it is, a CSV record rendered as a table (optionally ``col:label:format`` columns, ``;``-separated).
+- ``<!-- record: PATH [columns] -->`` in a page becomes the record's table: a Markdown record is included as it
+  is, a CSV record rendered as a table (optionally ``col:label:format`` columns, ``;``-separated).
+  ``<!-- include: PATH -->`` includes any other file of the repository the same way (``data/SOURCE.md``).
 - ``<!-- summary: NAME -->``: a summary table a benchmark script computes from its run record (``SUMMARIES``).
 - Sphinx roles in docstrings (``:class:`~x.Y```) render as code (``Y``).
 - The nav entries ``commands/`` and ``tutorials/`` expand to those generated pages.
@@ -37,7 +38,7 @@ from mdlm_dna.config_docs import (  # noqa: E402
 from mdlm_dna.errors import ConfigError  # noqa: E402
 
 SOURCE_URL = "https://github.com/mdlm-dna/mdlm-dna/blob/main/"
-RECORD = re.compile(r"^(?P<indent>[ \t]*)<!-- record: (?P<path>\S+)(?: (?P<columns>.+?))? -->$", re.M)
+RECORD = re.compile(r"^(?P<indent>[ \t]*)<!-- (?P<kind>record|include): (?P<path>\S+)(?: (?P<columns>.+?))? -->$", re.M)
 
 
 def _text(text: str) -> str:
@@ -113,14 +114,15 @@ def render_csv(path: Path, columns: str | None) -> str:
     return "\n".join(out)
 
 
-def record(path: str, columns: str | None, page: str) -> str:
+def record(path: str, columns: str | None, page: str, kind: str = "record") -> str:
     file = ROOT / path
     if not file.is_file():
         raise PluginError(f"{page}: record {path} not found")
     body = render_csv(file, columns) if file.suffix == ".csv" else file.read_text().strip()
     if file.suffix == ".md":
         body = re.sub(r"^(#{1,5}) ", r"#\1 ", body, flags=re.M)  # the record's headings sit under the page's
-    return f"{body}\n\n*Generated from the record [`{path}`]({SOURCE_URL}{path}).*"
+    what = "the record " if kind == "record" else ""
+    return f"{body}\n\n*Generated from {what}[`{path}`]({SOURCE_URL}{path}).*"
 
 
 def home_page() -> str:
@@ -239,7 +241,7 @@ def on_files(files: Files, config) -> Files:
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     def expand(m: re.Match) -> str:  # indented inside a list item: indent the whole record the same
-        body = record(m["path"], m["columns"], page.file.src_uri)
+        body = record(m["path"], m["columns"], page.file.src_uri, m["kind"])
         return "\n".join(m["indent"] + line if line else line for line in body.splitlines())
 
     def expand_summary(m: re.Match) -> str:
