@@ -33,6 +33,7 @@ import torch
 from mdlm_dna.checkpoints import (
     EXPORT_CONFIG,
     EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
     EXPORT_WEIGHTS,
     CheckpointError,
     LoadedFrom,
@@ -48,7 +49,7 @@ from mdlm_dna.validation import Int, PositiveInt, checked
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-FORMAT_VERSION = 1
+FORMAT_VERSION = EXPORT_FORMAT_VERSION
 
 
 def package_version() -> str:
@@ -497,16 +498,30 @@ class DiffusionLM:
         }
 
     def save_pretrained(self, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None,
-                        overwrite: bool = True) -> Path:
-        """Write config.json, model.safetensors (the weights in use: EMA by default), the tokenizer (text) and a
-        README.md model card. Written to a temporary folder first and renamed: never half-written."""
+                        overwrite: bool = True, transformers: bool | None = None) -> Path:
+        """Write config.json, model.safetensors (the weights in use: EMA by default), a README.md model card and,
+        for the backbones it covers, transformers remote code with the tokenizer's files (``AutoModelForMaskedLM.
+        from_pretrained(DIR, trust_remote_code=True)`` loads it without this package).
+
+        ``transformers``: None writes the remote code when the model is covered (else warns and writes the
+        package's folder alone), True refuses a model it does not cover, False never writes it.
+        ``out_dir`` must be new, empty or an earlier export of this package (``overwrite``: replace the files it
+        wrote; other files, e.g. ``.git``, stay); ``.``, a symlink, a run folder and any other non-empty folder
+        are refused. Written to a temporary folder first and moved into place: never half-written."""
         from safetensors.torch import save_file
 
+        from mdlm_dna.export_folder import check_export_folder, install_files
+        from mdlm_dna.hf_export import unsupported, write_remote_code
         from mdlm_dna.model_card import model_card
 
         out = Path(out_dir).expanduser()
-        if out.exists() and (not overwrite or not (out / EXPORT_CONFIG).is_file()) and any(out.iterdir()):
-            raise FileExistsError(f"{out} exists and is not an exported model folder: choose another path")
+        check_export_folder(out, overwrite=overwrite, protected=self._run_folders())
+        why_not = unsupported(self)
+        if why_not and transformers:
+            raise ConfigError(f"transformers=true: {why_not}; export with transformers=false for the mdlm-dna "
+                              "folder alone")
+        if why_not and transformers is None:
+            warnings.warn(f"{out}: written without transformers remote code: {why_not}", stacklevel=2)
         out.parent.mkdir(parents=True, exist_ok=True)
         old_metrics = dict(self.loaded.metadata.get("metrics", {})) if self.loaded else {}
         meta = {
@@ -526,16 +541,23 @@ class DiffusionLM:
             save_file(state, str(tmp / EXPORT_WEIGHTS), metadata={"format": "pt"})
             if self.is_text:
                 self.tokenizer.hf.save_pretrained(str(tmp / "tokenizer"))
+            if not why_not and transformers is not False:
+                meta.update(write_remote_code(self, tmp))
             (tmp / EXPORT_CONFIG).write_text(json.dumps(meta, indent=1))
             (tmp / "README.md").write_text(model_card(self, meta))
             _usual_permissions(tmp)  # mkdtemp makes the folder private; an export is meant to be shared
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            install_files(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+    def _run_folders(self) -> tuple[Path, ...]:
+        """The folders the model was loaded from when they are run folders (an export must not write there)."""
+        if not self.loaded or self.loaded.kind not in ("run", "ckpt"):
+            return ()
+        path = Path(self.loaded.path)
+        return tuple(p for p in (path.parent, path.parent.parent) if p.name != "")
 
     def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None,
                     commit_message: str = "Upload mdlm-dna model") -> str:

@@ -37,6 +37,7 @@ __all__ = ["CheckpointError", "LoadedFrom", "load_module", "locate", "shipped_mo
 EXPORT_FORMAT = "mdlm-dna"
 EXPORT_CONFIG = "config.json"
 EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_FORMAT_VERSION = 2  # 2: transformers remote code and a manifest of written files beside the same keys
 
 
 @dataclass
@@ -250,6 +251,10 @@ def _module_from_export(path: Path, use_ema: bool):
     from mdlm_dna.train.lit_module import DiffusionModule
 
     meta = json.loads((path / EXPORT_CONFIG).read_text())
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
+        raise CheckpointError(f"{path / EXPORT_CONFIG}: format_version {version!r} is newer than this mdlm-dna reads "
+                              f"(<= {EXPORT_FORMAT_VERSION}); upgrade mdlm-dna")
     config = resolve_config(meta["run_config"])
     tok_dir = path / "tokenizer"
     if tok_dir.is_dir():  # text models carry their tokenizer files
