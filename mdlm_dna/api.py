@@ -537,7 +537,8 @@ class DiffusionLM:
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            state = {k: v.detach().to("cpu").contiguous() for k, v in self.objective.state_dict().items()}
+            state = {k: v.detach().to("cpu").clone().contiguous()  # tied weights (BiMamba): a copy each
+                     for k, v in self.objective.state_dict().items()}
             save_file(state, str(tmp / EXPORT_WEIGHTS), metadata={"format": "pt"})
             if self.is_text:
                 self.tokenizer.hf.save_pretrained(str(tmp / "tokenizer"))
