@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
+from mdlm_dna.export_folder import check_export_folder
 from mdlm_dna.resources import config_dir, register_resolvers
 
 register_resolvers()
@@ -27,6 +28,10 @@ register_resolvers()
 def export(cfg: DictConfig | dict[str, Any]) -> Path:
     usage = "python -m mdlm_dna.export ckpt=RUN out=DIR"
     cfg = command_config("export", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "out")})
+    source = Path(str(cfg.ckpt)).expanduser()
+    is_run = (source / "checkpoints").is_dir()
+    run_folders = (source.parent, source.parent.parent) if source.is_file() else (source,) * is_run
+    check_export_folder(Path(str(cfg.out)).expanduser(), protected=run_folders)  # before any work: ., symlinks, ...
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), cache_dir=cfg.cache_dir)
     metrics: dict[str, Any] = {}
     splits = [s for s in ("validation", "test") if cfg.get(s)]
