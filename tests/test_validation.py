@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from mdlm_dna.embed import EmbedConfig
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir
 from mdlm_dna.score import ScoreConfig
@@ -13,6 +14,7 @@ from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Require
 
 # command name -> its config model; every command with a flat YAML belongs here
 COMMAND_MODELS = {"score": ScoreConfig}
+COMMAND_MODELS["embed"] = EmbedConfig
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODELS))
