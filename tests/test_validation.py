@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from mdlm_dna.embed import EmbedConfig
 from mdlm_dna.errors import ConfigError
+from mdlm_dna.predict import PredictConfig
 from mdlm_dna.resources import config_dir
 from mdlm_dna.score import ScoreConfig
 from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
@@ -15,6 +16,7 @@ from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Require
 # command name -> its config model; every command with a flat YAML belongs here
 COMMAND_MODELS = {"score": ScoreConfig}
 COMMAND_MODELS["embed"] = EmbedConfig
+COMMAND_MODELS["predict"] = PredictConfig
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODELS))
