@@ -183,3 +183,19 @@ def test_uncovered_backbones_get_no_remote_code_and_a_clear_refusal(tmp_path):
     assert "auto_map" not in json.loads((folder / "config.json").read_text())
     assert not (folder / "modeling_mdlm_dna.py").exists()
     DiffusionLM.from_pretrained(folder)
+
+
+def test_model_card_front_matter_is_what_huggingface_hub_accepts(tmp_path):
+    from huggingface_hub import ModelCard
+
+    m = DiffusionLM.from_pretrained("ecoli", device="cpu")
+    folder = m.save_pretrained(tmp_path / "e", metrics={"test": {"bits_per_base": 1.9, "nelbo_nats_per_token": 1.3}})
+    text = (folder / "README.md").read_text()
+    card = ModelCard(text, ignore_metadata_errors=False)  # parses the YAML and the model-index strictly
+    data = card.data
+    assert data.library_name == "transformers" and data.license == "apache-2.0" and data.pipeline_tag == "fill-mask"
+    assert data.datasets == ["ecoli_k12_mg1655"] and {"dna", "mdlm", "custom_code"} <= set(data.tags)
+    test = next(r for r in data.eval_results if r.dataset_split == "test")
+    assert test.metric_type == "bits_per_base" and test.metric_value == 1.9
+    assert ModelCard(str(card)).data.to_dict() == data.to_dict()  # round trip
+    assert "AutoModelForMaskedLM.from_pretrained" in text and text.count("```") % 2 == 0
