@@ -29,7 +29,8 @@ def tiny_model(*overrides: str) -> DiffusionLM:
     from mdlm_dna.train.lit_module import DiffusionModule
     from tests.conftest import TINY, compose_pretrain
 
-    base = [o for o in TINY if not o.startswith("model.")] if "model=bimamba" in overrides else TINY
+    mamba = any(o.startswith("model=") and "dit" not in o for o in overrides)
+    base = [o for o in TINY if not o.startswith("model.")] if mamba else TINY
     config = OmegaConf.to_container(compose_pretrain(*base, *overrides), resolve=True)
     return DiffusionLM(DiffusionModule(config), device="cpu")
 
@@ -171,11 +172,38 @@ def test_automodel_without_mdlm_dna_reproduces_our_logits(tmp_path):
     assert torch.equal(torch.from_numpy(np.load(work / "hidden.npy")), hidden)
 
 
-def test_uncovered_backbones_get_no_remote_code_and_a_clear_refusal(tmp_path):
+@pytest.mark.parametrize("name,extra", [
+    ("mamba", []), ("bimamba", ["model.bidirectional_weight_tie=false"]), ("caduceus_ps", []),
+    ("caduceus_ph", ["model.time_conditioning=true"]),
+])
+def test_remote_mamba_family_equals_ours_within_1e_5(name, extra, tmp_path):
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    m = tiny_model(f"model={name}", "model.d_model=16", "model.n_layers=2", *extra)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in m.objective.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    folder = m.save_pretrained(tmp_path / name, transformers=True)
+    hf = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)
+    x = torch.randint(0, 6, (2, 19))
+    with torch.no_grad():
+        ours = m.objective.denoiser_logits(x, torch.full((2,), 0.3))
+        sigma = m.objective.schedule.sigma(torch.full((2,), 0.3))
+        theirs = hf(input_ids=x, sigma=sigma).logits
+        finite = torch.isfinite(ours)
+        assert torch.equal(finite, torch.isfinite(theirs))
+        # a different scan (the plain recurrence vs our chunked / Numba scan): equal to float32 rounding
+        assert torch.allclose(theirs[finite], ours[finite], atol=1e-5, rtol=1e-5)
+        feats = AutoModel.from_pretrained(folder, trust_remote_code=True)(input_ids=x, sigma=sigma).last_hidden_state
+        assert torch.allclose(feats, m.backbone.hidden_states(x, sigma), atol=1e-5, rtol=1e-5)
+
+
+def test_uncovered_objectives_get_no_remote_code_and_a_clear_refusal(tmp_path):
     from mdlm_dna.errors import ConfigError
 
-    m = tiny_model("model=bimamba", "model.d_model=16", "model.n_layers=1")
-    with pytest.raises(ConfigError, match="backbone 'bimamba' has no transformers remote code"):
+    m = tiny_model("objective=sedd")
+    with pytest.raises(ConfigError, match="objective 'sedd' has no transformers remote code"):
         m.save_pretrained(tmp_path / "strict", transformers=True)
     assert not (tmp_path / "strict").exists()
     with pytest.warns(UserWarning, match="without transformers remote code"):

@@ -16,14 +16,20 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 if TYPE_CHECKING:
     from mdlm_dna.api import DiffusionLM
 
 TEMPLATES = ("configuration_mdlm_dna.py", "modeling_mdlm_dna.py", "tokenization_mdlm_dna.py")
-BACKBONES = ("dit",)  # what the remote code restates; the Mamba family is not done yet
+BACKBONES = ("dit", "mamba", "bimamba", "caduceus_ps", "caduceus_ph")  # what the remote code restates
 OBJECTIVES = ("mdlm", "ar")
 BACKBONE_KEYS = ("d_model", "n_layers", "n_heads", "cond_dim", "mlp_ratio", "time_conditioning", "causal",
-                 "rotary_base", "num_classes", "conv_kernel")
+                 "rotary_base", "num_classes", "conv_kernel",
+                 # the Mamba family
+                 "d_state", "d_conv", "expand", "dt_rank", "conv_bias", "bias", "bidirectional",
+                 "bidirectional_strategy", "bidirectional_weight_tie", "rcps", "rcps_swap_halves", "posthoc",
+                 "rms_norm", "norm_eps", "residual_in_fp32", "tie_embeddings")
 
 
 def unsupported(model: DiffusionLM) -> str | None:
@@ -41,7 +47,14 @@ def _backbone_settings(model: DiffusionLM) -> dict[str, Any]:
     cfg = model.backbone.cfg
     out = {"name": str(model.config["model"]["name"])}
     out.update({k: getattr(cfg, k) for k in BACKBONE_KEYS if hasattr(cfg, k)})
+    complement = getattr(model.backbone, "complement", None)
+    if isinstance(complement, torch.Tensor):  # Caduceus-PS / -PH: the complement permutation of the vocabulary
+        out["complement_ids"] = [int(i) for i in complement.tolist()]
     return out
+
+
+def _embedding(backbone: torch.nn.Module) -> torch.nn.Embedding:
+    return backbone.embed if hasattr(backbone, "embed") else backbone.embedding
 
 
 def _auto_map(causal: bool) -> dict[str, Any]:
@@ -93,7 +106,7 @@ def write_remote_code(model: DiffusionLM, folder: Path) -> dict[str, Any]:
         "excluded_ids": [int(i) for i in model.objective.excluded_ids.tolist()],
         "default_sigma": 0.0,
         "class_names": model.classes,
-        "vocab_size": int(model.backbone.embed.num_embeddings),
+        "vocab_size": int(_embedding(model.backbone).num_embeddings),
         "mask_token_id": int(tok.mask_id),
         "pad_token_id": int(tok.pad_id),
         "bos_token_id": int(tok.bos_id),

@@ -173,7 +173,207 @@ class DiT(nn.Module):
         return self.lm_head(modulate(self.norm_f(x), shift, scale))
 
 
-BACKBONES = {"dit": DiT}
+# ---------------------------------------------------------------------------------------------------------
+# The Mamba family (Mamba, BiMamba, Caduceus-PS, Caduceus-PH): Mamba mixers whose selective scan is the plain
+# recurrence below (no mamba-ssm, Triton or Numba kernels), a forward and a reversed Mamba per block
+# (bidirectional), and the two strands' streams stacked along the batch for the reverse-complement variants
+
+
+def selective_scan(u, delta, A, B, C, D, z, delta_bias):
+    """h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, y_t = <h_t, C_t> + D u_t, gated by silu(z); dt = softplus(delta +
+    bias). u, delta, z: [B, D, L]; A: [D, N]; B, C: [B, N, L]. Computed in float32 (float64 stays float64)."""
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    out_dtype = u.dtype
+    u, delta, A, B, C = (t.to(dtype) for t in (u, delta, A, B, C))
+    delta = F.softplus(delta + delta_bias.to(dtype)[:, None])
+    B, C = B.unsqueeze(1), C.unsqueeze(1)  # [B, 1, N, L]: shared by all channels
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for u_t, d_t, b_t, c_t in zip(u.unbind(-1), delta.unbind(-1), B.unbind(-1), C.unbind(-1)):
+        h = torch.exp(d_t[..., None] * A) * h + (d_t * u_t)[..., None] * b_t
+        ys.append((h * c_t).sum(-1))
+    y = torch.stack(ys, dim=-1) + u * D.to(dtype)[:, None]
+    return (y * F.silu(z.to(dtype))).to(out_dtype)
+
+
+class Mamba(nn.Module):
+    """Selective SSM mixer with mamba-ssm's parameter names: [B, L, d_model] -> [B, L, d_model]."""
+
+    def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_rank="auto", conv_bias=True, bias=False):
+        super().__init__()
+        self.d_inner, self.d_state = int(expand * d_model), d_state
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, kernel_size=d_conv, groups=self.d_inner,
+                                padding=d_conv - 1, bias=conv_bias)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        self.A_log = nn.Parameter(torch.zeros(self.d_inner, d_state))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+
+    def forward(self, hidden_states):
+        return self.out_proj(self.ssm(self.in_proj(hidden_states)))
+
+    def ssm(self, xz):
+        x, z = xz.transpose(1, 2).chunk(2, dim=1)
+        w = self.conv1d.weight
+        x = F.silu(F.conv1d(F.pad(x, (w.shape[-1] - 1, 0)), w, self.conv1d.bias, groups=x.shape[1]))
+        dt, B, C = torch.split(self.x_proj(x.transpose(1, 2)), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)
+        A = -torch.exp(self.A_log.float())
+        y = selective_scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
+                           self.dt_proj.bias.float())
+        return y.transpose(1, 2)
+
+
+class BiMamba(nn.Module):
+    """A Mamba on the sequence plus one on the reversed sequence (flipped back), added or multiplied."""
+
+    def __init__(self, d_model, bidirectional=True, strategy="add", weight_tie=True, **kwargs):
+        super().__init__()
+        self.strategy = strategy
+        self.mamba_fwd = Mamba(d_model, **kwargs)
+        self.mamba_rev = Mamba(d_model, **kwargs) if bidirectional else None
+        if bidirectional and weight_tie:
+            self.mamba_rev.in_proj = self.mamba_fwd.in_proj
+            self.mamba_rev.out_proj = self.mamba_fwd.out_proj
+
+    def forward(self, x):
+        if self.mamba_rev is None:
+            return self.mamba_fwd(x)
+        fwd, rev = self.mamba_fwd(x), self.mamba_rev(x.flip(1)).flip(1)
+        return fwd + rev if self.strategy == "add" else fwd * rev
+
+
+class SigmaEmbedding(nn.Module):
+    def __init__(self, cond_dim, freq_dim=256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma):
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=sigma.device) / half)
+        args = sigma.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1).to(self.mlp[0].weight.dtype))
+
+
+class MambaBlock(nn.Module):
+    """Add -> norm -> (shift and scale from the conditioning) -> mixer; returns (mixer output, residual)."""
+
+    def __init__(self, c):
+        super().__init__()
+        d = c["d_model"]
+        norm = nn.RMSNorm if c.get("rms_norm", True) else nn.LayerNorm
+        self.residual_in_fp32 = c.get("residual_in_fp32", True)
+        self.norm = norm(d, eps=c.get("norm_eps", 1e-5))
+        self.mixer = BiMamba(d, bidirectional=c["bidirectional"], strategy=c.get("bidirectional_strategy", "add"),
+                             weight_tie=c.get("bidirectional_weight_tie", True), d_state=c.get("d_state", 16),
+                             d_conv=c.get("d_conv", 4), expand=c.get("expand", 2), dt_rank=c.get("dt_rank", "auto"),
+                             conv_bias=c.get("conv_bias", True), bias=c.get("bias", False))
+        conditioned = c.get("time_conditioning") or c.get("num_classes") is not None
+        self.ada = nn.Linear(c.get("cond_dim", 128), 2 * d) if conditioned else None
+
+    def forward(self, hidden, residual, cond):
+        residual = hidden if residual is None else residual + hidden
+        if self.residual_in_fp32:
+            residual = residual.to(torch.promote_types(residual.dtype, torch.float32))
+        x = self.norm(residual.to(self.norm.weight.dtype))
+        if self.ada is not None:
+            shift, scale = self.ada(cond).chunk(2, dim=-1)
+            x = x * (1 + scale[:, None]) + shift[:, None]
+        return self.mixer(x), residual
+
+
+class Caduceus(nn.Module):
+    """Mamba / BiMamba / Caduceus-PS / Caduceus-PH. The reverse-complement variants run x and RC(x) as one
+    batch [x; RC(x)]: Caduceus-PS (``rcps``) with parameter sharing (its logits are head(z_fwd) + RC(head(z_rc)),
+    the streams trading places before every block when ``rcps_swap_halves``), Caduceus-PH (``posthoc``) by
+    averaging the two outputs."""
+
+    def __init__(self, c, vocab_size):
+        super().__init__()
+        self.c = c
+        d = c["d_model"]
+        self.complement_ids = list(c.get("complement_ids") or range(vocab_size))
+        self.embedding = nn.Embedding(vocab_size, d)
+        self.sigma_embed = SigmaEmbedding(c.get("cond_dim", 128)) if c.get("time_conditioning") else None
+        if c.get("num_classes") is not None:
+            self.label_embed = LabelEmbedder(c["num_classes"], c.get("cond_dim", 128))
+        self.layers = nn.ModuleList(MambaBlock(c) for _ in range(c["n_layers"]))
+        norm = nn.RMSNorm if c.get("rms_norm", True) else nn.LayerNorm
+        self.norm_f = norm(d, eps=c.get("norm_eps", 1e-5))
+        self.lm_head = None if c.get("tie_embeddings", True) else nn.Linear(d, vocab_size, bias=False)
+
+    def _complement(self, device):
+        return torch.tensor(self.complement_ids, dtype=torch.long, device=device)
+
+    def rc_ids(self, ids):
+        return self._complement(ids.device)[ids.flip(-1)]
+
+    def _cond(self, ids, sigma, labels):
+        c = self.c
+        if not (c.get("time_conditioning") or c.get("num_classes") is not None):
+            if labels is not None:
+                raise ValueError("class_labels given to an unconditional model")
+            return None
+        batch, cond = ids.shape[0], None
+        if self.sigma_embed is not None:
+            sigma = torch.zeros(batch, device=ids.device) if sigma is None else sigma
+            cond = self.sigma_embed(sigma.reshape(-1).expand(batch))
+        if c.get("num_classes") is not None:
+            y = self.label_embed(labels, batch, ids.device)
+            cond = y if cond is None else cond + y.to(cond.dtype)
+        return F.silu(cond)
+
+    def _trunk(self, ids, cond):
+        hidden, residual = self.embedding(ids), None
+        swap = self.c.get("rcps") and self.c.get("rcps_swap_halves", True)
+        for layer in self.layers:
+            if swap:
+                hidden = _rc_streams(hidden)
+                residual = None if residual is None else _rc_streams(residual)
+            hidden, residual = layer(hidden, residual, cond)
+        residual = hidden if residual is None else residual + hidden
+        return self.norm_f(residual.to(self.norm_f.weight.dtype))
+
+    def _streams(self, ids, sigma, paired, labels):
+        cond = self._cond(ids, sigma, labels)
+        if paired:
+            ids = torch.cat([ids, self.rc_ids(ids)], dim=0)
+            cond = None if cond is None else torch.cat([cond, cond], dim=0)
+        return self._trunk(ids, cond)
+
+    def _head(self, hidden):
+        return F.linear(hidden, self.embedding.weight if self.lm_head is None else self.lm_head.weight)
+
+    def _paired(self):
+        return bool(self.c.get("rcps") or self.c.get("posthoc"))
+
+    def hidden_states(self, input_ids, sigma=None, key_mask=None, labels=None):
+        z = self._streams(input_ids, sigma, self._paired(), labels)
+        if not self._paired():
+            return z
+        fwd, rc = z.chunk(2, dim=0)
+        return 0.5 * (fwd + rc.flip(1))
+
+    def forward(self, input_ids, sigma=None, key_mask=None, labels=None):
+        batch = input_ids.shape[0]
+        logits = self._head(self._streams(input_ids, sigma, self._paired(), labels))
+        if not self._paired():
+            return logits
+        fwd, rc = logits[:batch], logits[batch:].flip(1)[..., self._complement(logits.device)]
+        return fwd + rc if self.c.get("rcps") else 0.5 * (fwd + rc)
+
+
+def _rc_streams(t):
+    """[z_fwd; z_rc] -> [RC(z_rc); RC(z_fwd)], RC of a hidden state flipping length and channels."""
+    fwd, rc = t.chunk(2, dim=0)
+    return torch.cat([rc.flip(1, 2), fwd.flip(1, 2)], dim=0)
+
+
+BACKBONES = {"dit": DiT, "mamba": Caduceus, "bimamba": Caduceus, "caduceus_ps": Caduceus, "caduceus_ph": Caduceus}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -205,6 +405,8 @@ class MDLMDNAPreTrainedModel(PreTrainedModel):
         key_mask = None
         if attention_mask is not None and not bool(attention_mask.bool().all()):
             key_mask = attention_mask.bool()
+            if name != "dit":
+                raise ValueError(f"a {name} model reads padding as sequence: pass sequences of one length (no padding)")
         if sigma is None:
             sigma = torch.full((input_ids.shape[0],), self.config.default_sigma, device=input_ids.device)
         else:
