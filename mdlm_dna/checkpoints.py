@@ -75,6 +75,9 @@ def folder_kind(path: Path) -> str | None:
         raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
     if cfg.get("format") == EXPORT_FORMAT:
         return "export"
+    if cfg.get("format") == f"{EXPORT_FORMAT}-classifier":
+        raise CheckpointError(f"{cfg_file}: a fine-tuned classifier, not a language model: use "
+                              "load_classifier(DIR) or python -m mdlm_dna.predict run=DIR")
     model_type = str(cfg.get("model_type", "")).lower()
     if "caduceus" in model_type or any("caduceus" in str(a).lower() for a in cfg.get("architectures", [])):
         return "caduceus_hf"

@@ -26,6 +26,8 @@ from mdlm_dna.errors import UserError
 MANIFEST = ".mdlm-dna-files.json"
 # what exports wrote before the manifest existed (format_version 1): only these may be replaced or removed
 LEGACY_FILES = ("config.json", "model.safetensors", "README.md", "tokenizer")
+# a folder holding these is a fine-tune's run folder, never an export target
+RUN_MARKERS = ("checkpoints", "metrics.csv", "classifier.safetensors", "label_mapping.json")
 
 
 class ExportFolderError(UserError, FileExistsError):
@@ -37,7 +39,7 @@ def _is_our_export(folder: Path) -> bool:
     if not cfg.is_file():
         return False
     try:
-        return json.loads(cfg.read_text()).get("format") == "mdlm-dna"
+        return json.loads(cfg.read_text()).get("format") in ("mdlm-dna", "mdlm-dna-classifier")
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -82,7 +84,7 @@ def check_export_folder(out: Path, overwrite: bool = True, protected: tuple[Path
         raise ExportFolderError(f"out={out}: a file, not a folder (nothing was written)")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if (out / "checkpoints").is_dir() or (out / "metrics.csv").is_file():
+    if any((out / marker).exists() for marker in RUN_MARKERS):
         raise ExportFolderError(f"out={out}: a run folder; pass a new folder such as out=export/NAME "
                                 "(nothing was written)")
     if not _is_our_export(out):

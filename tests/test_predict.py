@@ -110,3 +110,37 @@ def test_cli_bad_character_is_one_line_exit_2(runs, tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "error: sequence 'bad': invalid character '*'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "in.predictions.tsv").exists()
+
+
+@pytest.mark.parametrize("kind", ["cnn", "dit"])
+def test_classifier_export_loads_as_automodel_and_in_predict(runs, kind, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from mdlm_dna.export import export
+
+    folder = export({"ckpt": str(runs[kind]), "out": str(tmp_path / "exp")})
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["id2label"] == {"0": "0", "1": "1"} and "AutoModelForSequenceClassification" in meta["auto_map"]
+    seqs = pd.read_csv(TEST)["sequence"].tolist()[:6]
+    seqs[1] = seqs[1][:50]  # unequal lengths: right padding with an attention mask
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    hf = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+    assert hf.config.id2label == {0: "0", 1: "1"}
+    enc = tok(seqs, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        probs = hf(**enc).logits.double().softmax(-1).numpy()
+    ours = load_classifier(runs[kind]).predict(seqs, batch_size=16)
+    assert np.allclose(probs, ours[["p_0", "p_1"]].to_numpy(), atol=1e-6)
+    again = predict({"run": str(folder), "input": str(TEST), "out": str(tmp_path / "q.tsv")})
+    first = predict({"run": str(runs[kind]), "input": str(TEST), "out": str(tmp_path / "r.tsv")})
+    assert again["label"].equals(first["label"]) and np.allclose(again["p_0"], first["p_0"], atol=1e-7)
+    card = (folder / "README.md").read_text()
+    from huggingface_hub import ModelCard
+
+    data = ModelCard(card, ignore_metadata_errors=False).data
+    assert data.pipeline_tag == "text-classification" and data.eval_results[0].metric_type == "accuracy"
+    with pytest.raises(CheckpointError, match="a fine-tuned classifier, not a language model"):
+        from mdlm_dna import DiffusionLM
+
+        DiffusionLM.from_pretrained(folder)

@@ -68,15 +68,15 @@ def _auto_map(causal: bool) -> dict[str, Any]:
     return auto
 
 
-def _write_dna_tokenizer(model: DiffusionLM, folder: Path) -> None:
-    tok = model.tokenizer
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tok.vocab)}, indent=1) + "\n")
+def write_tokenizer_files(vocab: tuple[str, ...], max_length: int, folder: Path) -> None:
+    """vocab.json, tokenizer_config.json (pointing AutoTokenizer at the remote tokenizer) and the special tokens."""
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, indent=1) + "\n")
     special = {"mask_token": "[MASK]", "pad_token": "[PAD]", "bos_token": "[BOS]", "eos_token": "[EOS]",
                "unk_token": "[UNK]"}
     config = {
         "tokenizer_class": "MDLMDNATokenizer",
         "auto_map": {"AutoTokenizer": ["tokenization_mdlm_dna.MDLMDNATokenizer", None]},
-        "model_max_length": model.seq_len,
+        "model_max_length": int(max_length),
         "padding_side": "right",
         **special,
     }
@@ -94,7 +94,7 @@ def write_remote_code(model: DiffusionLM, folder: Path) -> dict[str, Any]:
     if model.is_text:  # the Hugging Face tokenizer itself, where AutoTokenizer looks for it
         model.tokenizer.hf.save_pretrained(str(folder))
     else:
-        _write_dna_tokenizer(model, folder)
+        write_tokenizer_files(model.tokenizer.vocab, model.seq_len, folder)
         auto["AutoTokenizer"] = ["tokenization_mdlm_dna.MDLMDNATokenizer", None]
     tok = model.tokenizer
     return {

@@ -19,7 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
-from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput, MaskedLMOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    CausalLMOutput,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+)
 
 try:  # the remote-code loader imports this file as part of a package; a plain import (tests, copies) works too
     from .configuration_mdlm_dna import MDLMDNAConfig
@@ -476,3 +481,117 @@ class MDLMDNAForCausalLM(MDLMDNAPreTrainedModel, GenerationMixin):
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                    ignore_index=-100)
         return CausalLMOutput(loss=loss, logits=logits)
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fine-tuned classifiers: a backbone with a pooling head, or the GenomicBenchmarks CNN; optionally averaged over
+# the sequence and its reverse complement ("conjoin")
+
+
+def pool(hidden, lengths, mode):
+    """[B, L, D] -> [B, D] over each row's first ``lengths`` positions (right padding)."""
+    if mode == "mean":
+        w = (torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]).to(hidden.dtype)[..., None]
+        return (hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
+    if mode == "first":
+        return hidden[:, 0]
+    idx = (lengths - 1).clamp(min=0)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+
+
+class BackboneClassifier(nn.Module):
+    """backbone features -> pooling over real positions -> linear head."""
+
+    def __init__(self, c, backbone_settings, vocab_size):
+        super().__init__()
+        self.pooling, self.pad_mode = c.get("pooling", "mean"), c.get("pad_mode", "pad")
+        self.is_dit = backbone_settings["name"] == "dit"
+        self.backbone = BACKBONES[backbone_settings["name"]](backbone_settings, vocab_size)
+        self.head = nn.Linear(int(backbone_settings["d_model"]), int(c["num_classes"]))
+
+    def forward(self, input_ids, lengths):
+        if self.pad_mode == "pad":
+            key_mask = None
+            if bool((lengths < input_ids.shape[1]).any()) and self.is_dit:
+                key_mask = torch.arange(input_ids.shape[1], device=lengths.device)[None] < lengths.clamp(min=1)[:, None]
+            feats = pool(self.backbone.hidden_states(input_ids, None, key_mask), lengths, self.pooling)
+        else:  # group: one call per distinct length, unpadded
+            feats = None
+            for n in lengths.unique().tolist():
+                rows = (lengths == n).nonzero().squeeze(1)
+                pooled = pool(self.backbone.hidden_states(input_ids[rows, :n]), lengths[rows], self.pooling)
+                feats = pooled.new_empty(len(lengths), pooled.shape[1]) if feats is None else feats
+                feats = feats.index_copy(0, rows, pooled)
+        return self.head(feats)
+
+
+class CNNClassifier(nn.Module):
+    """The GenomicBenchmarks CNN: embedding, three Conv1d + BatchNorm + ReLU + MaxPool blocks, two linear layers;
+    inputs padded (or cut) to ``input_len``."""
+
+    def __init__(self, c, vocab_size, pad_id):
+        super().__init__()
+        cnn = dict(c.get("cnn") or {})
+        self.input_len, self.pad_id = int(c["input_len"]), int(pad_id)
+        dim, kernel = int(cnn.get("embedding_dim", 100)), int(cnn.get("kernel_size", 8))
+        self.embeddings = nn.Embedding(int(cnn.get("vocab_size", vocab_size)), dim)
+        layers, c_in, length = [], dim, self.input_len
+        for ch in cnn.get("channels", (16, 8, 4)):
+            layers += [nn.Conv1d(c_in, ch, kernel), nn.BatchNorm1d(ch), nn.ReLU(), nn.MaxPool1d(2)]
+            c_in, length = ch, (length - kernel + 1) // 2
+        self.conv = nn.Sequential(*layers)
+        hidden = int(cnn.get("hidden", 512))
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(c_in * length, hidden),
+                                   nn.Linear(hidden, int(c["num_classes"])))
+
+    def forward(self, input_ids, lengths=None):
+        if input_ids.shape[1] < self.input_len:
+            input_ids = F.pad(input_ids, (0, self.input_len - input_ids.shape[1]), value=self.pad_id)
+        return self.dense(self.conv(self.embeddings(input_ids[:, : self.input_len]).transpose(1, 2)))
+
+
+class Conjoin(nn.Module):
+    """Logits averaged over each sequence and its reverse complement (padding stays on the right)."""
+
+    def __init__(self, model, complement_ids, pad_id, apply=True):
+        super().__init__()
+        self.model, self.complement_ids, self.pad_id, self.apply = model, list(complement_ids), int(pad_id), apply
+
+    def forward(self, input_ids, lengths):
+        if not self.apply:  # conjoined in training only: inference reads the sequence as given
+            return self.model(input_ids, lengths)
+        L = input_ids.shape[1]
+        pos = torch.arange(L, device=input_ids.device)[None, :]
+        src = (lengths[:, None] - 1 - pos).clamp(min=0)
+        comp = torch.tensor(self.complement_ids, dtype=torch.long, device=input_ids.device)
+        rc = comp[input_ids.gather(1, src)]
+        rc = torch.where(pos < lengths[:, None], rc, torch.full_like(input_ids, self.pad_id))
+        fwd, rev = self.model(torch.cat([input_ids, rc]), torch.cat([lengths, lengths])).chunk(2)
+        return 0.5 * (fwd + rev)
+
+
+class MDLMDNAForSequenceClassification(MDLMDNAPreTrainedModel):
+    """A classifier fine-tuned with mdlm-dna: logits over ``config.id2label``. Batches are right-padded; pass the
+    tokenizer's ``attention_mask`` so that pooling reads real positions only."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        c = dict(config.classifier)
+        if c["kind"] == "cnn":
+            inner = CNNClassifier(c, config.vocab_size, config.pad_token_id)
+        else:
+            inner = BackboneClassifier(c, config.backbone, config.vocab_size)
+        if c.get("conjoin_wrapper") or c.get("conjoin_test"):
+            inner = Conjoin(inner, c["complement_ids"], config.pad_token_id, apply=bool(c.get("conjoin_test")))
+        self.model = inner
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, labels=None, return_dict=None, **kwargs):
+        if attention_mask is None:
+            lengths = torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long, device=input_ids.device)
+        else:
+            lengths = attention_mask.long().sum(dim=1)
+        logits = self.model(input_ids, lengths)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)

@@ -200,6 +200,15 @@ class TrainedClassifier(nn.Module):
             return self.classes.index(str(label))
         raise ValueError(f"{label!r} is not a class of this classifier; its classes: {self.classes}")
 
+    def save_pretrained(self, out_dir: str | Path, metrics: Mapping[str, Any] | None = None,
+                        overwrite: bool = True) -> Path:
+        """A folder that ``AutoModelForSequenceClassification.from_pretrained(DIR, trust_remote_code=True)`` loads
+        without this package, and ``load_classifier(DIR)`` / ``predict run=DIR`` with it; ``metrics``: the
+        fine-tune's (for the model card). The folder rules of ``DiffusionLM.save_pretrained`` apply."""
+        from mdlm_dna.hf_export.classifier_export import export_classifier
+
+        return export_classifier(self, out_dir, dict(metrics or {}), overwrite=overwrite)
+
     def save(self, run_dir: str | Path) -> Path:
         """Write it as ``finetune`` does (classifier.json + classifier.safetensors): ``load_classifier`` reads it."""
         Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -264,10 +273,19 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Tra
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{spec_file}: does not describe a classifier this version builds ({e})") from None
     weights = path / WEIGHTS_FILE
+    exported = not weights.is_file() and (path / "model.safetensors").is_file()  # an export's weights
+    if exported:
+        weights = path / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing (the run folder is incomplete: finetune did not finish?)")
     try:
-        load_model(model, str(weights))
+        if exported:  # stored under "model." for transformers, every tensor whole
+            from safetensors.torch import load_file
+
+            state = {k.removeprefix("model."): v for k, v in load_file(str(weights)).items()}
+            model.load_state_dict(state, strict=True)
+        else:
+            load_model(model, str(weights))
     except Exception as e:  # OSError, RuntimeError, safetensors' own error for a truncated file
         raise CheckpointError(f"{weights}: cannot load the classifier's weights ({e})") from None
     return TrainedClassifier(model, spec, source=path).to(device)
