@@ -82,6 +82,9 @@ def check_export_folder(out: Path, overwrite: bool = True, protected: tuple[Path
                                     "out=export/NAME (nothing was written)")
     if out.exists() and not out.is_dir():
         raise ExportFolderError(f"out={out}: a file, not a folder (nothing was written)")
+    existing = next(p for p in [resolved, *resolved.parents] if p.exists())
+    if not os.access(existing, os.W_OK) or (out.is_dir() and not os.access(resolved.parent, os.W_OK)):
+        raise ExportFolderError(f"out={out}: {existing} is not writable (nothing was written)")
     if not out.is_dir() or not any(out.iterdir()):
         return
     if any((out / marker).exists() for marker in RUN_MARKERS):

@@ -227,3 +227,16 @@ def test_model_card_front_matter_is_what_huggingface_hub_accepts(tmp_path):
     assert test.metric_type == "bits_per_base" and test.metric_value == 1.9
     assert ModelCard(str(card)).data.to_dict() == data.to_dict()  # round trip
     assert "AutoModelForMaskedLM.from_pretrained" in text and text.count("```") % 2 == 0
+
+
+def test_class_conditional_model_takes_the_label_as_an_argument(tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    m = DiffusionLM.from_pretrained("ecoli_yeast", device="cpu")
+    hf = AutoModelForMaskedLM.from_pretrained(m.save_pretrained(tmp_path / "ey"), trust_remote_code=True)
+    assert hf.config.class_names == m.classes == ["ecoli", "yeast"]
+    x = torch.randint(0, 6, (2, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for labels in (None, torch.tensor([0, 1])):
+            ours = m.objective.denoiser_logits(x, torch.full((2,), 0.4), labels=labels)
+            assert torch.equal(hf(input_ids=x, class_labels=labels).logits, ours)
