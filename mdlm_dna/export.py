@@ -65,7 +65,7 @@ def _export_classifier(run: Path, out: Path, cfg: Any) -> Path:
     metrics_file = run / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     folder = load_classifier(run).save_pretrained(out, metrics=metrics)
-    print(f"exported the {metrics.get('task', '')} classifier {run} -> {folder} "
+    print(f"exported the classifier {run} ({metrics.get('task', 'task not recorded')}) -> {folder} "
           f"(AutoModelForSequenceClassification; test accuracy {metrics.get('accuracy', 'not recorded')})")
     return folder
 
