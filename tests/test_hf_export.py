@@ -240,3 +240,23 @@ def test_class_conditional_model_takes_the_label_as_an_argument(tmp_path):
         for labels in (None, torch.tensor([0, 1])):
             ours = m.objective.denoiser_logits(x, torch.full((2,), 0.4), labels=labels)
             assert torch.equal(hf(input_ids=x, class_labels=labels).logits, ours)
+
+
+def test_text_model_folder_carries_its_hugging_face_tokenizer(tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from tests.conftest import TINY
+
+    m = tiny_model(*[o for o in TINY if not o.startswith("data.seq_len")], "data=tinyshakespeare", "data.seq_len=32")
+    with torch.no_grad():
+        for p in m.objective.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    folder = m.save_pretrained(tmp_path / "text")
+    assert not (folder / "tokenization_mdlm_dna.py").exists() and (folder / "tokenizer").is_dir()
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    ids = tok(["To be or not to be"], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    assert ids[0].tolist() == m.tokenizer.encode("To be or not to be")
+    hf = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)
+    with torch.no_grad():
+        assert torch.equal(hf(input_ids=ids).logits, m.objective.denoiser_logits(ids, torch.full((1,), 0.5)))
+    assert DiffusionLM.from_pretrained(folder).is_text

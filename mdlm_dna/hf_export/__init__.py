@@ -87,7 +87,7 @@ def write_tokenizer_files(vocab: tuple[str, ...], max_length: int, folder: Path)
 def write_remote_code(model: DiffusionLM, folder: Path) -> dict[str, Any]:
     """Copy the remote code and the tokenizer's files into ``folder``; the keys config.json gains."""
     here = Path(__file__).parent
-    for name in TEMPLATES:
+    for name in TEMPLATES if not model.is_text else TEMPLATES[:2]:  # text: the Hugging Face tokenizer itself
         shutil.copyfile(here / name, folder / name)
     causal = model.objective_name == "ar"
     auto = _auto_map(causal)
