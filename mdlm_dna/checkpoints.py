@@ -253,11 +253,17 @@ def _module_from_export(path: Path, use_ema: bool):
 
     from mdlm_dna.train.lit_module import DiffusionModule
 
-    meta = json.loads((path / EXPORT_CONFIG).read_text())
-    version = meta.get("format_version", 1)
+    cfg_file = path / EXPORT_CONFIG
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{cfg_file}: cannot be read as JSON ({e})") from e
+    version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
     if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
-        raise CheckpointError(f"{path / EXPORT_CONFIG}: format_version {version!r} is newer than this mdlm-dna reads "
+        raise CheckpointError(f"{cfg_file}: format_version {version!r} is newer than this mdlm-dna reads "
                               f"(<= {EXPORT_FORMAT_VERSION}); upgrade mdlm-dna")
+    if not isinstance(meta, dict) or not isinstance(meta.get("run_config"), dict):
+        raise CheckpointError(f"{cfg_file}: no run_config (not written by export / save_pretrained, or damaged)")
     config = resolve_config(meta["run_config"])
     tok_dir = path / "tokenizer"
     if tok_dir.is_dir():  # text models carry their tokenizer files

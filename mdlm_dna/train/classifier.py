@@ -263,17 +263,16 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Tra
     try:
         spec = json.loads(spec_file.read_text())
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{spec_file}: not valid JSON ({e}); re-run finetune") from None
+        raise CheckpointError(f"{spec_file}: cannot be read as JSON ({e})") from e
     needed = ("classifier", "head", "num_classes", "input_len")
     missing = [k for k in needed if not isinstance(spec, dict) or k not in spec]
     if missing:
-        raise CheckpointError(f"{spec_file}: lacks {', '.join(missing)} (written by another version or damaged); "
-                              "re-run finetune")
+        raise CheckpointError(f"{spec_file}: no {', '.join(missing)} (not written by finetune, or damaged)")
     try:
         model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
                                        int(spec["input_len"]))
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{spec_file}: does not describe a classifier this version builds ({e})") from None
+        raise CheckpointError(f"{spec_file}: does not describe a classifier this package builds ({e})") from e
     weights = path / WEIGHTS_FILE
     exported = not weights.is_file() and (path / "model.safetensors").is_file()  # an export's weights
     if exported:
