@@ -11,12 +11,13 @@ from mdlm_dna.errors import ConfigError
 from mdlm_dna.predict import PredictConfig
 from mdlm_dna.resources import config_dir
 from mdlm_dna.score import ScoreConfig
+from mdlm_dna.track import TrackConfig
 from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
+from mdlm_dna.vep import VepConfig
 
 # command name -> its config model; every command with a flat YAML belongs here
-COMMAND_MODELS = {"score": ScoreConfig}
-COMMAND_MODELS["embed"] = EmbedConfig
-COMMAND_MODELS["predict"] = PredictConfig
+COMMAND_MODELS = {"score": ScoreConfig, "vep": VepConfig, "track": TrackConfig, "embed": EmbedConfig,
+                  "predict": PredictConfig}
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODELS))
