@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -141,10 +139,11 @@ def test_cli_output_names(tmp_path):
     assert not (tmp_path / "o" / "em_pp.npy").exists() and not (tmp_path / "o" / "em_pp.npy.npz").exists()
 
 
-def test_cli_bad_batch_size_is_one_line(tmp_path):
+def test_cli_bad_batch_size_is_one_line(tmp_path, monkeypatch, capsys):
+    from tests.test_export_folder import run_cli
+
     fa = tmp_path / "a.fa"
     fa.write_text(">a\nACGT\n")
-    proc = subprocess.run([sys.executable, "-m", "mdlm_dna.embed", "ckpt=ecoli", f"input={fa}", "batch_size=0"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "batch_size=0: must be > 0" in proc.stderr and "Traceback" not in proc.stderr
+    code, err = run_cli("mdlm_dna.embed", ["ckpt=ecoli", f"input={fa}", "batch_size=0"], monkeypatch, capsys)
+    assert code == 2 and "batch_size=0: must be > 0" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.npy"))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -102,13 +100,14 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(runs, tmp_path):
         load_classifier(data_dir() / "models" / "ecoli")
 
 
-def test_cli_bad_character_is_one_line_exit_2(runs, tmp_path):
+def test_cli_bad_character_is_one_line_exit_2(runs, tmp_path, monkeypatch, capsys):
+    from tests.test_export_folder import run_cli
+
     fa = tmp_path / "in.fa"
     fa.write_text(">ok\nACGTACGT\n>bad\nACGT*ACGT\n")
-    proc = subprocess.run([sys.executable, "-m", "mdlm_dna.predict", f"run={runs['cnn']}", f"input={fa}"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "error: sequence 'bad': invalid character '*'" in proc.stderr and "Traceback" not in proc.stderr
+    code, err = run_cli("mdlm_dna.predict", [f"run={runs['cnn']}", f"input={fa}"], monkeypatch, capsys)
+    assert code == 2, err
+    assert "error: sequence 'bad': invalid character '*'" in err and "Traceback" not in err
     assert not (tmp_path / "in.predictions.tsv").exists()
 
 
