@@ -122,6 +122,9 @@ def test_ar_export_is_a_causal_lm(tmp_path):
     with torch.no_grad():
         ours = m.backbone(x, None).index_fill(-1, m.objective.excluded_ids, float("-inf"))
         assert torch.equal(hf(input_ids=x).logits, ours)
+    out = hf.generate(x[:1, :4], max_new_tokens=3, do_sample=True)  # transformers' sampler works too
+    allowed = set(range(m.tokenizer.vocab_size)) - set(m.objective.excluded_ids.tolist())
+    assert out.shape == (1, 7) and set(out[0, 4:].tolist()) <= allowed  # excluded tokens are never drawn
 
 
 SCRIPT = r"""

@@ -473,6 +473,12 @@ class MDLMDNAForCausalLM(MDLMDNAPreTrainedModel, GenerationMixin):
         self.backbone = self._build(config)
         self.post_init()
 
+    def generate(self, *args, **kwargs):
+        """transformers' generate, without a key/value cache (each step runs the whole prefix, as mdlm-dna's own
+        AR sampler does)."""
+        kwargs.setdefault("use_cache", False)
+        return super().generate(*args, **kwargs)
+
     def forward(self, input_ids, attention_mask=None, labels=None, return_dict=None, **kwargs):
         key_mask, _ = self._inputs(input_ids, attention_mask, None)
         logits = self._excluded(self.backbone(input_ids, None, key_mask))
