@@ -144,6 +144,7 @@ def test_cli_bad_batch_size_is_one_line(tmp_path, monkeypatch, capsys):
 
     fa = tmp_path / "a.fa"
     fa.write_text(">a\nACGT\n")
+    monkeypatch.chdir(tmp_path)  # Hydra writes <command>.log where it runs
     code, err = run_cli("mdlm_dna.embed", ["ckpt=ecoli", f"input={fa}", "batch_size=0"], monkeypatch, capsys)
     assert code == 2 and "batch_size=0: must be > 0" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.npy"))

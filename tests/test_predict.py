@@ -105,6 +105,7 @@ def test_cli_bad_character_is_one_line_exit_2(runs, tmp_path, monkeypatch, capsy
 
     fa = tmp_path / "in.fa"
     fa.write_text(">ok\nACGTACGT\n>bad\nACGT*ACGT\n")
+    monkeypatch.chdir(tmp_path)  # Hydra writes <command>.log where it runs
     code, err = run_cli("mdlm_dna.predict", [f"run={runs['cnn']}", f"input={fa}"], monkeypatch, capsys)
     assert code == 2, err
     assert "error: sequence 'bad': invalid character '*'" in err and "Traceback" not in err
