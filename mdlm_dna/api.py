@@ -33,6 +33,7 @@ import torch
 from mdlm_dna.checkpoints import (
     EXPORT_CONFIG,
     EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
     EXPORT_WEIGHTS,
     CheckpointError,
     LoadedFrom,
@@ -47,7 +48,7 @@ from mdlm_dna.validation import Int, PositiveInt, checked
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-FORMAT_VERSION = 1
+FORMAT_VERSION = EXPORT_FORMAT_VERSION
 
 
 def package_version() -> str:
@@ -391,39 +392,56 @@ class DiffusionLM:
 
     # ----- embeddings ---------------------------------------------------------------------------
     @torch.no_grad()
+    @checked
     def embed(
         self,
         seqs: Sequence[str],
         pooling: str | None = "mean",
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
         progress: bool | None = None,
+        layer: Int | None = None,
+        rc: Literal["mean"] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
-        """Backbone features of clean sequences: [N, d_model] pooled (mean | first | last), or with
-        ``pooling=None`` a list of [L_i, d_model] arrays. Equal lengths are batched together, so no
-        sequence's features depend on padding or batch mates."""
-        if pooling not in (None, "mean", "first", "last"):
-            raise ConfigError(f"pooling must be mean, first, last or None, got {pooling!r}")
+        """Backbone features of clean sequences: [N, d_model] pooled (mean | first | last | center:K, the mean of
+        the K central positions), or with ``pooling=None`` a list of [L_i, d_model] arrays.
+
+        ``layer``: None the final normed features; k the residual stream after block k (0 = token embeddings,
+        -1 = last block). ``rc="mean"``: averaged with the reverse complement's features, read back in the
+        sequence's frame (Caduceus-PS/-PH are RC-invariant already). Sequences longer than the training window
+        are embedded in windows of that length overlapping by half (each position from the window where it is most
+        central). Equal lengths are batched together, so no sequence's features depend on padding or batch mates.
+        U and IUPAC codes are read as T and N, with a warning."""
+        from mdlm_dna.embedding import parse_pooling, pool, position_features, tiles
+
+        kind, k = parse_pooling(pooling)
         encoded = self._encode_all(seqs)
-        if max(len(e) for e in encoded) > self.seq_len:
-            warnings.warn(f"sequences longer than the training window ({self.seq_len}) are embedded whole",
-                          stacklevel=2)
-        by_len: dict[int, list[int]] = {}
+        if not encoded:
+            raise ConfigError("embed(): no sequences given")
+        short = [i for i, e in enumerate(encoded) if kind == "center" and len(e) < k]
+        if short:  # before any work
+            raise ConfigError(f"pooling=center:{k}: sequence {short[0]} has only {len(encoded[short[0]])} positions "
+                              f"({len(short)} sequence(s) shorter than {k}); use a smaller K or mean")
+        if not self.is_text:
+            _warn_converted(seqs, "embed")
+        complement = None
+        if rc is not None and self.tokenizer.complement_ids is not None:
+            complement = torch.tensor(self.tokenizer.complement_ids, device=self.device)
+        pieces: dict[int, list[tuple[int, int, int, int, int]]] = {}  # window length -> (sequence, a, b, from, to)
         for i, ids in enumerate(encoded):
-            by_len.setdefault(len(ids), []).append(i)
-        out: list[np.ndarray | None] = [None] * len(encoded)
-        jobs = [rows[b : b + batch_size] for _, rows in sorted(by_len.items()) for b in range(0, len(rows), batch_size)]
+            for a, b, lo, hi in tiles(len(ids), self.seq_len):
+                pieces.setdefault(b - a, []).append((i, a, b, lo, hi))
+        full: list[np.ndarray | None] = [None] * len(encoded)
+        jobs = [rows[b : b + batch_size] for _, rows in sorted(pieces.items()) for b in range(0, len(rows), batch_size)]
         for rows in progress_bar(jobs, progress, desc="embedding", unit="batch"):
-            x = torch.tensor([encoded[i] for i in rows], dtype=torch.long, device=self.device)
-            h = self.backbone.hidden_states(x).float()
-            if pooling == "mean":
-                h = h.mean(dim=1)
-            elif pooling == "first":
-                h = h[:, 0]
-            elif pooling == "last":
-                h = h[:, -1]
-            for i, v in zip(rows, h.cpu().numpy()):
-                out[i] = v
-        return np.stack(out) if pooling else out
+            x = torch.tensor([encoded[i][a:b] for i, a, b, _, _ in rows], dtype=torch.long, device=self.device)
+            h = position_features(self.backbone, x, layer, rc, complement).cpu().numpy()
+            for (i, a, _, lo, hi), v in zip(rows, h):
+                if full[i] is None:
+                    full[i] = np.zeros((len(encoded[i]), v.shape[-1]), dtype=np.float32)
+                full[i][lo:hi] = v[lo - a : hi - a]
+        if pooling is None or parse_pooling(pooling)[0] is None:
+            return full
+        return np.stack([pool(f, pooling, where=f"sequence {i}") for i, f in enumerate(full)]).astype(np.float32)
 
     # ----- per-position analysis (mdlm_dna.analysis) ---------------------------------------------
     @checked
@@ -556,16 +574,30 @@ class DiffusionLM:
         }
 
     def save_pretrained(self, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None,
-                        overwrite: bool = True) -> Path:
-        """Write config.json, model.safetensors (the weights in use: EMA by default), the tokenizer (text) and a
-        README.md model card. Written to a temporary folder first and renamed: never half-written."""
+                        overwrite: bool = True, transformers: bool | None = None) -> Path:
+        """Write config.json, model.safetensors (the weights in use: EMA by default), a README.md model card and,
+        for the backbones it covers, transformers remote code with the tokenizer's files (``AutoModelForMaskedLM.
+        from_pretrained(DIR, trust_remote_code=True)`` loads it without this package).
+
+        ``transformers``: None writes the remote code when the model is covered (else warns and writes the
+        package's folder alone), True refuses a model it does not cover, False never writes it.
+        ``out_dir`` must be new, empty or an earlier export of this package (``overwrite``: replace the files it
+        wrote; other files, e.g. ``.git``, stay); ``.``, a symlink, a run folder and any other non-empty folder
+        are refused. Written to a temporary folder first and moved into place: never half-written."""
         from safetensors.torch import save_file
 
+        from mdlm_dna.export_folder import check_export_folder, install_files
+        from mdlm_dna.hf_export import unsupported, write_remote_code
         from mdlm_dna.model_card import model_card
 
         out = Path(out_dir).expanduser()
-        if out.exists() and (not overwrite or not (out / EXPORT_CONFIG).is_file()) and any(out.iterdir()):
-            raise FileExistsError(f"{out} exists and is not an exported model folder: choose another path")
+        check_export_folder(out, overwrite=overwrite, protected=self._run_folders())
+        why_not = unsupported(self)
+        if why_not and transformers:
+            raise ConfigError(f"transformers=true: {why_not}; export with transformers=false for the mdlm-dna "
+                              "folder alone")
+        if why_not and transformers is None:
+            warnings.warn(f"{out}: written without transformers remote code: {why_not}", stacklevel=2)
         out.parent.mkdir(parents=True, exist_ok=True)
         old_metrics = dict(self.loaded.metadata.get("metrics", {})) if self.loaded else {}
         meta = {
@@ -581,20 +613,28 @@ class DiffusionLM:
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            state = {k: v.detach().to("cpu").contiguous() for k, v in self.objective.state_dict().items()}
+            state = {k: v.detach().to("cpu").clone().contiguous()  # tied weights (BiMamba): a copy each
+                     for k, v in self.objective.state_dict().items()}
             save_file(state, str(tmp / EXPORT_WEIGHTS), metadata={"format": "pt"})
             if self.is_text:
                 self.tokenizer.hf.save_pretrained(str(tmp / "tokenizer"))
+            if not why_not and transformers is not False:
+                meta.update(write_remote_code(self, tmp))
             (tmp / EXPORT_CONFIG).write_text(json.dumps(meta, indent=1))
             (tmp / "README.md").write_text(model_card(self, meta))
             _usual_permissions(tmp)  # mkdtemp makes the folder private; an export is meant to be shared
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            install_files(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+    def _run_folders(self) -> tuple[Path, ...]:
+        """The folders the model was loaded from when they are run folders (an export must not write there)."""
+        if not self.loaded or self.loaded.kind not in ("run", "ckpt"):
+            return ()
+        path = Path(self.loaded.path)
+        return tuple(p for p in (path.parent, path.parent.parent) if p.name != "")
 
     def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None,
                     commit_message: str = "Upload mdlm-dna model") -> str:
@@ -614,6 +654,16 @@ class DiffusionLM:
             api.create_repo(repo_id, private=private, exist_ok=True)
             info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
         return str(getattr(info, "commit_url", info))
+
+
+def _warn_converted(seqs: Sequence[str], what: str) -> None:
+    """One warning when U or IUPAC ambiguity codes were read as T or N (as the README promises), with counts."""
+    joined = "".join(seqs).upper()
+    u = joined.count("U")
+    iupac = sum(joined.count(c) for c in "RYSWKMBDHV")
+    parts = [f"{iupac:,} IUPAC ambiguity code(s) read as N"] * bool(iupac) + [f"{u:,} U read as T"] * bool(u)
+    if parts:
+        warnings.warn(f"{what}: {' and '.join(parts)}", stacklevel=3)
 
 
 def _usual_permissions(folder: Path) -> None:
