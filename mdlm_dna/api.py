@@ -43,7 +43,6 @@ from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, mask
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
-from mdlm_dna.train.lit_module import seeded_generator
 from mdlm_dna.validation import Int, PositiveInt, checked
 
 LN2 = math.log(2.0)
@@ -340,35 +339,48 @@ class DiffusionLM:
         seed: Int = 0,
         progress: bool | None = None,
         count_n: bool | None = None,
+        label: str | int | None = None,
     ) -> pd.DataFrame:
         """Per-sequence NELBO (an upper bound on -log p; exact NLL for AR) and bits per base (text: token).
 
         Sequences longer than the training window are scored window by window (non-overlapping); each window
-        averages ``t_samples`` noise draws. Deterministic for a given ``seed``. DNA: ``tokens`` and bits/base
+        averages ``t_samples`` noise draws. Common random numbers: a window's noise depends only on ``seed``, its
+        place in its sequence and the draw (times low-discrepancy across the draws), so a sequence scores the
+        same wherever it stands in the input and whatever ``batch_size``, and sequences of equal length are
+        scored under the same noise (differences of scores have low variance). DNA: ``tokens`` and bits/base
         are over the A/C/G/T bases, N bases being given context, unless ``count_n`` (default: the run's
-        ``data.count_n``).
+        ``data.count_n``). ``label``: -log p(x | class) of a class-conditional model.
         """
+        from mdlm_dna.diffusion.common_noise import batch_noise
+
         encoded = self._encode_all(seqs)
         L = self.seq_len
         draws = 1 if self.objective_name == "ar" else int(t_samples)
-        pieces: dict[int, list[tuple[int, list[int]]]] = {}  # window length -> (sequence index, ids)
+        labels = None
+        if label is not None:
+            from mdlm_dna.analysis.probs import label_tensor
+
+            labels = label_tensor(self, label)
+        pieces: dict[int, list[tuple[int, int, list[int]]]] = {}  # window length -> (sequence, window index, ids)
         for i, ids in enumerate(encoded):
             for a in range(0, len(ids), L):
                 chunk = ids[a : a + L]
-                pieces.setdefault(len(chunk), []).append((i, chunk))
+                pieces.setdefault(len(chunk), []).append((i, a // L, chunk))
         nats = np.zeros(len(encoded))
         tokens = np.zeros(len(encoded), dtype=np.int64)
         jobs = [(n, rows[b : b + batch_size]) for n, rows in sorted(pieces.items())
                 for b in range(0, len(rows), batch_size)]
-        for j, (n, rows) in enumerate(progress_bar(jobs, progress, desc="scoring", unit="batch")):
-            x0 = torch.tensor([r for _, r in rows], dtype=torch.long, device=self.device)
+        for n, rows in progress_bar(jobs, progress, desc="scoring", unit="batch"):
+            x0 = torch.tensor([r for _, _, r in rows], dtype=torch.long, device=self.device)
             total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
             counted = self.module.counted_positions(x0, count_n)
+            extra = {} if labels is None else {"labels": torch.full((len(rows),), labels, device=self.device)}
+            noise = batch_noise(seed, [w for _, w, _ in rows], n, draws, self.device)
             for k in range(draws):
-                out = self.objective.nelbo(x0, generator=seeded_generator(self.device, seed, n, j, k), counted=counted)
+                out = self.objective.nelbo(x0, generator=noise[k], counted=counted, **extra)
                 total += out.per_sequence.double()
             count = out.num_tokens.cpu().numpy()
-            for (i, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
+            for (i, _, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
                 nats[i] += v
                 tokens[i] += int(c)
         per_token = nats / np.maximum(tokens, 1)
@@ -432,6 +444,39 @@ class DiffusionLM:
         from mdlm_dna.analysis.probs import probs
 
         return probs(self, seqs, strands=strands, batch_size=batch_size, progress=progress, label=label)
+
+    @checked
+    def ism(self, seq: str, strands: Literal["forward", "reverse", "both"] = "forward", label: str | int | None = None,
+            batch_size: PositiveInt = 128, progress: bool | None = None) -> np.ndarray:
+        """[L, 4] in-silico mutagenesis: log p(b at i | rest) - log p(reference | rest), 0 at the reference base.
+        See :mod:`mdlm_dna.analysis.ism`."""
+        from mdlm_dna.analysis.ism import ism
+
+        return ism(self, seq, strands=strands, label=label, batch_size=batch_size, progress=progress)
+
+    @checked
+    def dependency_map(self, seq: str, strands: Literal["forward", "reverse", "both"] = "forward",
+                       label: str | int | None = None, batch_size: PositiveInt = 128,
+                       progress: bool | None = None) -> np.ndarray:
+        """[L, L]: the largest change of the log-odds of the prediction at i (i masked) that a substitution at j
+        causes. See :mod:`mdlm_dna.analysis.dependency`."""
+        from mdlm_dna.analysis.dependency import dependency_map
+
+        return dependency_map(self, seq, strands=strands, label=label, batch_size=batch_size, progress=progress)
+
+    @checked
+    def variant_effects(self, variants: str | os.PathLike | pd.DataFrame, fasta: str | os.PathLike,
+                        strands: Literal["forward", "reverse", "both"] = "forward",
+                        on_mismatch: Literal["error", "drop"] = "error", t_samples: PositiveInt = 16, seed: Int = 0,
+                        label: str | int | None = None, batch_size: PositiveInt = 128,
+                        progress: bool | None = None) -> pd.DataFrame:
+        """Zero-shot scores of a VCF (plain or bgzipped) or a table (chrom, pos, ref, alt) against ``fasta``: one
+        row per ALT allele with ``llr`` = log p(alt) / p(ref) (SNVs: the site masked alone; others: the window's
+        NELBO difference) and a ``status``. See :mod:`mdlm_dna.analysis.variants`."""
+        from mdlm_dna.analysis.variants import variant_effects
+
+        return variant_effects(self, variants, fasta, strands=strands, on_mismatch=on_mismatch, t_samples=t_samples,
+                               seed=seed, label=label, batch_size=batch_size, progress=progress)
 
     # ----- evaluation ---------------------------------------------------------------------------
     def evaluate(

@@ -64,7 +64,16 @@ def test_both_strands_average_the_reverse_complement_mapped_back():
     seq = random_dna(40, seed=1)
     rc = seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
     fwd, rev, both = (m.probs([seq], strands=s)[0] for s in ("forward", "reverse", "both"))
-    mapped = brute_force_probs(m, rc)[::-1][:, ::-1]  # flip positions, complement bases (A C G T -> T G C A)
+    # forward windows mirrored: the reverse strand reads the same 32 bases around each position
+    ids = torch.tensor(m.encode(rc))
+    mapped = np.zeros((40, 4))
+    for i in range(40):
+        s = 40 - 32 - min(max(i - 16, 0), 40 - 32)
+        x = ids[s : s + 32].clone()
+        x[39 - i - s] = m.objective.mask_id
+        with torch.no_grad():
+            logits = m.objective.denoiser_logits(x[None], torch.zeros(1))[0, 39 - i - s, :4].double()
+        mapped[i] = torch.softmax(logits, -1).numpy()[::-1]  # complement: A C G T -> T G C A
     np.testing.assert_allclose(rev, mapped, atol=1e-6)
     np.testing.assert_allclose(both, (fwd + mapped) / 2, atol=1e-6)
 
@@ -102,3 +111,88 @@ def test_bad_arguments_are_one_clear_error():
         m.probs("ACGT")
     with pytest.raises(ConfigError, match="unconditional"):
         m.probs(["ACGT"], label="yeast")
+
+
+# ----------------------------------------------------------------------------------------------------
+# an exact toy model: an order-1 Markov chain wrapped as a denoiser
+
+
+class MarkovDenoiser(torch.nn.Module):
+    """Logits at a masked position = the log-probability of the whole window with each base there (brute force
+    over the chain), so the softmax is the chain's exact p(x_i | x_{-i})."""
+
+    def __init__(self, seed: int = 0, vocab: int = 10):
+        super().__init__()
+        g = np.random.default_rng(seed)
+        # N (id 4) breaks the chain: its transitions cost nothing (log 1), so windows holding N stay defined
+        self.log_init = torch.zeros(5, dtype=torch.float64)
+        self.log_init[:4] = torch.tensor(np.log(g.dirichlet(np.ones(4))))
+        self.log_trans = torch.zeros(5, 5, dtype=torch.float64)
+        self.log_trans[:4, :4] = torch.tensor(np.log(g.dirichlet(np.ones(4) * 0.5, size=4)))
+        self.vocab = vocab
+
+    def window_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_init[x[0]] + self.log_trans[x[:-1], x[1:]].sum()
+
+    def forward(self, ids: torch.Tensor, sigma: torch.Tensor, labels=None) -> torch.Tensor:
+        out = torch.zeros(*ids.shape, self.vocab, dtype=torch.float64)
+        for r, l in (ids == 5).nonzero().tolist():
+            for b in range(4):
+                x = ids[r].clone()
+                x[l] = b
+                out[r, l, b] = self.window_log_prob(x)
+        return out
+
+
+def chain_conditional(chain: MarkovDenoiser, ids: list[int], i: int) -> np.ndarray:
+    """The closed form: p(b | rest) proportional to p(b | x_{i-1}) p(x_{i+1} | b)."""
+    lp = (chain.log_init if i == 0 else chain.log_trans[ids[i - 1]])[:4].clone()
+    if i + 1 < len(ids):
+        lp = lp + chain.log_trans[:4, ids[i + 1]]
+    return torch.softmax(lp, 0).numpy()
+
+
+def test_a_markov_chain_denoiser_gives_its_exact_conditionals_and_ism():
+    m = tiny(seq_len=16)
+    chain = MarkovDenoiser()
+    m.module.objective.backbone = chain
+    seq = random_dna(12, 5)
+    ids = m.encode(seq)
+    p = m.probs([seq])[0]
+    expect = np.stack([chain_conditional(chain, ids, i) for i in range(12)])
+    np.testing.assert_allclose(p, expect, atol=1e-9)
+    x = m.ism(seq)
+    for i in range(12):
+        np.testing.assert_allclose(x[i], np.log(expect[i]) - np.log(expect[i, ids[i]]), atol=1e-9)
+        assert x[i, ids[i]] == 0.0
+    # dependencies of an order-1 chain: only neighbours move the prediction
+    d = m.dependency_map(seq)
+    far = np.abs(np.subtract.outer(np.arange(12), np.arange(12))) > 1
+    assert np.abs(d[far]).max() < 1e-9 and d[~far & ~np.eye(12, dtype=bool)].min() > 1e-6
+
+
+def test_caduceus_ps_strands_agree_exactly():
+    torch.manual_seed(0)
+    cfg = OmegaConf.to_container(compose_pretrain(
+        "model=caduceus_ps", "model.d_model=8", "model.n_layers=2", "model.d_state=4", "model.scan_backend=torch",
+        "data.seq_len=24",
+        "ema.enabled=false"), resolve=True)
+    m = DiffusionLM(DiffusionModule(cfg), device="cpu")
+    seq = random_dna(30, 6)
+    fwd, rev = m.probs([seq], strands="forward")[0], m.probs([seq], strands="reverse")[0]
+    assert np.abs(fwd - 0.25).max() > 1e-4  # a random network predicts something
+    np.testing.assert_allclose(fwd, rev, atol=1e-5)
+
+
+def test_dependency_map_is_a_brute_force_log_odds_change():
+    m = tiny(seq_len=16)
+    seq = random_dna(10, 7)
+    d = m.dependency_map(seq)
+    base = brute_force_probs(m, seq)
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    i, j = 3, 6
+    changes = []
+    for b in "ACGT".replace(seq[j], ""):
+        mut = seq[:j] + b + seq[j + 1 :]
+        changes.append(np.abs(logit(brute_force_probs(m, mut)[i]) - logit(base[i])).max())
+    assert d[i, j] == pytest.approx(max(changes), rel=1e-5) and d[j, j] == 0.0

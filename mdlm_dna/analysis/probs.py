@@ -10,7 +10,9 @@ the chain rule: p(x_i = b | x_{-i}) is proportional to p(window with b at i), fo
 
 Windows. Each position is predicted in its own window of the training length centred on it, shifted (not
 truncated) at the ends of the sequence: the position is as central as it can be, whatever the sequence's
-length. A sequence shorter than the window is one window. Rows of equal window length are batched; the cost
+length (a window of even length W puts it at index W // 2). A sequence shorter than the window is one window.
+The reverse strand reads the same window, reverse-complemented, so a strand-symmetric model (Caduceus-PS)
+gives both strands exactly the same prediction. Rows of equal window length are batched; the cost
 is one network row per position (four for AR), per strand.
 
 N bases are given as context (as in training) and get NaN rows.
@@ -183,18 +185,18 @@ def _many_log_probs(model: DiffusionLM, seqs: list[np.ndarray], positions: list[
         pos = np.asarray(pos, dtype=np.int64)
         keep = pos[ids[pos] < NUM_BASES]  # N (and anything else) is context only: NaN rows
         n = len(ids)
+        fwd_start, fwd_site = centred_windows(n, keep, window)
+        w = min(window, n)
         for strand in (("forward", "reverse") if strands == "both" else (strands,)):
             if strand == "forward":
                 sources.append(ids)
-                p = keep
-            else:
-                rc = np.where(ids < NUM_BASES, 3 - ids, ids)[::-1].copy()
-                sources.append(rc)
-                p = n - 1 - keep
-            s, local = centred_windows(n, p, window)
-            src.append(np.full(len(p), len(sources) - 1))
+                s, local = fwd_start, fwd_site
+            else:  # the same window read on the other strand: a strand-symmetric model agrees exactly
+                sources.append(np.where(ids < NUM_BASES, 3 - ids, ids)[::-1].copy())
+                s, local = n - w - fwd_start, w - 1 - fwd_site
+            src.append(np.full(len(keep), len(sources) - 1))
             start.append(s)
-            length.append(np.full(len(p), min(window, n)))
+            length.append(np.full(len(keep), w))
             site.append(local)
             owner.append((k, strand, keep))
     sites = Sites(sources, *(np.concatenate(a).astype(np.int64) if a else np.zeros(0, np.int64)
