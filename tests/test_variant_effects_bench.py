@@ -113,3 +113,31 @@ def test_information_and_sd_matches():
     offs = list(ve.UPSTREAM)
     assert [offs[j] for j in np.flatnonzero(hit[0])] == [-12, -11, -10, -9]
     assert [offs[j] for j in np.flatnonzero(hit[1])] == [-10, -9, -8, -7]
+
+
+def test_markdown_says_where_the_model_stands():
+    import pandas as pd
+
+    def row(section, scorer, strands, stat, value, lo, hi):
+        return {"section": section, "scorer": scorer, "strands": strands, "statistic": stat, "value": value,
+                "lo": lo, "hi": hi, "n": "5 / 5", "seconds": 1.0}
+
+    rows = []
+    for comp, (m, c, a) in {"stop_gained vs synonymous": (0.7, 0.6, 0.72),
+                            "missense vs synonymous": (0.5, 0.55, 0.5)}.items():
+        rows += [row("auroc", "ecoli (MDLM, shipped)", "both", comp, m, m - 0.05, m + 0.05),
+                 row("auroc", "Markov order 2", "forward", comp, c, c - 0.05, c + 0.05),
+                 row("auroc", "AR dit_tiny (600 steps)", "forward", comp, a, a - 0.05, a + 0.05),
+                 row("auroc difference", "Markov order 2", "forward", f"{comp}: shipped model minus this", m - c,
+                     m - c - 0.02, m - c + 0.02),
+                 row("auroc difference", "AR dit_tiny (600 steps)", "forward", f"{comp}: shipped model minus this",
+                     m - a, m - a - 0.03, m - a + 0.03)]
+    facts = {"genes": 3, "test_bases": 1000, "snvs": 90, "window": 128, "sampled": {"synonymous": 5},
+             "sd_fraction": 0.5, "total_seconds": 60.0, "ar_train_seconds": 120.0, "ar_steps": 600}
+    md = ve.to_markdown(pd.DataFrame(rows + ve.fact_rows(facts)))
+    lines = md.splitlines()
+    stop = next(x for x in lines if x.startswith("- stop_gained"))
+    assert "is above the best Markov chain (Markov order 2" in stop
+    assert "not distinguishable from the AR model" in stop
+    assert "is below the best Markov chain" in next(x for x in lines if x.startswith("- missense"))
+    assert "| ecoli (MDLM, shipped) | both | 0.700 [0.650, 0.750] | - |" in md
