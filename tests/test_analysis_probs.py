@@ -20,10 +20,23 @@ def _one_thread(one_thread):
     yield
 
 
+def randomised(m: DiffusionLM) -> DiffusionLM:
+    """A fresh DiT predicts exactly uniform (its output layer starts at zero): perturb every weight, so that
+    predictions differ between positions and a wrong window or site would show."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in m.objective.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
 def tiny(*overrides: str, seq_len: int = 32) -> DiffusionLM:
     torch.manual_seed(0)
     cfg = OmegaConf.to_container(compose_pretrain(*TINY, f"data.seq_len={seq_len}", *overrides), resolve=True)
-    return DiffusionLM(DiffusionModule(cfg), device="cpu")
+    m = randomised(DiffusionLM(DiffusionModule(cfg), device="cpu"))
+    p = m.probs([random_dna(seq_len, 99)])[0]
+    assert np.ptp(p, axis=0).min() > 1e-3 and p.max() < 0.99  # neither uniform nor certain
+    return m
 
 
 def random_dna(n: int, seed: int = 0) -> str:
@@ -196,3 +209,21 @@ def test_dependency_map_is_a_brute_force_log_odds_change():
         mut = seq[:j] + b + seq[j + 1 :]
         changes.append(np.abs(logit(brute_force_probs(m, mut)[i]) - logit(base[i])).max())
     assert d[i, j] == pytest.approx(max(changes), rel=1e-5) and d[j, j] == 0.0
+
+
+def test_class_conditional_probs_use_the_label(ecoli_prefix):
+    from tests.test_guidance import labelled_config
+
+    torch.manual_seed(0)
+    m = randomised(DiffusionLM(DiffusionModule(labelled_config(ecoli_prefix, "data.seq_len=16")), device="cpu"))
+    seq = random_dna(16, 8)
+    ids = torch.tensor(m.encode(seq))
+    x = ids.clone()
+    x[5] = m.objective.mask_id
+    with torch.no_grad():
+        logits = m.objective.denoiser_logits(x[None], torch.zeros(1), torch.tensor([1]))[0, 5, :4].double()
+    p = m.probs([seq], label="yeast")[0]
+    np.testing.assert_allclose(p[5], torch.softmax(logits, -1).numpy(), atol=1e-6)
+    assert np.abs(p - m.probs([seq])[0]).max() > 1e-6  # the null class predicts otherwise
+    s = m.score([seq], label="yeast", t_samples=2)["nelbo_nats"].iloc[0]
+    assert s != pytest.approx(m.score([seq], t_samples=2)["nelbo_nats"].iloc[0], rel=1e-6)

@@ -9,10 +9,12 @@ from omegaconf import OmegaConf
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir
 from mdlm_dna.score import ScoreConfig
+from mdlm_dna.track import TrackConfig
 from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
+from mdlm_dna.vep import VepConfig
 
 # command name -> its config model; every command with a flat YAML belongs here
-COMMAND_MODELS = {"score": ScoreConfig}
+COMMAND_MODELS = {"score": ScoreConfig, "vep": VepConfig, "track": TrackConfig}
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODELS))

@@ -148,3 +148,57 @@ def test_scored_vcf_round_trips_with_the_llr_in_info(chain_model, genome, tmp_pa
     assert float(back["info"][0].split("MDLM_LLR=")[1].split(";")[0]) == pytest.approx(v["llr"][0], rel=1e-5)
     assert back["info"][1].endswith("MDLM_LLR=.;MDLM_STATUS=symbolic")
     assert any(h.startswith("##INFO=<ID=MDLM_LLR") for h in back.attrs["vcf_header"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# the command lines (in process where possible: each subprocess start costs seconds)
+
+
+def ecoli_vcf(fasta, tmp_path) -> tuple[str, str]:
+    lines = fasta.read_text().splitlines()
+    name, seq = lines[0][1:].split()[0], "".join(lines[1:])
+    records = [f"{name} 100 snv1 {seq[99]} {'A' if seq[99] != 'A' else 'G'} . PASS .",
+               f"{name} 5000 del1 {seq[4999:5002]} {seq[4999]} . PASS .",
+               f"{name} 7000 sv1 {seq[6999]} <INV> . PASS ."]
+    return write(tmp_path, records, "ecoli.vcf.gz"), name
+
+
+def test_vep_and_track_commands_write_their_outputs(ecoli_prefix, tmp_path):
+    import pyBigWig
+
+    from mdlm_dna.track import track as track_cli
+    from mdlm_dna.vep import vep
+
+    vcf, name = ecoli_vcf(ecoli_prefix, tmp_path)
+    fasta = tmp_path / "g.fa"
+    fasta.write_bytes(ecoli_prefix.read_bytes())  # pyfaidx writes its index next to the FASTA
+    scores = vep({"ckpt": "ecoli", "vcf": vcf, "fasta": str(fasta), "device": "cpu", "t_samples": 2,
+                  "vcf_out": str(tmp_path / "scored.vcf")})
+    table = pd.read_csv(tmp_path / "ecoli.vep.tsv", sep="\t")
+    assert list(table["status"]) == ["scored", "scored", "symbolic"] and table["llr"][:2].notna().all()
+    assert list(scores["method"][:2]) == ["masked site", "window NELBO difference (2 draws, common random numbers)"]
+    assert "MDLM_LLR=" in (tmp_path / "scored.vcf").read_text()
+    (tmp_path / "r.bed").write_text(f"{name}\t1000\t1100\n")
+    out = track_cli({"ckpt": "ecoli", "fasta": str(fasta), "bed": str(tmp_path / "r.bed"),
+                     "out": str(tmp_path / "s.bw"), "device": "cpu"})
+    bw = pyBigWig.open(str(out))
+    values = np.array(bw.values(name, 1000, 1100))
+    bw.close()
+    assert np.isfinite(values).all() and 0.5 < values.mean() < 3.5  # bits of surprisal of real E. coli DNA
+
+
+def test_command_errors_are_one_line_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "mdlm_dna.vep", "ckpt=ecoli", f"vcf={tmp_path}/none.vcf", "fasta=x.fa"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: vcf={tmp_path}/none.vcf: no such file"]
+    (tmp_path / "g.fa").write_text(">c\nACGT\n")
+    (tmp_path / "r.bed").write_text("c\t0\t2\n")
+    r = subprocess.run([sys.executable, "-m", "mdlm_dna.track", "ckpt=ecoli", f"fasta={tmp_path}/g.fa",
+                        f"bed={tmp_path}/r.bed", "out=t.txt", "stat=surprise"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "stat='surprise'" in r.stderr

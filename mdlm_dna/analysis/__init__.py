@@ -14,6 +14,12 @@ Modules: :mod:`.probs` (masked-site conditionals, the one forward pass everythin
 :mod:`.tracks` (bigWig / bedGraph), :mod:`.plots` (logos and heatmaps).
 """
 
+from mdlm_dna.analysis.dependency import dependency_map
+from mdlm_dna.analysis.ism import ism
 from mdlm_dna.analysis.probs import probs, site_log_probs
+from mdlm_dna.analysis.tracks import track
+from mdlm_dna.analysis.variants import variant_effects
+from mdlm_dna.analysis.vcf import read_variants, write_vcf
 
-__all__ = ["probs", "site_log_probs"]
+__all__ = ["dependency_map", "ism", "probs", "read_variants", "site_log_probs", "track", "variant_effects",
+           "write_vcf"]
