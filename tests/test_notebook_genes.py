@@ -11,7 +11,6 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (pip install nbformat nbclient ipykernel)")
 nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install nbclient ipykernel)")
-pytest.importorskip("logomaker", reason="logomaker draws the notebook's sequence logo")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "what_the_model_knows_about_genes.ipynb"
