@@ -182,8 +182,10 @@ def train_ar(run_dir: Path, steps: int = 600, seed: int = 0) -> tuple[Path, floa
 
 
 def model_site_log_probs(model, ids: np.ndarray, positions: np.ndarray, strands: str) -> np.ndarray:
-    """[P, 4] log p(b | rest) from a package model at ``positions`` of ``ids`` (windows centred, as ``probs``)."""
-    return positions_log_probs(model, ids, positions, strands=strands, batch_size=256)
+    """[P, 4] log p(b | rest) from a package model at ``positions`` of ``ids`` (windows centred, as ``probs``);
+    each distinct position is predicted once."""
+    unique, inverse = np.unique(np.asarray(positions), return_inverse=True)
+    return positions_log_probs(model, ids, unique, strands=strands, batch_size=256)[inverse]
 
 
 def variant_llr(site_lp: np.ndarray, site_index: np.ndarray, ref: np.ndarray, alt: np.ndarray) -> np.ndarray:
