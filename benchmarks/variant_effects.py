@@ -13,6 +13,8 @@ scored by
 - the AR baseline of the same size (dit_tiny, causal, 600 steps: the recipe of ``benchmarks/paper_claims.py``;
   trained here if ``--ar-run`` holds no checkpoint): llr = the exact change in the window's log-likelihood
   (forward strand), and the same with both strands' conditionals averaged;
+- an MDLM trained exactly like that AR baseline (same size, data, steps): the comparison at equal training
+  compute (the shipped model trained 10,000 steps);
 - order-k Markov chains, k = 0..10, fitted on the training split (smoothing chosen on validation): llr = the exact
   change in the log-likelihood of the same window.
 
@@ -155,8 +157,8 @@ def information(lp: np.ndarray) -> np.ndarray:
 
 
 # ----- models --------------------------------------------------------------------------------------------------
-def train_ar(run_dir: Path, steps: int = 600, seed: int = 0) -> tuple[Path, float]:
-    """The AR baseline of the shipped model's size (dit_tiny, causal) trained on E. coli as paper_claims.py does;
+def train_baseline(run_dir: Path, steps: int = 600, seed: int = 0, objective: str = "ar") -> tuple[Path, float]:
+    """A model of the shipped model's size (dit_tiny; causal for AR) trained on E. coli as paper_claims.py does;
     returns its last checkpoint and the training wall time in seconds (both reused when ``run_dir`` already holds
     a checkpoint; the time is kept in ``run_dir/train_seconds.txt``, NaN if unknown)."""
     existing = sorted(run_dir.glob("**/last.ckpt"))
@@ -169,7 +171,8 @@ def train_ar(run_dir: Path, steps: int = 600, seed: int = 0) -> tuple[Path, floa
     from mdlm_dna.resources import config_dir, register_resolvers
 
     register_resolvers()
-    overrides = ["genome=ecoli", "objective=ar", "model.causal=true", f"seed={seed}", f"trainer.max_steps={steps}",
+    overrides = ["genome=ecoli", f"objective={objective}", *(["model.causal=true"] if objective == "ar" else []),
+                 f"seed={seed}", f"trainer.max_steps={steps}",
                  f"trainer.val_check_interval={steps}", f"checkpoint.every_n_train_steps={steps}",
                  "trainer.enable_progress_bar=false", "resume=null"]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -289,7 +292,7 @@ def information_rows(name: str, lp: dict[str, np.ndarray], sites: dict, sd_hit: 
 
 def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1500, n_boot: int = 1000,
                   seed: int = 0, ar_run: Path | None = None, ar_steps: int = 600, cache_dir: str | None = None,
-                  ) -> tuple[pd.DataFrame, dict]:
+                  mdlm_run: Path | None = None) -> tuple[pd.DataFrame, dict]:
     """Every number of the record: AUROC rows, paired differences, information rows; and the run's facts."""
     from mdlm_dna import DiffusionLM
 
@@ -330,7 +333,8 @@ def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1
                                                                  site_index, ref, alt)
             seconds[(f"Markov order {k}", strands)] = time.perf_counter() - t
 
-    ar_ckpt, facts["ar_train_seconds"] = train_ar(ar_run or Path("runs/variant_effects/ecoli_ar_seed0"), ar_steps)
+    ar_ckpt, facts["ar_train_seconds"] = train_baseline(ar_run or Path("runs/variant_effects/ecoli_ar_seed0"),
+                                                        ar_steps)
     ar = DiffusionLM.from_pretrained(ar_ckpt)
     facts["ar_steps"] = ar_steps
     for strands in ("forward", "both"):
@@ -338,6 +342,14 @@ def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1
         name = f"AR dit_tiny ({ar_steps} steps)"
         scores[(name, strands)] = variant_llr(model_site_log_probs(ar, test, sites, strands), site_index, ref, alt)
         seconds[(name, strands)] = time.perf_counter() - t
+    equal = None
+    if mdlm_run is not None:  # an MDLM trained exactly like the AR baseline: the equal-compute comparison
+        ckpt, facts["mdlm_train_seconds"] = train_baseline(mdlm_run, ar_steps, objective="mdlm")
+        equal = (f"MDLM dit_tiny ({ar_steps} steps)", "both")
+        t = time.perf_counter()
+        scores[equal] = variant_llr(model_site_log_probs(DiffusionLM.from_pretrained(ckpt), test, sites, "both"),
+                                    site_index, ref, alt)
+        seconds[equal] = time.perf_counter() - t
 
     keys = list(scores)
     for damaging, neutral in COMPARISONS:
@@ -356,6 +368,15 @@ def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1
                          "statistic": f"{damaging} vs {neutral}: shipped model minus this",
                          "value": auroc(pos[0], neg[0]) - auroc(pos[i], neg[i]), "lo": diff[0, i, 0],
                          "hi": diff[0, i, 1], "n": f"{is_pos.sum()} / {is_neg.sum()}", "seconds": float("nan")})
+        if equal is not None:  # the equal-compute MDLM minus each AR row
+            e = keys.index(equal)
+            for i, (name, strands) in enumerate(keys):
+                if name.startswith("AR"):
+                    rows.append({"section": "equal compute", "scorer": name, "strands": strands,
+                                 "statistic": f"{damaging} vs {neutral}: {equal[0]} minus this",
+                                 "value": auroc(pos[e], neg[e]) - auroc(pos[i], neg[i]), "lo": diff[e, i, 0],
+                                 "hi": diff[e, i, 1], "n": f"{is_pos.sum()} / {is_neg.sum()}",
+                                 "seconds": float("nan")})
 
     where = ic_sites(len(test), genes, ic_sites_n, seed)
     hit = sd_matches(seq, genes, where["upstream"])
@@ -446,6 +467,13 @@ def to_markdown(record: pd.DataFrame) -> str:
             + verdict(d.loc[(best_ar.scorer, best_ar.strands, f"{comp}: shipped model minus this")],
                       f"the AR model of the same size ({best_ar.scorer}, {best_ar.strands}, {best_ar.value:.3f})")
             + ".")
+    eq = record[record.section == "equal compute"]
+    for comp in (stop, mis):
+        for _, r in eq[eq.statistic.str.startswith(comp)].iterrows():
+            other = r.statistic.split(": ", 1)[1].removesuffix(" minus this")
+            mine = a.loc[(other, "both", comp)]
+            lines.append(f"- {comp}, at equal training compute: {other} {_ci(mine.value, mine.lo, mine.hi)} is "
+                         + verdict(r, f"{r.scorer} ({r.strands})") + ".")
     info = record[record.section == "information"]
     if len(info):
         scorers = list(dict.fromkeys(info.scorer))
@@ -458,7 +486,9 @@ def to_markdown(record: pd.DataFrame) -> str:
         lines += [f"| {s} | " + " | ".join(f"{t.loc[s, c]:.4f}" for c in scorers) + " |" for s in order]
     lines += ["", f"Cost on a shared, busy 2-core CPU (other jobs running): {run['total_seconds'] / 60:.0f} min for "
                   f"this record, not counting the AR baseline's training ({run['ar_train_seconds'] / 60:.0f} min "
-                  f"for {int(run['ar_steps'])} steps, once; reused from its run folder afterwards)."]
+                  f"for {int(run['ar_steps'])} steps, once; reused from its run folder afterwards"
+                  + (f"; the equal-compute MDLM's {run['mdlm_train_seconds'] / 60:.0f} min likewise"
+                     if "mdlm_train_seconds" in run.index else "") + ")."]
     return "\n".join(lines)
 
 
@@ -471,7 +501,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ar-run", type=Path, default=Path("runs/variant_effects/ecoli_ar_seed0"),
                     help="run folder of the AR baseline (trained there when it holds no checkpoint)")
-    ap.add_argument("--ar-steps", type=int, default=600)
+    ap.add_argument("--ar-steps", type=int, default=600, help="training steps of the AR (and equal-compute MDLM) run")
+    ap.add_argument("--mdlm-run", type=Path, default=Path("runs/variant_effects/ecoli_mdlm_seed0"),
+                    help="run folder of an MDLM trained like the AR baseline (trained there when empty); "
+                         "'none' skips the equal-compute row")
     ap.add_argument("--out", type=Path, default=HERE / "variant_effects.csv")
     ap.add_argument("--table-only", action="store_true", help="rebuild the Markdown from the CSV record")
     args = ap.parse_args()
@@ -479,7 +512,8 @@ def main() -> None:
         record = pd.read_csv(args.out)
     else:
         table, facts = run_benchmark(args.per_class, args.max_order, args.ic_sites, args.n_boot, args.seed,
-                                     args.ar_run, args.ar_steps)
+                                     args.ar_run, args.ar_steps,
+                                     mdlm_run=None if str(args.mdlm_run) == "none" else args.mdlm_run)
         facts["per_class"], facts["n_boot"], facts["seed"] = args.per_class, args.n_boot, args.seed
         record = pd.concat([table, pd.DataFrame(fact_rows(facts))], ignore_index=True)
         record.to_csv(args.out, index=False)

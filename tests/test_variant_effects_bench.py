@@ -131,7 +131,10 @@ def test_markdown_says_where_the_model_stands():
                  row("auroc difference", "Markov order 2", "forward", f"{comp}: shipped model minus this", m - c,
                      m - c - 0.02, m - c + 0.02),
                  row("auroc difference", "AR dit_tiny (600 steps)", "forward", f"{comp}: shipped model minus this",
-                     m - a, m - a - 0.03, m - a + 0.03)]
+                     m - a, m - a - 0.03, m - a + 0.03),
+                 row("auroc", "MDLM dit_tiny (600 steps)", "both", comp, 0.6, 0.55, 0.65),
+                 row("equal compute", "AR dit_tiny (600 steps)", "forward",
+                     f"{comp}: MDLM dit_tiny (600 steps) minus this", 0.6 - a, 0.6 - a - 0.01, 0.6 - a + 0.01)]
     facts = {"genes": 3, "test_bases": 1000, "snvs": 90, "window": 128, "sampled": {"synonymous": 5},
              "sd_fraction": 0.5, "total_seconds": 60.0, "ar_train_seconds": 120.0, "ar_steps": 600}
     md = ve.to_markdown(pd.DataFrame(rows + ve.fact_rows(facts)))
@@ -141,3 +144,5 @@ def test_markdown_says_where_the_model_stands():
     assert "not distinguishable from the AR model" in stop
     assert "is below the best Markov chain" in next(x for x in lines if x.startswith("- missense"))
     assert "| ecoli (MDLM, shipped) | both | 0.700 [0.650, 0.750] | - |" in md
+    equal = next(x for x in lines if x.startswith("- stop_gained vs synonymous, at equal training compute"))
+    assert "MDLM dit_tiny (600 steps) 0.600 [0.550, 0.650] is below AR dit_tiny (600 steps) (forward)" in equal
