@@ -60,8 +60,9 @@ def brute_force_probs(m: DiffusionLM, seq: str) -> np.ndarray:
     return out
 
 
-def test_probs_equal_a_brute_force_loop_with_tiling_and_n():
-    m = tiny()
+@pytest.mark.parametrize("objective", ["mdlm", "sedd", "d3pm"])
+def test_probs_equal_a_brute_force_loop_with_tiling_and_n(objective):
+    m = tiny(f"objective={objective}")
     seq = random_dna(70)
     seq = seq[:10] + "N" + seq[11:]
     p = m.probs([seq], batch_size=7)
@@ -227,3 +228,17 @@ def test_class_conditional_probs_use_the_label(ecoli_prefix):
     assert np.abs(p - m.probs([seq])[0]).max() > 1e-6  # the null class predicts otherwise
     s = m.score([seq], label="yeast", t_samples=2)["nelbo_nats"].iloc[0]
     assert s != pytest.approx(m.score([seq], t_samples=2)["nelbo_nats"].iloc[0], rel=1e-6)
+
+
+def test_a_time_conditioned_network_gets_the_time_of_one_masked_position():
+    m = tiny("model.time_conditioning=true", seq_len=16)
+    seq = random_dna(16, 9)
+    x = torch.tensor(m.encode(seq))
+    x[4] = m.objective.mask_id
+    t = torch.tensor([1.0 / (16 * (1 - m.config["noise"]["eps"]))])  # log-linear: 1 - alpha(t) = (1 - eps) t = 1/16
+    with torch.no_grad():
+        expect = torch.softmax(m.objective.denoiser_logits(x[None], t)[0, 4, :4].double(), -1).numpy()
+        other = torch.softmax(m.objective.denoiser_logits(x[None], t * 8)[0, 4, :4].double(), -1).numpy()
+    got = m.probs([seq])[0, 4]
+    np.testing.assert_allclose(got, expect, atol=1e-6)
+    assert np.abs(got - other).max() > 1e-6  # the time matters to this network

@@ -79,11 +79,12 @@ def test_vcf_edge_cases_are_split_reported_or_refused(chain_model, genome, tmp_p
         "chr9 3 . A C . . .",  # chromosome not in the FASTA
         f"chrM 3 . {seqs['chrM'][2].lower()} {'A' if seqs['chrM'][2] != 'A' else 'C'} . . .",  # short contig, lower
         f"chr1 8 . {s[7]} . . . .",  # no ALT
+        f"chr1 9 . {s[8]} N . . .",  # unknown ALT base
     ]
     v = chain_model.variant_effects(write(tmp_path, records), fasta=path)
-    assert len(v) == 8 and list(v["id"][:2]) == ["rs1", "rs1"]
+    assert len(v) == 9 and list(v["id"][:2]) == ["rs1", "rs1"]
     assert list(v["status"]) == ["scored", "scored", "symbolic", "symbolic", "n_in_reference", "no_chrom", "scored",
-                                 "no_alt"]
+                                 "no_alt", "not_acgtn"]
     assert v["llr"][v["status"] == "scored"].notna().all() and v["llr"][v["status"] != "scored"].isna().all()
     assert "<DEL>" in v["note"][2]
 
@@ -191,14 +192,31 @@ def test_command_errors_are_one_line_exit_2(tmp_path):
     import os
     import subprocess
     import sys
+    from pathlib import Path
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-m", "mdlm_dna.vep", "ckpt=ecoli", f"vcf={tmp_path}/none.vcf", "fasta=x.fa"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"error: vcf={tmp_path}/none.vcf: no such file"]
     (tmp_path / "g.fa").write_text(">c\nACGT\n")
     (tmp_path / "r.bed").write_text("c\t0\t2\n")
     r = subprocess.run([sys.executable, "-m", "mdlm_dna.track", "ckpt=ecoli", f"fasta={tmp_path}/g.fa",
                         f"bed={tmp_path}/r.bed", "out=t.txt", "stat=surprise"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "stat='surprise'" in r.stderr
+
+
+def test_a_table_works_like_a_vcf(chain_model, genome, tmp_path):
+    path, seqs = genome
+    s = seqs["chr1"]
+    alt = "A" if s[4] != "A" else "C"
+    (tmp_path / "v.csv").write_text(f"Chrom,Pos,Ref,Alt,id\nchr1,5,{s[4]},{alt},x1\n")
+    (tmp_path / "v.vcf").write_text(HEADER + f"chr1\t5\tx1\t{s[4]}\t{alt}\t.\t.\t.\n")
+    a = chain_model.variant_effects(tmp_path / "v.csv", fasta=path)
+    b = chain_model.variant_effects(tmp_path / "v.vcf", fasta=path)
+    pd.testing.assert_frame_equal(a, b)
+    (tmp_path / "bad.csv").write_text("chrom,position,alt\nchr1,5,A\n")
+    with pytest.raises(DataError, match="needs columns chrom, pos"):
+        chain_model.variant_effects(tmp_path / "bad.csv", fasta=path)

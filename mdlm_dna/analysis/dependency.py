@@ -14,6 +14,7 @@ the model's training length.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,6 +56,9 @@ def dependency_map(model: DiffusionLM, seq: str, strands: Strands = "forward", l
     """[L, L]: dep[i, j], how much a change at j moves the prediction at i (see the module docstring)."""
     ids = encode_one(model, seq)
     L = len(ids)
+    if L > 2 * model.seq_len:
+        warnings.warn(f"dependency_map of {L} bases costs {3 * L * L + L:,} network rows (3 L^2 + L); a window of "
+                      f"about the model's {model.seq_len} bases is the usual size", stacklevel=2)
     seqs, where = mutants(ids)
     every = np.arange(L)
     lps = _many_log_probs(model, [ids, *seqs], [every] * (len(seqs) + 1), strands, label, batch_size, progress)

@@ -183,7 +183,8 @@ def _many_log_probs(model: DiffusionLM, seqs: list[np.ndarray], positions: list[
     for k, (ids, pos) in enumerate(zip(seqs, positions)):
         ids = np.asarray(ids)
         pos = np.asarray(pos, dtype=np.int64)
-        keep = pos[ids[pos] < NUM_BASES]  # N (and anything else) is context only: NaN rows
+        known = np.flatnonzero(ids[pos] < NUM_BASES)  # N (and anything else) is context only: NaN rows
+        keep = pos[known]
         n = len(ids)
         fwd_start, fwd_site = centred_windows(n, keep, window)
         w = min(window, n)
@@ -198,25 +199,21 @@ def _many_log_probs(model: DiffusionLM, seqs: list[np.ndarray], positions: list[
             start.append(s)
             length.append(np.full(len(keep), w))
             site.append(local)
-            owner.append((k, strand, keep))
+            owner.append((k, strand, known))
     sites = Sites(sources, *(np.concatenate(a).astype(np.int64) if a else np.zeros(0, np.int64)
                              for a in (src, start, length, site)))
     lp = site_log_probs(model, sites, label, batch_size, progress)
     out = [np.full((len(p), NUM_BASES), np.nan) for p in positions]
-    where = [{int(q): i for i, q in enumerate(np.asarray(p))} for p in positions]
     prob_sum = [np.zeros((len(p), NUM_BASES)) for p in positions]
     offset = 0
-    for k, strand, keep in owner:
-        rows = lp[offset : offset + len(keep)]
-        offset += len(keep)
+    for k, strand, known in owner:  # rows come back in the order they were asked for
+        rows = lp[offset : offset + len(known)]
+        offset += len(known)
         if strand == "reverse":
             rows = rows[:, COMPLEMENT]
-        idx = np.array([where[k][int(q)] for q in keep], dtype=np.int64)
-        if len(idx):
-            prob_sum[k][idx] += np.exp(rows)
+        prob_sum[k][known] += np.exp(rows)
     count = 2.0 if strands == "both" else 1.0
-    for k, (ids, pos) in enumerate(zip(seqs, positions)):
-        known = np.asarray(ids)[np.asarray(pos, dtype=np.int64)] < NUM_BASES
+    for k, _, known in owner[:: 2 if strands == "both" else 1]:
         out[k][known] = np.log(prob_sum[k][known] / count)
     return out
 

@@ -76,6 +76,8 @@ def allele_problem(ref: str, alt: str) -> tuple[str, str] | None:
     bad = set((ref + alt).upper()) - set("ACGTN")
     if bad:
         return "not_acgtn", f"allele holds {''.join(sorted(bad))!r}: only A C G T N alleles are scored"
+    if "N" in alt.upper():
+        return "not_acgtn", "ALT holds N (an unknown base): not scored"
     if ref.upper() == alt.upper():
         return "no_alt", "ALT equals REF"
     return None
