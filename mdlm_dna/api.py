@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ from mdlm_dna.errors import ConfigError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
 from mdlm_dna.train.lit_module import seeded_generator
-from mdlm_dna.validation import Int, PositiveInt, checked
+from mdlm_dna.validation import Int, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -196,25 +196,26 @@ class DiffusionLM:
             raise ConfigError(f"prefix ({len(pre)} tokens) must be shorter than length ({length})")
         return length, pre, None
 
+    @checked
     def sample_ids(
         self,
-        num_samples: int = 8,
-        length: int | None = None,
-        steps: int = 256,
-        sampler: str = "auto",
+        num_samples: PositiveInt = 8,
+        length: PositiveInt | None = None,
+        steps: PositiveInt = 256,
+        sampler: Literal["auto", "ancestral", "cached", "sar"] = "auto",
         prefix: str | None = None,
         infill: str | None = None,
-        seed: int = 0,
-        batch_size: int = 16,
-        dtype: str = "float64",
-        block_len: int | None = None,
-        overlap: int | None = None,
-        sar_inner: str = "ancestral",
+        seed: Int = 0,
+        batch_size: PositiveInt = 16,
+        dtype: Literal["float64", "float32"] = "float64",
+        block_len: PositiveInt | None = None,
+        overlap: NonNegativeInt | None = None,
+        sar_inner: Literal["ancestral", "cached"] = "ancestral",
         allow_time_conditioned_cache: bool = False,
         infill_n_is_mask: bool = False,
         progress: bool | None = None,
         label: str | int | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: NonNegativeFloat = 1.0,
         classifier: Any = None,
     ) -> SamplingResult:
         """Samples with their cost. ``sampler``: ancestral | cached | sar | auto (cached when the model ignores
@@ -266,6 +267,9 @@ class DiffusionLM:
         elif length > self.seq_len and sampler != "sar":
             warnings.warn(f"length {length} is beyond the training window ({self.seq_len}): consider sampler='sar'",
                           stacklevel=2)
+        if sampler == "sar" and overlap is not None and overlap >= (block_len or self.seq_len):
+            raise ConfigError(f"overlap={overlap} must be smaller than block_len={block_len or self.seq_len} "
+                              "(the tokens of each block kept as the next block's prefix)")
         smp = build_sampler(str(sampler), int(steps), DTYPES[str(dtype)], block_len=int(block_len or self.seq_len),
                             overlap=overlap, allow_time_conditioned=allow_time_conditioned_cache, inner=sar_inner)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -417,14 +421,15 @@ class DiffusionLM:
         return np.stack(out) if pooling else out
 
     # ----- evaluation ---------------------------------------------------------------------------
+    @checked
     def evaluate(
         self,
-        split: str = "test",
-        t_samples: int = 16,
-        max_windows: int | None = None,
-        batch_size: int | None = None,
+        split: Literal["test", "validation"] = "test",
+        t_samples: PositiveInt = 16,
+        max_windows: PositiveInt | None = None,
+        batch_size: PositiveInt | None = None,
         genome_path: str | None = None,
-        seed: int = 0,
+        seed: Int = 0,
         cache_dir: str | None = None,
         trainer: dict[str, Any] | None = None,
         count_n: bool | None = None,
@@ -564,7 +569,9 @@ def _usual_permissions(folder: Path) -> None:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int, max_windows: int | None = None,
+@checked
+def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: PositiveInt,
+                      max_windows: PositiveInt | None = None,
                       genome_path: str | None = None, cache_dir: str | None = None,
                       label: str | None = None, split: str = "test") -> np.ndarray:
     """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]

@@ -20,13 +20,30 @@ from omegaconf import DictConfig
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.resources import config_dir, register_resolvers
+from mdlm_dna.validation import CommandConfig, PositiveInt, Required, parse_config
 
 register_resolvers()
+
+
+class ExportConfig(CommandConfig):
+    """configs/export.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
+
+    ckpt: Required
+    out: Required
+    use_ema: bool = True
+    validation: bool = True
+    test: bool = True
+    t_samples: PositiveInt = 16
+    max_windows: PositiveInt | None = None
+    push_to: str | None = None
+    private: bool = False
+    cache_dir: str | None = None
 
 
 def export(cfg: DictConfig | dict[str, Any]) -> Path:
     usage = "python -m mdlm_dna.export ckpt=RUN out=DIR"
     cfg = command_config("export", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "out")})
+    parse_config(cfg, ExportConfig)
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), cache_dir=cfg.cache_dir)
     metrics: dict[str, Any] = {}
     splits = [s for s in ("validation", "test") if cfg.get(s)]

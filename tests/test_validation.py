@@ -7,12 +7,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from mdlm_dna.errors import ConfigError
+from mdlm_dna.evaluate import EvaluateConfig
+from mdlm_dna.export import ExportConfig
 from mdlm_dna.resources import config_dir
+from mdlm_dna.sample import SampleConfig
 from mdlm_dna.score import ScoreConfig
 from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
 
 # command name -> its config model; every command with a flat YAML belongs here
-COMMAND_MODELS = {"score": ScoreConfig}
+COMMAND_MODELS = {"score": ScoreConfig, "sample": SampleConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODELS))
