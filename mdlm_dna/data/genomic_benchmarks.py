@@ -331,6 +331,11 @@ def check_label_kinds(df: pd.DataFrame, where: str | Path) -> None:
     """All labels of a table are integers, or all are names: one ``1.5`` or ``promoter`` among 0/1 is a stray row,
     not a class of its own."""
     kinds = df["label"].map(_label_kind)
+    if len(kinds) and (kinds == "non-integer number").all():
+        raise DatasetError(
+            f"{where}: the labels are continuous numbers (e.g. {df['label'].iloc[0]!r}), not classes; finetune "
+            "trains a classifier: give class labels (integers or names), e.g. bin the values first"
+        )
     if kinds.nunique() > 1:
         usual = kinds.value_counts().idxmax()
         odd = kinds != usual
