@@ -220,9 +220,19 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Tra
         seeds = sorted(p.parent for p in path.glob(f"**/{SPEC_FILE}"))[:3]
         hint = f"; classifiers below it: {', '.join(map(str, seeds))}" if seeds else ""
         raise CheckpointError(f"{path}: no {SPEC_FILE} (not the run folder of one finetune task and seed){hint}")
-    spec = json.loads(spec_file.read_text())
-    model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
-                                   int(spec["input_len"]))
+    try:
+        spec = json.loads(spec_file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{spec_file}: cannot be read as JSON ({e})") from e
+    needed = ("classifier", "head", "num_classes", "input_len")
+    missing = [k for k in needed if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise CheckpointError(f"{spec_file}: no {', '.join(missing)} (not written by finetune, or damaged)")
+    try:
+        model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
+                                       int(spec["input_len"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{spec_file}: does not describe a classifier this package builds ({e})") from e
     try:
         load_model(model, str(path / WEIGHTS_FILE))
     except (OSError, RuntimeError) as e:
