@@ -40,7 +40,7 @@ from mdlm_dna.checkpoints import (
     portable_config,
 )
 from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, masked_init, progress_bar
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.errors import ConfigError, DataError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
 from mdlm_dna.train.lit_module import seeded_generator
@@ -164,10 +164,28 @@ class DiffusionLM:
             return [tok.bos_id, *tok.encode(seq), tok.eos_id]
         return tok.encode(seq)
 
-    def _encode_all(self, seqs: Sequence[str]) -> list[list[int]]:
+    def _encode_all(self, seqs: Sequence[str], what: str = "DiffusionLM") -> list[list[int]]:
+        """Every sequence's ids; DNA: U and IUPAC codes converted with one warning that counts them, a bad
+        character an error naming the sequence (its index) and position."""
         if isinstance(seqs, str):
             raise TypeError("pass a list of sequences, not one string")
-        out = [self.encode(s) for s in seqs]
+        bad = [i for i, s in enumerate(seqs) if not isinstance(s, str)]
+        if bad:
+            raise ConfigError(f"{what}: sequence {bad[0]} is {seqs[bad[0]]!r}, not text ({len(bad)} such)")
+        if self.is_text:
+            out = [self.encode(s) for s in seqs]
+        else:
+            from mdlm_dna.tokenizers import TokenizerError, conversion_note
+
+            out = []
+            for i, s in enumerate(seqs):
+                try:
+                    out.append(self.tokenizer.encode(s, where=f"{what}: sequence {i}"))
+                except TokenizerError as e:
+                    raise DataError(str(e)) from None
+            note = conversion_note(seqs)
+            if note:
+                warnings.warn(f"{what}: {note}", stacklevel=3)
         empty = [i for i, ids in enumerate(out) if not ids]
         if empty:
             raise ConfigError(f"sequence(s) {empty[:5]} are empty")
@@ -352,7 +370,7 @@ class DiffusionLM:
         are over the A/C/G/T bases, N bases being given context, unless ``count_n`` (default: the run's
         ``data.count_n``).
         """
-        encoded = self._encode_all(seqs)
+        encoded = self._encode_all(seqs, "score()")
         L = self.seq_len
         draws = 1 if self.objective_name == "ar" else int(t_samples)
         pieces: dict[int, list[tuple[int, list[int]]]] = {}  # window length -> (sequence index, ids)
@@ -375,6 +393,12 @@ class DiffusionLM:
             for (i, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
                 nats[i] += v
                 tokens[i] += int(c)
+        nothing = tokens == 0  # e.g. all N with count_n off: no score, not a perfect one
+        if nothing.any():
+            first = int(np.flatnonzero(nothing)[0])
+            warnings.warn(f"score(): {int(nothing.sum())} sequence(s) have no base to score (all N; count_n=True "
+                          f"counts N), e.g. sequence {first}: NaN", stacklevel=3)
+            nats = np.where(nothing, np.nan, nats)
         per_token = nats / np.maximum(tokens, 1)
         return pd.DataFrame({
             "length": [len(s) for s in seqs],
