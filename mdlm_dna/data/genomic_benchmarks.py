@@ -274,7 +274,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """A ``sequence,label`` table (CSV or TSV, optionally gzipped) -> DataFrame with those two columns."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"sequence table not found: {path}")
+        raise DatasetError(f"{path}: sequence table not found")
     suffixes = [s.lower() for s in path.suffixes]
     sep = "\t" if ".tsv" in suffixes or ".tab" in suffixes else ("," if ".csv" in suffixes else None)
     try:
