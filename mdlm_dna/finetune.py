@@ -198,7 +198,6 @@ class FinetuneTrainer(Section):
     max_epochs: StepsOrUnlimited | None = 10
     max_steps: StepsOrUnlimited = -1
     log_every_n_steps: PositiveInt = 10
-    accumulate_grad_batches: PositiveInt = 1
 
 
 class FinetuneConfig(CommandConfig):
