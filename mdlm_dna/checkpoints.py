@@ -233,8 +233,8 @@ def _read_ckpt(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from e
     if magic[:4] != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save writes a zip (or, long ago, a pickle)
-        raise CheckpointError(f"{path}: not a checkpoint (pretrain's .ckpt files); a model is a shipped name, run "
-                              "folder, .ckpt, exported folder or Hub id")
+        raise CheckpointError(f"{path}: cannot be read as a model: not a checkpoint (pretrain's .ckpt files); a "
+                              "model is a shipped name, run folder, .ckpt, exported folder or Hub id")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign, or pickled objects that weights_only refuses
