@@ -37,6 +37,7 @@ __all__ = ["CheckpointError", "LoadedFrom", "load_module", "locate", "shipped_mo
 EXPORT_FORMAT = "mdlm-dna"
 EXPORT_CONFIG = "config.json"
 EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_FORMAT_VERSION = 2  # 2: transformers remote code and a manifest of written files beside the same keys
 
 
 @dataclass
@@ -74,6 +75,9 @@ def folder_kind(path: Path) -> str | None:
         raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
     if cfg.get("format") == EXPORT_FORMAT:
         return "export"
+    if cfg.get("format") == f"{EXPORT_FORMAT}-classifier":
+        raise CheckpointError(f"{cfg_file}: a fine-tuned classifier, not a language model: use "
+                              "load_classifier(DIR) or python -m mdlm_dna.predict run=DIR")
     model_type = str(cfg.get("model_type", "")).lower()
     if "caduceus" in model_type or any("caduceus" in str(a).lower() for a in cfg.get("architectures", [])):
         return "caduceus_hf"
@@ -266,6 +270,10 @@ def _module_from_export(path: Path, use_ema: bool):
         meta = json.loads(cfg_file.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{cfg_file}: cannot be read as JSON ({e})") from e
+    version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_file}: format_version {version!r} is newer than this mdlm-dna reads "
+                              f"(<= {EXPORT_FORMAT_VERSION}); upgrade mdlm-dna")
     if not isinstance(meta, dict) or not isinstance(meta.get("run_config"), dict):
         raise CheckpointError(f"{cfg_file}: no run_config (not written by export / save_pretrained, or damaged)")
     config = resolve_config(meta["run_config"])

@@ -6,16 +6,21 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from mdlm_dna.embed import EmbedConfig
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.evaluate import EvaluateConfig
 from mdlm_dna.export import ExportConfig
+from mdlm_dna.predict import PredictConfig
 from mdlm_dna.resources import config_dir
 from mdlm_dna.sample import SampleConfig
 from mdlm_dna.score import ScoreConfig
+from mdlm_dna.track import TrackConfig
 from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
+from mdlm_dna.vep import VepConfig
 
 # command name -> its config model; every command with a flat YAML belongs here
-COMMAND_MODELS = {"score": ScoreConfig, "sample": SampleConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
+COMMAND_MODELS = {"score": ScoreConfig, "sample": SampleConfig, "evaluate": EvaluateConfig, "export": ExportConfig,
+                  "vep": VepConfig, "track": TrackConfig, "embed": EmbedConfig, "predict": PredictConfig}
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODELS))
