@@ -442,15 +442,13 @@ class DiffusionLM:
         from mdlm_dna.embedding import parse_pooling, pool, position_features, tiles
 
         kind, k = parse_pooling(pooling)
-        encoded = self._encode_all(seqs)
+        encoded = self._encode_all(seqs, "embed()")
         if not encoded:
             raise ConfigError("embed(): no sequences given")
         short = [i for i, e in enumerate(encoded) if kind == "center" and len(e) < k]
         if short:  # before any work
             raise ConfigError(f"pooling=center:{k}: sequence {short[0]} has only {len(encoded[short[0]])} positions "
                               f"({len(short)} sequence(s) shorter than {k}); use a smaller K or mean")
-        if not self.is_text:
-            _warn_converted(seqs, "embed")
         complement = None
         if rc is not None and self.tokenizer.complement_ids is not None:
             complement = torch.tensor(self.tokenizer.complement_ids, device=self.device)
@@ -683,16 +681,6 @@ class DiffusionLM:
             api.create_repo(repo_id, private=private, exist_ok=True)
             info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
         return str(getattr(info, "commit_url", info))
-
-
-def _warn_converted(seqs: Sequence[str], what: str) -> None:
-    """One warning when U or IUPAC ambiguity codes were read as T or N (as the README promises), with counts."""
-    joined = "".join(seqs).upper()
-    u = joined.count("U")
-    iupac = sum(joined.count(c) for c in "RYSWKMBDHV")
-    parts = [f"{iupac:,} IUPAC ambiguity code(s) read as N"] * bool(iupac) + [f"{u:,} U read as T"] * bool(u)
-    if parts:
-        warnings.warn(f"{what}: {' and '.join(parts)}", stacklevel=3)
 
 
 def _usual_permissions(folder: Path) -> None:
