@@ -41,10 +41,10 @@ from mdlm_dna.checkpoints import (
     portable_config,
 )
 from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, masked_init, progress_bar
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.errors import ConfigError, DataError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
-from mdlm_dna.validation import Int, PositiveInt, checked
+from mdlm_dna.validation import Int, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -161,10 +161,28 @@ class DiffusionLM:
             return [tok.bos_id, *tok.encode(seq), tok.eos_id]
         return tok.encode(seq)
 
-    def _encode_all(self, seqs: Sequence[str]) -> list[list[int]]:
+    def _encode_all(self, seqs: Sequence[str], what: str = "DiffusionLM") -> list[list[int]]:
+        """Every sequence's ids; DNA: U and IUPAC codes converted with one warning that counts them, a bad
+        character an error naming the sequence (its index) and position."""
         if isinstance(seqs, str):
             raise TypeError("pass a list of sequences, not one string")
-        out = [self.encode(s) for s in seqs]
+        bad = [i for i, s in enumerate(seqs) if not isinstance(s, str)]
+        if bad:
+            raise ConfigError(f"{what}: sequence {bad[0]} is {seqs[bad[0]]!r}, not text ({len(bad)} such)")
+        if self.is_text:
+            out = [self.encode(s) for s in seqs]
+        else:
+            from mdlm_dna.tokenizers import TokenizerError, conversion_note
+
+            out = []
+            for i, s in enumerate(seqs):
+                try:
+                    out.append(self.tokenizer.encode(s, where=f"{what}: sequence {i}"))
+                except TokenizerError as e:
+                    raise DataError(str(e)) from None
+            note = conversion_note(seqs)
+            if note:
+                warnings.warn(f"{what}: {note}", stacklevel=3)
         empty = [i for i, ids in enumerate(out) if not ids]
         if empty:
             raise ConfigError(f"sequence(s) {empty[:5]} are empty")
@@ -193,25 +211,26 @@ class DiffusionLM:
             raise ConfigError(f"prefix ({len(pre)} tokens) must be shorter than length ({length})")
         return length, pre, None
 
+    @checked
     def sample_ids(
         self,
-        num_samples: int = 8,
-        length: int | None = None,
-        steps: int = 256,
-        sampler: str = "auto",
+        num_samples: PositiveInt = 8,
+        length: PositiveInt | None = None,
+        steps: PositiveInt = 256,
+        sampler: Literal["auto", "ancestral", "cached", "sar"] = "auto",
         prefix: str | None = None,
         infill: str | None = None,
-        seed: int = 0,
-        batch_size: int = 16,
-        dtype: str = "float64",
-        block_len: int | None = None,
-        overlap: int | None = None,
-        sar_inner: str = "ancestral",
+        seed: Int = 0,
+        batch_size: PositiveInt = 16,
+        dtype: Literal["float64", "float32"] = "float64",
+        block_len: PositiveInt | None = None,
+        overlap: NonNegativeInt | None = None,
+        sar_inner: Literal["ancestral", "cached"] = "ancestral",
         allow_time_conditioned_cache: bool = False,
         infill_n_is_mask: bool = False,
         progress: bool | None = None,
         label: str | int | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: NonNegativeFloat = 1.0,
         classifier: Any = None,
     ) -> SamplingResult:
         """Samples with their cost. ``sampler``: ancestral | cached | sar | auto (cached when the model ignores
@@ -263,6 +282,9 @@ class DiffusionLM:
         elif length > self.seq_len and sampler != "sar":
             warnings.warn(f"length {length} is beyond the training window ({self.seq_len}): consider sampler='sar'",
                           stacklevel=2)
+        if sampler == "sar" and overlap is not None and overlap >= (block_len or self.seq_len):
+            raise ConfigError(f"overlap={overlap} must be smaller than block_len={block_len or self.seq_len} "
+                              "(the tokens of each block kept as the next block's prefix)")
         smp = build_sampler(str(sampler), int(steps), DTYPES[str(dtype)], block_len=int(block_len or self.seq_len),
                             overlap=overlap, allow_time_conditioned=allow_time_conditioned_cache, inner=sar_inner)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -351,7 +373,7 @@ class DiffusionLM:
         """
         from mdlm_dna.diffusion.common_noise import batch_noise
 
-        encoded = self._encode_all(seqs)
+        encoded = self._encode_all(seqs, "score()")
         L = self.seq_len
         draws = 1 if self.objective_name == "ar" else int(t_samples)
         labels = None
@@ -381,6 +403,12 @@ class DiffusionLM:
             for (i, _, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
                 nats[i] += v
                 tokens[i] += int(c)
+        nothing = tokens == 0  # e.g. all N with count_n off: no score, not a perfect one
+        if nothing.any():
+            first = int(np.flatnonzero(nothing)[0])
+            warnings.warn(f"score(): {int(nothing.sum())} sequence(s) have no base to score (all N; count_n=True "
+                          f"counts N), e.g. sequence {first}: NaN", stacklevel=3)
+            nats = np.where(nothing, np.nan, nats)
         per_token = nats / np.maximum(tokens, 1)
         return pd.DataFrame({
             "length": [len(s) for s in seqs],
@@ -414,15 +442,13 @@ class DiffusionLM:
         from mdlm_dna.embedding import parse_pooling, pool, position_features, tiles
 
         kind, k = parse_pooling(pooling)
-        encoded = self._encode_all(seqs)
+        encoded = self._encode_all(seqs, "embed()")
         if not encoded:
             raise ConfigError("embed(): no sequences given")
         short = [i for i, e in enumerate(encoded) if kind == "center" and len(e) < k]
         if short:  # before any work
             raise ConfigError(f"pooling=center:{k}: sequence {short[0]} has only {len(encoded[short[0]])} positions "
                               f"({len(short)} sequence(s) shorter than {k}); use a smaller K or mean")
-        if not self.is_text:
-            _warn_converted(seqs, "embed")
         complement = None
         if rc is not None and self.tokenizer.complement_ids is not None:
             complement = torch.tensor(self.tokenizer.complement_ids, device=self.device)
@@ -494,14 +520,15 @@ class DiffusionLM:
                                seed=seed, label=label, batch_size=batch_size, progress=progress)
 
     # ----- evaluation ---------------------------------------------------------------------------
+    @checked
     def evaluate(
         self,
-        split: str = "test",
-        t_samples: int = 16,
-        max_windows: int | None = None,
-        batch_size: int | None = None,
+        split: Literal["test", "validation"] = "test",
+        t_samples: PositiveInt = 16,
+        max_windows: PositiveInt | None = None,
+        batch_size: PositiveInt | None = None,
         genome_path: str | None = None,
-        seed: int = 0,
+        seed: Int = 0,
         cache_dir: str | None = None,
         trainer: dict[str, Any] | None = None,
         count_n: bool | None = None,
@@ -656,16 +683,6 @@ class DiffusionLM:
         return str(getattr(info, "commit_url", info))
 
 
-def _warn_converted(seqs: Sequence[str], what: str) -> None:
-    """One warning when U or IUPAC ambiguity codes were read as T or N (as the README promises), with counts."""
-    joined = "".join(seqs).upper()
-    u = joined.count("U")
-    iupac = sum(joined.count(c) for c in "RYSWKMBDHV")
-    parts = [f"{iupac:,} IUPAC ambiguity code(s) read as N"] * bool(iupac) + [f"{u:,} U read as T"] * bool(u)
-    if parts:
-        warnings.warn(f"{what}: {' and '.join(parts)}", stacklevel=3)
-
-
 def _usual_permissions(folder: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
@@ -673,7 +690,9 @@ def _usual_permissions(folder: Path) -> None:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int, max_windows: int | None = None,
+@checked
+def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: PositiveInt,
+                      max_windows: PositiveInt | None = None,
                       genome_path: str | None = None, cache_dir: str | None = None,
                       label: str | None = None, split: str = "test") -> np.ndarray:
     """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]

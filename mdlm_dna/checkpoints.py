@@ -120,6 +120,9 @@ def locate(source: str | os.PathLike, cache_dir: str | None = None) -> tuple[str
     path = Path(text).expanduser()
     if path.is_file():
         return "ckpt", path
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: not a regular file or folder; a model is a shipped name, run folder, "
+                              ".ckpt, exported folder or Hub id")
     if path.is_dir():
         kind = folder_kind(path)
         if kind:
@@ -229,9 +232,18 @@ def default_run_config(*overrides: str) -> dict[str, Any]:
 
 def _read_ckpt(path: Path) -> dict[str, Any]:
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from e
+    if magic[:4] != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save writes a zip (or, long ago, a pickle)
+        raise CheckpointError(f"{path}: cannot be read as a model: not a checkpoint (pretrain's .ckpt files); a "
+                              "model is a shipped name, run folder, .ckpt, exported folder or Hub id")
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign, or pickled objects that weights_only refuses
-        raise CheckpointError(f"{path}: cannot be read as an mdlm-dna checkpoint ({e})") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot be read as an mdlm-dna checkpoint ({first})") from e
     if not isinstance(state, dict) or "config" not in (state.get("hyper_parameters") or {}):
         raise CheckpointError(f"{path}: not an mdlm-dna checkpoint (no saved run config)")
     return state
@@ -273,7 +285,10 @@ def _module_from_export(path: Path, use_ema: bool):
     weights = path / EXPORT_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{path}: no {EXPORT_WEIGHTS}")
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # a truncated or foreign file: safetensors' own error types
+        raise CheckpointError(f"{weights}: cannot be read as safetensors ({e}); export the model again") from e
     try:
         module.objective.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -21,13 +21,33 @@ from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.export_folder import check_export_folder
 from mdlm_dna.resources import config_dir, register_resolvers
+from mdlm_dna.rundir import check_not_in_use
+from mdlm_dna.validation import CommandConfig, PositiveInt, Required, parse_config
 
 register_resolvers()
+
+
+class ExportConfig(CommandConfig):
+    """configs/export.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
+
+    ckpt: Required
+    out: Required
+    use_ema: bool = True
+    validation: bool = True
+    test: bool = True
+    t_samples: PositiveInt = 16
+    max_windows: PositiveInt | None = None
+    push_to: str | None = None
+    private: bool = False
+    cache_dir: str | None = None
+    transformers: bool | None = None
 
 
 def export(cfg: DictConfig | dict[str, Any]) -> Path:
     usage = "python -m mdlm_dna.export ckpt=RUN out=DIR"
     cfg = command_config("export", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "out")})
+    parse_config(cfg, ExportConfig)
+    check_not_in_use(Path(str(cfg.out)).expanduser(), "export")  # a run folder a pretrain is writing
     source = Path(str(cfg.ckpt)).expanduser()
     is_run = (source / "checkpoints").is_dir()
     run_folders = (source.parent, source.parent.parent) if source.is_file() else (source,) * is_run

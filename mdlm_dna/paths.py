@@ -1,4 +1,3 @@
-# The reliability branch has this file with a run-folder check too: on merge, keep that version.
 """Output paths checked before the work: not an input, in a folder that exists and can be written, not inside a
 run folder a ``pretrain`` is writing. A command that scores for an hour must not fail at the last line."""
 
@@ -9,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mdlm_dna.errors import ConfigError
+from mdlm_dna.rundir import check_not_in_use
 
 
 def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterable[str | os.PathLike] = (),
@@ -26,7 +26,7 @@ def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterabl
     if out.is_dir():
         raise ConfigError(f"{key}={path}: is a folder; give a file name")
     folder = out.absolute().parent
-
+    check_not_in_use(out)
     if not folder.exists():
         if not create_folder:
             raise ConfigError(f"{key}={path}: the folder {folder} does not exist; create it or choose another")

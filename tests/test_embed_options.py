@@ -106,7 +106,7 @@ def test_bad_arguments_and_converted_bases(ecoli):
             ecoli.embed(SEQS, **kwargs)
     with pytest.raises(ConfigError, match="no sequences"):
         ecoli.embed([])
-    with pytest.warns(UserWarning, match="1 IUPAC ambiguity code\\(s\\) read as N and 2 U read as T"):
+    with pytest.warns(UserWarning, match=r"embed\(\): 3 bases of 2 of 2 sequences converted: 2 U read as T, 1 IUPAC"):
         ecoli.embed(["ACGUACGU", "ACGTRCGT"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
