@@ -7,9 +7,15 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-__all__ = ["DiffusionLM"]
+__all__ = ["DiffusionLM", "__version__"]
+
+try:
+    __version__ = version("mdlm-dna")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from mdlm_dna.api import DiffusionLM

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ import torch
 from mdlm_dna.checkpoints import (
     EXPORT_CONFIG,
     EXPORT_FORMAT,
+    EXPORT_FORMAT_VERSION,
     EXPORT_WEIGHTS,
     CheckpointError,
     LoadedFrom,
@@ -40,24 +41,20 @@ from mdlm_dna.checkpoints import (
     portable_config,
 )
 from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, masked_init, progress_bar
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.errors import ConfigError, DataError
 from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
-from mdlm_dna.train.lit_module import seeded_generator
-from mdlm_dna.validation import Int, PositiveInt, checked
+from mdlm_dna.validation import Int, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-FORMAT_VERSION = 1
+FORMAT_VERSION = EXPORT_FORMAT_VERSION
 
 
 def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from mdlm_dna import __version__
 
-    try:
-        return version("mdlm-dna")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
+    return __version__
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -164,10 +161,28 @@ class DiffusionLM:
             return [tok.bos_id, *tok.encode(seq), tok.eos_id]
         return tok.encode(seq)
 
-    def _encode_all(self, seqs: Sequence[str]) -> list[list[int]]:
+    def _encode_all(self, seqs: Sequence[str], what: str = "DiffusionLM") -> list[list[int]]:
+        """Every sequence's ids; DNA: U and IUPAC codes converted with one warning that counts them, a bad
+        character an error naming the sequence (its index) and position."""
         if isinstance(seqs, str):
             raise TypeError("pass a list of sequences, not one string")
-        out = [self.encode(s) for s in seqs]
+        bad = [i for i, s in enumerate(seqs) if not isinstance(s, str)]
+        if bad:
+            raise ConfigError(f"{what}: sequence {bad[0]} is {seqs[bad[0]]!r}, not text ({len(bad)} such)")
+        if self.is_text:
+            out = [self.encode(s) for s in seqs]
+        else:
+            from mdlm_dna.tokenizers import TokenizerError, conversion_note
+
+            out = []
+            for i, s in enumerate(seqs):
+                try:
+                    out.append(self.tokenizer.encode(s, where=f"{what}: sequence {i}"))
+                except TokenizerError as e:
+                    raise DataError(str(e)) from None
+            note = conversion_note(seqs)
+            if note:
+                warnings.warn(f"{what}: {note}", stacklevel=3)
         empty = [i for i, ids in enumerate(out) if not ids]
         if empty:
             raise ConfigError(f"sequence(s) {empty[:5]} are empty")
@@ -196,25 +211,26 @@ class DiffusionLM:
             raise ConfigError(f"prefix ({len(pre)} tokens) must be shorter than length ({length})")
         return length, pre, None
 
+    @checked
     def sample_ids(
         self,
-        num_samples: int = 8,
-        length: int | None = None,
-        steps: int = 256,
-        sampler: str = "auto",
+        num_samples: PositiveInt = 8,
+        length: PositiveInt | None = None,
+        steps: PositiveInt = 256,
+        sampler: Literal["auto", "ancestral", "cached", "sar"] = "auto",
         prefix: str | None = None,
         infill: str | None = None,
-        seed: int = 0,
-        batch_size: int = 16,
-        dtype: str = "float64",
-        block_len: int | None = None,
-        overlap: int | None = None,
-        sar_inner: str = "ancestral",
+        seed: Int = 0,
+        batch_size: PositiveInt = 16,
+        dtype: Literal["float64", "float32"] = "float64",
+        block_len: PositiveInt | None = None,
+        overlap: NonNegativeInt | None = None,
+        sar_inner: Literal["ancestral", "cached"] = "ancestral",
         allow_time_conditioned_cache: bool = False,
         infill_n_is_mask: bool = False,
         progress: bool | None = None,
         label: str | int | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: NonNegativeFloat = 1.0,
         classifier: Any = None,
     ) -> SamplingResult:
         """Samples with their cost. ``sampler``: ancestral | cached | sar | auto (cached when the model ignores
@@ -266,6 +282,9 @@ class DiffusionLM:
         elif length > self.seq_len and sampler != "sar":
             warnings.warn(f"length {length} is beyond the training window ({self.seq_len}): consider sampler='sar'",
                           stacklevel=2)
+        if sampler == "sar" and overlap is not None and overlap >= (block_len or self.seq_len):
+            raise ConfigError(f"overlap={overlap} must be smaller than block_len={block_len or self.seq_len} "
+                              "(the tokens of each block kept as the next block's prefix)")
         smp = build_sampler(str(sampler), int(steps), DTYPES[str(dtype)], block_len=int(block_len or self.seq_len),
                             overlap=overlap, allow_time_conditioned=allow_time_conditioned_cache, inner=sar_inner)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -340,37 +359,56 @@ class DiffusionLM:
         seed: Int = 0,
         progress: bool | None = None,
         count_n: bool | None = None,
+        label: str | int | None = None,
     ) -> pd.DataFrame:
         """Per-sequence NELBO (an upper bound on -log p; exact NLL for AR) and bits per base (text: token).
 
         Sequences longer than the training window are scored window by window (non-overlapping); each window
-        averages ``t_samples`` noise draws. Deterministic for a given ``seed``. DNA: ``tokens`` and bits/base
+        averages ``t_samples`` noise draws. Common random numbers: a window's noise depends only on ``seed``, its
+        place in its sequence and the draw (times low-discrepancy across the draws), so a sequence scores the
+        same wherever it stands in the input and whatever ``batch_size``, and sequences of equal length are
+        scored under the same noise (differences of scores have low variance). DNA: ``tokens`` and bits/base
         are over the A/C/G/T bases, N bases being given context, unless ``count_n`` (default: the run's
-        ``data.count_n``).
+        ``data.count_n``). ``label``: -log p(x | class) of a class-conditional model.
         """
-        encoded = self._encode_all(seqs)
+        from mdlm_dna.diffusion.common_noise import batch_noise
+
+        encoded = self._encode_all(seqs, "score()")
         L = self.seq_len
         draws = 1 if self.objective_name == "ar" else int(t_samples)
-        pieces: dict[int, list[tuple[int, list[int]]]] = {}  # window length -> (sequence index, ids)
+        labels = None
+        if label is not None:
+            from mdlm_dna.analysis.probs import label_tensor
+
+            labels = label_tensor(self, label)
+        pieces: dict[int, list[tuple[int, int, list[int]]]] = {}  # window length -> (sequence, window index, ids)
         for i, ids in enumerate(encoded):
             for a in range(0, len(ids), L):
                 chunk = ids[a : a + L]
-                pieces.setdefault(len(chunk), []).append((i, chunk))
+                pieces.setdefault(len(chunk), []).append((i, a // L, chunk))
         nats = np.zeros(len(encoded))
         tokens = np.zeros(len(encoded), dtype=np.int64)
         jobs = [(n, rows[b : b + batch_size]) for n, rows in sorted(pieces.items())
                 for b in range(0, len(rows), batch_size)]
-        for j, (n, rows) in enumerate(progress_bar(jobs, progress, desc="scoring", unit="batch")):
-            x0 = torch.tensor([r for _, r in rows], dtype=torch.long, device=self.device)
+        for n, rows in progress_bar(jobs, progress, desc="scoring", unit="batch"):
+            x0 = torch.tensor([r for _, _, r in rows], dtype=torch.long, device=self.device)
             total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
             counted = self.module.counted_positions(x0, count_n)
+            extra = {} if labels is None else {"labels": torch.full((len(rows),), labels, device=self.device)}
+            noise = batch_noise(seed, [w for _, w, _ in rows], n, draws, self.device)
             for k in range(draws):
-                out = self.objective.nelbo(x0, generator=seeded_generator(self.device, seed, n, j, k), counted=counted)
+                out = self.objective.nelbo(x0, generator=noise[k], counted=counted, **extra)
                 total += out.per_sequence.double()
             count = out.num_tokens.cpu().numpy()
-            for (i, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
+            for (i, _, _), v, c in zip(rows, (total / draws).cpu().numpy(), count):
                 nats[i] += v
                 tokens[i] += int(c)
+        nothing = tokens == 0  # e.g. all N with count_n off: no score, not a perfect one
+        if nothing.any():
+            first = int(np.flatnonzero(nothing)[0])
+            warnings.warn(f"score(): {int(nothing.sum())} sequence(s) have no base to score (all N; count_n=True "
+                          f"counts N), e.g. sequence {first}: NaN", stacklevel=3)
+            nats = np.where(nothing, np.nan, nats)
         per_token = nats / np.maximum(tokens, 1)
         return pd.DataFrame({
             "length": [len(s) for s in seqs],
@@ -382,49 +420,115 @@ class DiffusionLM:
 
     # ----- embeddings ---------------------------------------------------------------------------
     @torch.no_grad()
+    @checked
     def embed(
         self,
         seqs: Sequence[str],
         pooling: str | None = "mean",
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
         progress: bool | None = None,
+        layer: Int | None = None,
+        rc: Literal["mean"] | None = None,
     ) -> np.ndarray | list[np.ndarray]:
-        """Backbone features of clean sequences: [N, d_model] pooled (mean | first | last), or with
-        ``pooling=None`` a list of [L_i, d_model] arrays. Equal lengths are batched together, so no
-        sequence's features depend on padding or batch mates."""
-        if pooling not in (None, "mean", "first", "last"):
-            raise ConfigError(f"pooling must be mean, first, last or None, got {pooling!r}")
-        encoded = self._encode_all(seqs)
-        if max(len(e) for e in encoded) > self.seq_len:
-            warnings.warn(f"sequences longer than the training window ({self.seq_len}) are embedded whole",
-                          stacklevel=2)
-        by_len: dict[int, list[int]] = {}
+        """Backbone features of clean sequences: [N, d_model] pooled (mean | first | last | center:K, the mean of
+        the K central positions), or with ``pooling=None`` a list of [L_i, d_model] arrays.
+
+        ``layer``: None the final normed features; k the residual stream after block k (0 = token embeddings,
+        -1 = last block). ``rc="mean"``: averaged with the reverse complement's features, read back in the
+        sequence's frame (Caduceus-PS/-PH are RC-invariant already). Sequences longer than the training window
+        are embedded in windows of that length overlapping by half (each position from the window where it is most
+        central). Equal lengths are batched together, so no sequence's features depend on padding or batch mates.
+        U and IUPAC codes are read as T and N, with a warning."""
+        from mdlm_dna.embedding import parse_pooling, pool, position_features, tiles
+
+        kind, k = parse_pooling(pooling)
+        encoded = self._encode_all(seqs, "embed()")
+        if not encoded:
+            raise ConfigError("embed(): no sequences given")
+        short = [i for i, e in enumerate(encoded) if kind == "center" and len(e) < k]
+        if short:  # before any work
+            raise ConfigError(f"pooling=center:{k}: sequence {short[0]} has only {len(encoded[short[0]])} positions "
+                              f"({len(short)} sequence(s) shorter than {k}); use a smaller K or mean")
+        complement = None
+        if rc is not None and self.tokenizer.complement_ids is not None:
+            complement = torch.tensor(self.tokenizer.complement_ids, device=self.device)
+        pieces: dict[int, list[tuple[int, int, int, int, int]]] = {}  # window length -> (sequence, a, b, from, to)
         for i, ids in enumerate(encoded):
-            by_len.setdefault(len(ids), []).append(i)
-        out: list[np.ndarray | None] = [None] * len(encoded)
-        jobs = [rows[b : b + batch_size] for _, rows in sorted(by_len.items()) for b in range(0, len(rows), batch_size)]
+            for a, b, lo, hi in tiles(len(ids), self.seq_len):
+                pieces.setdefault(b - a, []).append((i, a, b, lo, hi))
+        full: list[np.ndarray | None] = [None] * len(encoded)
+        jobs = [rows[b : b + batch_size] for _, rows in sorted(pieces.items()) for b in range(0, len(rows), batch_size)]
         for rows in progress_bar(jobs, progress, desc="embedding", unit="batch"):
-            x = torch.tensor([encoded[i] for i in rows], dtype=torch.long, device=self.device)
-            h = self.backbone.hidden_states(x).float()
-            if pooling == "mean":
-                h = h.mean(dim=1)
-            elif pooling == "first":
-                h = h[:, 0]
-            elif pooling == "last":
-                h = h[:, -1]
-            for i, v in zip(rows, h.cpu().numpy()):
-                out[i] = v
-        return np.stack(out) if pooling else out
+            x = torch.tensor([encoded[i][a:b] for i, a, b, _, _ in rows], dtype=torch.long, device=self.device)
+            h = position_features(self.backbone, x, layer, rc, complement).cpu().numpy()
+            for (i, a, _, lo, hi), v in zip(rows, h):
+                if full[i] is None:
+                    full[i] = np.zeros((len(encoded[i]), v.shape[-1]), dtype=np.float32)
+                full[i][lo:hi] = v[lo - a : hi - a]
+        if pooling is None or parse_pooling(pooling)[0] is None:
+            return full
+        return np.stack([pool(f, pooling, where=f"sequence {i}") for i, f in enumerate(full)]).astype(np.float32)
+
+    # ----- per-position analysis (mdlm_dna.analysis) ---------------------------------------------
+    @checked
+    def probs(
+        self,
+        seqs: Sequence[str],
+        strands: Literal["forward", "reverse", "both"] = "forward",
+        batch_size: PositiveInt = 128,
+        progress: bool | None = None,
+        label: str | int | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """p(base at i | every other base), each position masked alone in the window centred on it: [N, L, 4]
+        float64 over A, C, G, T when all lengths are equal, else a list of [L_i, 4]; N bases give NaN rows.
+        See :mod:`mdlm_dna.analysis.probs` (AR: exact, from 4 window likelihoods per position)."""
+        from mdlm_dna.analysis.probs import probs
+
+        return probs(self, seqs, strands=strands, batch_size=batch_size, progress=progress, label=label)
+
+    @checked
+    def ism(self, seq: str, strands: Literal["forward", "reverse", "both"] = "forward", label: str | int | None = None,
+            batch_size: PositiveInt = 128, progress: bool | None = None) -> np.ndarray:
+        """[L, 4] in-silico mutagenesis: log p(b at i | rest) - log p(reference | rest), 0 at the reference base.
+        See :mod:`mdlm_dna.analysis.ism`."""
+        from mdlm_dna.analysis.ism import ism
+
+        return ism(self, seq, strands=strands, label=label, batch_size=batch_size, progress=progress)
+
+    @checked
+    def dependency_map(self, seq: str, strands: Literal["forward", "reverse", "both"] = "forward",
+                       label: str | int | None = None, batch_size: PositiveInt = 128,
+                       progress: bool | None = None) -> np.ndarray:
+        """[L, L]: the largest change of the log-odds of the prediction at i (i masked) that a substitution at j
+        causes. See :mod:`mdlm_dna.analysis.dependency`."""
+        from mdlm_dna.analysis.dependency import dependency_map
+
+        return dependency_map(self, seq, strands=strands, label=label, batch_size=batch_size, progress=progress)
+
+    @checked
+    def variant_effects(self, variants: str | os.PathLike | pd.DataFrame, fasta: str | os.PathLike,
+                        strands: Literal["forward", "reverse", "both"] = "forward",
+                        on_mismatch: Literal["error", "drop"] = "error", t_samples: PositiveInt = 16, seed: Int = 0,
+                        label: str | int | None = None, batch_size: PositiveInt = 128,
+                        progress: bool | None = None) -> pd.DataFrame:
+        """Zero-shot scores of a VCF (plain or bgzipped) or a table (chrom, pos, ref, alt) against ``fasta``: one
+        row per ALT allele with ``llr`` = log p(alt) / p(ref) (SNVs: the site masked alone; others: the window's
+        NELBO difference) and a ``status``. See :mod:`mdlm_dna.analysis.variants`."""
+        from mdlm_dna.analysis.variants import variant_effects
+
+        return variant_effects(self, variants, fasta, strands=strands, on_mismatch=on_mismatch, t_samples=t_samples,
+                               seed=seed, label=label, batch_size=batch_size, progress=progress)
 
     # ----- evaluation ---------------------------------------------------------------------------
+    @checked
     def evaluate(
         self,
-        split: str = "test",
-        t_samples: int = 16,
-        max_windows: int | None = None,
-        batch_size: int | None = None,
+        split: Literal["test", "validation"] = "test",
+        t_samples: PositiveInt = 16,
+        max_windows: PositiveInt | None = None,
+        batch_size: PositiveInt | None = None,
         genome_path: str | None = None,
-        seed: int = 0,
+        seed: Int = 0,
         cache_dir: str | None = None,
         trainer: dict[str, Any] | None = None,
         count_n: bool | None = None,
@@ -497,16 +601,30 @@ class DiffusionLM:
         }
 
     def save_pretrained(self, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None,
-                        overwrite: bool = True) -> Path:
-        """Write config.json, model.safetensors (the weights in use: EMA by default), the tokenizer (text) and a
-        README.md model card. Written to a temporary folder first and renamed: never half-written."""
+                        overwrite: bool = True, transformers: bool | None = None) -> Path:
+        """Write config.json, model.safetensors (the weights in use: EMA by default), a README.md model card and,
+        for the backbones it covers, transformers remote code with the tokenizer's files (``AutoModelForMaskedLM.
+        from_pretrained(DIR, trust_remote_code=True)`` loads it without this package).
+
+        ``transformers``: None writes the remote code when the model is covered (else warns and writes the
+        package's folder alone), True refuses a model it does not cover, False never writes it.
+        ``out_dir`` must be new, empty or an earlier export of this package (``overwrite``: replace the files it
+        wrote; other files, e.g. ``.git``, stay); ``.``, a symlink, a run folder and any other non-empty folder
+        are refused. Written to a temporary folder first and moved into place: never half-written."""
         from safetensors.torch import save_file
 
+        from mdlm_dna.export_folder import check_export_folder, install_files
+        from mdlm_dna.hf_export import unsupported, write_remote_code
         from mdlm_dna.model_card import model_card
 
         out = Path(out_dir).expanduser()
-        if out.exists() and (not overwrite or not (out / EXPORT_CONFIG).is_file()) and any(out.iterdir()):
-            raise FileExistsError(f"{out} exists and is not an exported model folder: choose another path")
+        check_export_folder(out, overwrite=overwrite, protected=self._run_folders())
+        why_not = unsupported(self)
+        if why_not and transformers:
+            raise ConfigError(f"transformers=true: {why_not}; export with transformers=false for the mdlm-dna "
+                              "folder alone")
+        if why_not and transformers is None:
+            warnings.warn(f"{out}: written without transformers remote code: {why_not}", stacklevel=2)
         out.parent.mkdir(parents=True, exist_ok=True)
         old_metrics = dict(self.loaded.metadata.get("metrics", {})) if self.loaded else {}
         meta = {
@@ -522,20 +640,28 @@ class DiffusionLM:
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            state = {k: v.detach().to("cpu").contiguous() for k, v in self.objective.state_dict().items()}
+            state = {k: v.detach().to("cpu").clone().contiguous()  # tied weights (BiMamba): a copy each
+                     for k, v in self.objective.state_dict().items()}
             save_file(state, str(tmp / EXPORT_WEIGHTS), metadata={"format": "pt"})
             if self.is_text:
                 self.tokenizer.hf.save_pretrained(str(tmp / "tokenizer"))
+            if not why_not and transformers is not False:
+                meta.update(write_remote_code(self, tmp))
             (tmp / EXPORT_CONFIG).write_text(json.dumps(meta, indent=1))
             (tmp / "README.md").write_text(model_card(self, meta))
             _usual_permissions(tmp)  # mkdtemp makes the folder private; an export is meant to be shared
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            install_files(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+    def _run_folders(self) -> tuple[Path, ...]:
+        """The folders the model was loaded from when they are run folders (an export must not write there)."""
+        if not self.loaded or self.loaded.kind not in ("run", "ckpt"):
+            return ()
+        path = Path(self.loaded.path)
+        return tuple(p for p in (path.parent, path.parent.parent) if p.name != "")
 
     def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None,
                     commit_message: str = "Upload mdlm-dna model") -> str:
@@ -564,7 +690,9 @@ def _usual_permissions(folder: Path) -> None:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: int, max_windows: int | None = None,
+@checked
+def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: PositiveInt,
+                      max_windows: PositiveInt | None = None,
                       genome_path: str | None = None, cache_dir: str | None = None,
                       label: str | None = None, split: str = "test") -> np.ndarray:
     """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]

@@ -37,6 +37,7 @@ __all__ = ["CheckpointError", "LoadedFrom", "load_module", "locate", "shipped_mo
 EXPORT_FORMAT = "mdlm-dna"
 EXPORT_CONFIG = "config.json"
 EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_FORMAT_VERSION = 2  # 2: transformers remote code and a manifest of written files beside the same keys
 
 
 @dataclass
@@ -74,6 +75,9 @@ def folder_kind(path: Path) -> str | None:
         raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
     if cfg.get("format") == EXPORT_FORMAT:
         return "export"
+    if cfg.get("format") == f"{EXPORT_FORMAT}-classifier":
+        raise CheckpointError(f"{cfg_file}: a fine-tuned classifier, not a language model: use "
+                              "load_classifier(DIR) or python -m mdlm_dna.predict run=DIR")
     model_type = str(cfg.get("model_type", "")).lower()
     if "caduceus" in model_type or any("caduceus" in str(a).lower() for a in cfg.get("architectures", [])):
         return "caduceus_hf"
@@ -116,6 +120,9 @@ def locate(source: str | os.PathLike, cache_dir: str | None = None) -> tuple[str
     path = Path(text).expanduser()
     if path.is_file():
         return "ckpt", path
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path}: not a regular file or folder; a model is a shipped name, run folder, "
+                              ".ckpt, exported folder or Hub id")
     if path.is_dir():
         kind = folder_kind(path)
         if kind:
@@ -225,9 +232,18 @@ def default_run_config(*overrides: str) -> dict[str, Any]:
 
 def _read_ckpt(path: Path) -> dict[str, Any]:
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from e
+    if magic[:4] != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save writes a zip (or, long ago, a pickle)
+        raise CheckpointError(f"{path}: cannot be read as a model: not a checkpoint (pretrain's .ckpt files); a "
+                              "model is a shipped name, run folder, .ckpt, exported folder or Hub id")
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign, or pickled objects that weights_only refuses
-        raise CheckpointError(f"{path}: cannot be read as an mdlm-dna checkpoint ({e})") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot be read as an mdlm-dna checkpoint ({first})") from e
     if not isinstance(state, dict) or "config" not in (state.get("hyper_parameters") or {}):
         raise CheckpointError(f"{path}: not an mdlm-dna checkpoint (no saved run config)")
     return state
@@ -249,7 +265,17 @@ def _module_from_export(path: Path, use_ema: bool):
 
     from mdlm_dna.train.lit_module import DiffusionModule
 
-    meta = json.loads((path / EXPORT_CONFIG).read_text())
+    cfg_file = path / EXPORT_CONFIG
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{cfg_file}: cannot be read as JSON ({e})") from e
+    version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version > EXPORT_FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_file}: format_version {version!r} is newer than this mdlm-dna reads "
+                              f"(<= {EXPORT_FORMAT_VERSION}); upgrade mdlm-dna")
+    if not isinstance(meta, dict) or not isinstance(meta.get("run_config"), dict):
+        raise CheckpointError(f"{cfg_file}: no run_config (not written by export / save_pretrained, or damaged)")
     config = resolve_config(meta["run_config"])
     tok_dir = path / "tokenizer"
     if tok_dir.is_dir():  # text models carry their tokenizer files
@@ -259,7 +285,10 @@ def _module_from_export(path: Path, use_ema: bool):
     weights = path / EXPORT_WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{path}: no {EXPORT_WEIGHTS}")
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # a truncated or foreign file: safetensors' own error types
+        raise CheckpointError(f"{weights}: cannot be read as safetensors ({e}); export the model again") from e
     try:
         module.objective.load_state_dict(state, strict=True)
     except RuntimeError as e:

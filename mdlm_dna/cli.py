@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import errno
 import functools
-import math
 import os
+import shutil
 import sys
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from mdlm_dna.errors import ConfigError, UserError
 
 USER_ERROR_EXIT_CODE = 2
+_STARTED = time.time()  # what Hydra made for this process is not older than this
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -90,6 +93,33 @@ def report_user_error(e: BaseException) -> int | None:
     return USER_ERROR_EXIT_CODE
 
 
+def remove_empty_run_folder() -> Path | None:
+    """A refused command leaves no folder behind: Hydra creates the run folder (and its log file) before the
+    start-up checks run. Removed only when it holds nothing but what Hydra wrote in this process (``.hydra/``,
+    ``<command>.log``); never the current folder. Returns the folder removed, if any."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.get()
+        out = Path(str(hydra_cfg.runtime.output_dir))
+        if not out.is_dir() or out.is_symlink() or out.resolve() == Path.cwd().resolve():
+            return None
+        entries = list(out.iterdir())
+        ours = {".hydra", f"{hydra_cfg.job.name}.log"}
+        if not entries or any(p.name not in ours or p.is_symlink() for p in entries):
+            return None  # an empty folder may be the user's own; anything else is not Hydra's
+        if any(p.stat().st_mtime < _STARTED - 1 for p in entries):
+            return None  # older than this process: an earlier run's
+        for p in entries:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        out.rmdir()
+        return out
+    except OSError:  # cleaning up must never hide the user's error
+        return None
+
+
 def user_errors(main: F) -> F:
     """Decorator for an entry point: a user error exits with status 2 and one ``error:`` line."""
 
@@ -101,102 +131,14 @@ def user_errors(main: F) -> F:
             status = report_user_error(e)
             if status is None:
                 raise
+            remove_empty_run_folder()
             sys.exit(status)
 
     return wrapper  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------------
-# start-up checks of config values: before anything is written, naming the key
-
-
-def _get(config: Mapping[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
-_MISSING = object()
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _positive_int(v: Any) -> bool:
-    return _is_int(v) and v >= 1
-
-
-def _non_negative_int(v: Any) -> bool:
-    return _is_int(v) and v >= 0
-
-
-def _probability(v: Any) -> bool:
-    return _is_number(v) and 0 <= v <= 1
-
-
-def _positive_number(v: Any) -> bool:
-    return _is_number(v) and v > 0
-
-
-def _steps_or_unlimited(v: Any) -> bool:
-    return _is_int(v) and (v >= 1 or v == -1)
-
-
-def _val_interval(v: Any) -> bool:
-    return v is None or _positive_int(v) or (_is_number(v) and 0 < v <= 1)
-
-
-# key -> (test, what the value must be). A key absent from the config is not checked (text runs have no rc_prob).
-PRETRAIN_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": (_is_int, "an integer"),
-    "data.seq_len": (_positive_int, "a positive integer (bases or tokens per window)"),
-    "data.batch_size": (_positive_int, "a positive integer"),
-    "data.eval_batch_size": (lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "data.global_batch_size": (lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "data.num_workers": (_non_negative_int, "an integer >= 0"),
-    "data.rc_prob": (_probability, "a probability in [0, 1]"),
-    "data.max_n_fraction": (_probability, "a fraction in [0, 1]"),
-    "data.train_samples_per_epoch": (lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "data.val_max_windows": (lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "data.test_max_windows": (lambda v: v is None or _positive_int(v), "a positive integer or null"),
-    "optim.lr": (_positive_number, "a positive number (e.g. 3e-4)"),
-    "optim.weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "optim.warmup_steps": (_non_negative_int, "an integer >= 0"),
-    "optim.min_lr_ratio": (_probability, "a fraction in [0, 1]"),
-    "ema.decay": (_probability, "a number in [0, 1] (e.g. 0.9999)"),
-    "eval.t_samples": (_positive_int, "a positive integer"),
-    "checkpoint.every_n_train_steps": (_positive_int, "a positive integer (steps between saves of last.ckpt)"),
-    "trainer.max_steps": (_steps_or_unlimited, "a positive integer, or -1 to train by epochs"),
-    "trainer.val_check_interval": (_val_interval, "a positive integer (steps) or a fraction of an epoch in (0, 1]"),
-    "trainer.log_every_n_steps": (_positive_int, "a positive integer"),
-    "trainer.accumulate_grad_batches": (_positive_int, "a positive integer"),
-}
-
-
-def check_config(config: Mapping[str, Any], checks: Mapping[str, tuple[Callable[[Any], bool], str]]) -> None:
-    """Raise a :class:`ConfigError` naming the first key whose value fails its check."""
-    for key, (ok, want) in checks.items():
-        value = _get(config, key)
-        if value is _MISSING:
-            continue
-        if not ok(value):
-            raise ConfigError(f"{key}={value!r}: must be {want}; set it on the command line ({key}=...)")
-
-
-def check_pretrain_config(config: Mapping[str, Any]) -> None:
-    """Start-up checks of a pretraining config (resolved to plain containers), before any file is written."""
-    check_config(config, PRETRAIN_CHECKS)
-    max_steps, epochs = _get(config, "trainer.max_steps"), _get(config, "trainer.max_epochs")
-    if max_steps == -1 and (epochs is _MISSING or epochs in (None, -1)):
-        raise ConfigError("trainer.max_steps=-1 and trainer.max_epochs is not set: the run would never end; set one")
+# start-up checks: each command's typed config model (mdlm_dna.validation) is checked by parse_config
 
 
 def check_infill_length(length: Any, infill_length: int) -> None:

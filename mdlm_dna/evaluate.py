@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import hydra
 import lightning.pytorch as pl
@@ -25,17 +25,43 @@ from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import CKPT_REQUIRED, command_config, user_errors
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.errors import ConfigError
+from mdlm_dna.paths import check_output_file
 from mdlm_dna.resources import config_dir, register_resolvers
+from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, Section, parse_config
 
 log = logging.getLogger("mdlm_dna.evaluate")
 register_resolvers()
 
 
+class EvaluateTrainer(Section):
+    devices: PositiveInt | str = 1
+
+
+class EvaluateConfig(CommandConfig):
+    """configs/evaluate.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
+
+    ckpt: Required
+    split: Literal["test", "validation"] = "test"
+    use_ema: bool = True
+    t_samples: PositiveInt = 16
+    batch_size: PositiveInt | None = None
+    max_windows: PositiveInt | None = None
+    genome_path: str | None = None
+    count_n: bool | None = None
+    zero_shot: list[str] | None = None
+    zero_shot_document: Literal["file", "paragraph", "line"] = "paragraph"
+    cache_dir: str | None = None
+    seed: Int = 0
+    output: str | None = None
+    trainer: EvaluateTrainer = EvaluateTrainer()
+
+
 def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """``cfg``: the keys of configs/evaluate.yaml (missing ones take their defaults)."""
     cfg = command_config("evaluate", cfg, {"ckpt": CKPT_REQUIRED})
-    if cfg.split not in ("test", "validation"):
-        raise ConfigError(f"split must be 'test' or 'validation', got {cfg.split!r}")
+    parse_config(cfg, EvaluateConfig)
+    if cfg.output:
+        check_output_file(cfg.output, "output", inputs=[str(cfg.ckpt)])
     device = "cuda" if OmegaConf.select(cfg, "trainer.accelerator") in ("gpu", "cuda") else "auto"
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=device,
                                         cache_dir=cfg.get("cache_dir"))

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import hydra
 import lightning.pytorch as pl
@@ -28,12 +27,28 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
+from pydantic import Field, model_validator
 
 from mdlm_dna.cli import user_errors
 from mdlm_dna.data.classification import ClassificationDataConfig, ClassificationDataModule
-from mdlm_dna.data.genomic_benchmarks import GB_TASKS, DatasetError, TaskData, load_task
+from mdlm_dna.data.genomic_benchmarks import GB_TASKS, TaskData, load_task
 from mdlm_dna.resources import config_dir, register_resolvers
+from mdlm_dna.rundir import check_not_in_use
 from mdlm_dna.train.classifier import ClassifierModule, build_classifier, save_classifier
+from mdlm_dna.validation import (
+    CommandConfig,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Required,
+    Section,
+    Seed,
+    StepsOrUnlimited,
+    parse_config,
+)
 
 log = logging.getLogger("mdlm_dna.finetune")
 register_resolvers()
@@ -147,17 +162,94 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+class FinetuneTask(Section):
+    name: Required
+    max_length: PositiveInt | None = None
+    test_fraction: Fraction | None = None
+    min_class_examples: PositiveInt = 5
+
+
+class FinetuneHead(Section):
+    pooling: Literal["mean", "first", "last"] = "mean"
+    dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+    freeze_backbone: bool = False
+    pad_mode: Literal["pad", "group"] = "pad"
+    conjoin_train: bool = False
+    conjoin_test: bool = False
+
+
+class FinetuneData(Section):
+    batch_size: PositiveInt = 256
+    eval_batch_size: PositiveInt = 256
+    val_fraction: Fraction = 0.1
+    max_length: PositiveInt | None = None
+    rc_prob: Probability = 0.0
+    num_workers: NonNegativeInt = 0
+
+
+class FinetuneOptim(Section):
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.1
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.01
+    min_lr_ratio: Probability = 0.1
+
+
+class FinetuneTrainer(Section):
+    max_epochs: StepsOrUnlimited | None = 10
+    max_steps: StepsOrUnlimited = -1
+    log_every_n_steps: PositiveInt = 10
+
+
+class FinetuneConfig(CommandConfig):
+    """configs/finetune.yaml's keys (groups: the keys that need a type and range; the rest pass through)."""
+
+    task: FinetuneTask
+    model: Section = Section()
+    init: str | None = None
+    ckpt: str | None = None
+    use_ema: bool = True
+    classifier: Literal["backbone", "cnn"] = "backbone"
+    seed: Seed = 1
+    seeds: PositiveInt = 1
+    select_best: bool = True
+    noise_aware: bool = False
+    head: FinetuneHead = FinetuneHead()
+    cnn: Section = Section()
+    data: FinetuneData = FinetuneData()
+    optim: FinetuneOptim = FinetuneOptim()
+    trainer: FinetuneTrainer = FinetuneTrainer()
+
+    @model_validator(mode="after")
+    def _rules(self) -> FinetuneConfig:
+        source = self.init or self.ckpt
+        if self.classifier == "cnn" and source:
+            raise ValueError(f"classifier=cnn trains the CNN baseline from scratch: init={source} would be ignored; "
+                             "drop init, or use classifier=backbone to fine-tune it")
+        if self.trainer.max_steps == -1 and self.trainer.max_epochs in (None, -1):
+            raise ValueError("trainer.max_steps=-1 and trainer.max_epochs=-1: the run would never end; set one")
+        if self.seed + self.seeds > 2**32:
+            raise ValueError(f"seed={self.seed} seeds={self.seeds}: the seeds must stay below 2**32")
+        task = self.task.model_dump()
+        if task.get("source") == "csv" and task.get("train_path") in (None, "", "???"):
+            raise ValueError("task=csv needs task.train_path=TABLE (a .csv or .tsv with sequence and label columns)")
+        return self
+
+
 def finetune(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> pd.DataFrame:
-    config = OmegaConf.to_container(OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg, resolve=True)
+    config = OmegaConf.to_container(OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg, resolve=True,
+                                    throw_on_missing=False)
     config.pop("hydra", None)
+    parse_config(config, FinetuneConfig)  # types and ranges, before anything is written
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    check_not_in_use(out_dir, "fine-tune")
     tasks = task_configs(config["task"])
     seeds = [int(config["seed"]) + k for k in range(int(config.get("seeds", 1)))]
     results = []
     for task in tasks:
         data = load_task(task, seed=0)  # seed 0: a held-out test fraction (tables only) is the same for every seed
+        if not results:  # the run's record, once its first data set has loaded: bad data leaves no folder
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
         max_length = config["data"].get("max_length") or task.get("max_length")
         for seed in seeds:
             run_dir = out_dir / task["name"] / f"seed-{seed}" if len(tasks) > 1 or len(seeds) > 1 else out_dir
@@ -174,11 +266,7 @@ def finetune(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> pd.DataFr
 @hydra.main(config_path=str(config_dir()), config_name="finetune", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> None:
-    try:
-        finetune(cfg, HydraConfig.get().runtime.output_dir)
-    except (DatasetError, FileNotFoundError) as e:  # bad or missing data: the message says it all
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    finetune(cfg, HydraConfig.get().runtime.output_dir)  # bad data: a UserError, one line (user_errors)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,47 @@ def _data_lines(config: dict[str, Any]) -> list[str]:
     ]
 
 
+LICENSE = "apache-2.0"  # the package's licence (pyproject.toml), for weights it trained
+
+
+def card_data(model: DiffusionLM, meta: dict[str, Any], base_model: str | None = None):
+    """The front matter, as ``huggingface_hub`` writes and checks it: library, licence, pipeline tag, tags, the
+    data set, the base model of a fine-tune, and the metrics the export measured (a model-index)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    config = model.config
+    remote = "auto_map" in meta
+    causal = model.objective_name == "ar"
+    genome = (config.get("genome") or {}).get("name")
+    data = config.get("data") or {}
+    dataset = (data.get("name") or (data.get("hub") or {}).get("path")) if model.is_text else genome
+    name = f"{config['model']['name']}-{model.objective_name}"
+    unit = model.unit
+    results = [
+        EvalResult(task_type="text-generation" if causal else "fill-mask", dataset_type=str(dataset or "unknown"),
+                   dataset_name=str(dataset or "unknown"), dataset_split=split, metric_type=f"bits_per_{unit}",
+                   metric_name=f"{split} bits per {unit} ({'exact NLL' if causal else 'NELBO bound'})",
+                   metric_value=round(float(r[f"bits_per_{unit}"]), 6))
+        for split, r in sorted((meta.get("metrics") or {}).items())
+        if isinstance(r, dict) and r.get(f"bits_per_{unit}") is not None
+    ]
+    tags = ["text" if model.is_text else "dna", "masked-diffusion", model.objective_name, config["model"]["name"]]
+    if not model.is_text:
+        tags.append("biology")
+    if remote:
+        tags.append("custom_code")
+    return ModelCardData(
+        library_name="transformers" if remote else "mdlm-dna",
+        license=LICENSE,
+        pipeline_tag="text-generation" if causal else "fill-mask",
+        tags=tags,
+        datasets=[str(dataset)] if dataset else None,
+        base_model=base_model,
+        model_name=name,
+        eval_results=results or None,
+    )
+
+
 def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
     """Markdown: what the model is, what it was trained on and how, how well it does, how to use it."""
     config = model.config
@@ -59,8 +100,7 @@ def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
     arch = ", ".join(f"{k}={v}" for k, v in m.items() if k not in ("compile", "checkpointing", "name"))
     lines = [
         "---",
-        "library_name: mdlm-dna",
-        f"tags: [{'text' if model.is_text else 'dna'}, masked-diffusion, mdlm, {m['name']}]",
+        card_data(model, meta).to_yaml(),
         "---",
         "",
         f"# {m['name']} {model.objective_name.upper()} model",
@@ -108,6 +148,7 @@ def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
         "features = m.embed(samples)           # [8, d_model]",
         "```",
         "",
+        *(_transformers_usage(model) if "auto_map" in meta else []),
         "```bash",
         "python -m mdlm_dna.sample ckpt=PATH_OR_HUB_ID num_samples=64",
         "python -m mdlm_dna.evaluate ckpt=PATH_OR_HUB_ID",
@@ -115,3 +156,21 @@ def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _transformers_usage(model: DiffusionLM) -> list[str]:
+    """How the folder loads with transformers alone (its remote code needs torch and transformers only)."""
+    auto = "AutoModelForCausalLM" if model.objective_name == "ar" else "AutoModelForMaskedLM"
+    example = "[BOS]ACGTNACGT" if model.objective_name == "ar" else "ACGTNACGT"
+    return [
+        "Without mdlm-dna (torch and transformers only; the remote code is plain PyTorch):",
+        "",
+        "```python",
+        f"from transformers import AutoTokenizer, {auto}",
+        "tok = AutoTokenizer.from_pretrained(\"PATH_OR_HUB_ID\", trust_remote_code=True)",
+        f"model = {auto}.from_pretrained(\"PATH_OR_HUB_ID\", trust_remote_code=True)",
+        f"logits = model(**tok([\"{example}\"], return_tensors=\"pt\")).logits"
+        + ("   # the denoiser: [MASK] positions predict their base" if model.objective_name != "ar" else ""),
+        "```",
+        "",
+    ]

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import hydra
 import lightning.pytorch as pl
@@ -23,9 +23,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
+from pydantic import Field, model_validator
 from torch import nn
 
-from mdlm_dna.cli import check_pretrain_config, user_errors
+from mdlm_dna.cli import user_errors
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.errors import CheckpointError, ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
@@ -33,11 +34,82 @@ from mdlm_dna.rundir import RunLock, launcher_rank_zero, remove_stale_temp_files
 from mdlm_dna.train.callbacks import AtomicCheckpointIO, LastCheckpoint
 from mdlm_dna.train.lit_module import DiffusionModule
 from mdlm_dna.train.loggers import TrainingCurve, build_loggers
+from mdlm_dna.validation import (
+    Int,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Section,
+    StepsOrUnlimited,
+    parse_config,
+)
 
 log = logging.getLogger("mdlm_dna.pretrain")
 register_resolvers()
 
 INTERRUPTED_EXIT_CODE = 130
+
+
+class PretrainData(Section):
+    seq_len: PositiveInt = 1024
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt | None = None
+    global_batch_size: PositiveInt | None = None
+    num_workers: NonNegativeInt = 0
+    rc_prob: Probability = 0.0
+    max_n_fraction: Probability = 0.5
+    train_samples_per_epoch: PositiveInt | None = None
+    val_max_windows: PositiveInt | None = None
+    test_max_windows: PositiveInt | None = None
+
+
+class PretrainOptim(Section):
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    warmup_steps: NonNegativeInt = 0
+    min_lr_ratio: Probability = 0.1
+
+
+class PretrainEMA(Section):
+    decay: Probability = 0.9999
+
+
+class PretrainEval(Section):
+    t_samples: PositiveInt = 4
+
+
+class PretrainCheckpoint(Section):
+    every_n_train_steps: PositiveInt = 100
+
+
+class PretrainTrainer(Section):
+    max_steps: StepsOrUnlimited = -1
+    max_epochs: StepsOrUnlimited | None = None
+    val_check_interval: PositiveInt | Annotated[float, Field(gt=0, le=1)] | None = None
+    log_every_n_steps: PositiveInt = 50
+    accumulate_grad_batches: PositiveInt = 1
+
+
+class PretrainConfig(Section):
+    """The keys of configs/pretrain.yaml (and its groups) that need a type and range; the others pass through
+    to the code that reads them (model, genome, noise, objective and logger groups check their own)."""
+
+    seed: Int = 0
+    data: PretrainData = PretrainData()
+    optim: PretrainOptim = PretrainOptim()
+    ema: PretrainEMA = PretrainEMA()
+    eval: PretrainEval = PretrainEval()
+    checkpoint: PretrainCheckpoint = PretrainCheckpoint()
+    trainer: PretrainTrainer = PretrainTrainer()
+
+    @model_validator(mode="after")
+    def _ends(self) -> PretrainConfig:
+        if self.trainer.max_steps == -1 and self.trainer.max_epochs in (None, -1):
+            raise ValueError("trainer.max_steps=-1 and trainer.max_epochs is not set: the run would never end; "
+                             "set one")
+        return self
 
 
 def resolve_resume(resume: Any, last_ckpt: Path) -> Path | None:
@@ -180,7 +252,7 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)
-    check_pretrain_config(config)
+    parse_config(config, PretrainConfig)  # types and ranges, before anything is written
     rank_zero = launcher_rank_zero()
     with RunLock(run_dir) if rank_zero else nullcontext():
         return _run(config, run_dir, extra_callbacks, rank_zero)

@@ -6,34 +6,46 @@ during sampling (see ``mdlm_dna.diffusion.samplers``).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from mdlm_dna.errors import ConfigError
-from mdlm_dna.tokenizers import BASES, NucleotideTokenizer, TextTokenizer
+from mdlm_dna.tokenizers import BASES, IUPAC_AMBIGUITY, NucleotideTokenizer, TextTokenizer, conversion_note
 
 MASK_CHARS = "-?"
+_TO_N = str.maketrans(IUPAC_AMBIGUITY, "N" * len(IUPAC_AMBIGUITY))
+
+
+def _as_dna(text: str, what: str, allowed: str = "") -> str:
+    """Upper case, U read as T and IUPAC codes as N (one warning with the counts, as the FASTA readers do);
+    any other character (except ``allowed``) is an error naming it and its position."""
+    up = str(text).strip().upper()
+    for i, ch in enumerate(up):
+        if ch not in BASES and ch not in IUPAC_AMBIGUITY and ch != "U" and ch not in allowed:
+            raise ConfigError(f"{what}: invalid character {str(text).strip()[i]!r} at position {i}; expected A C G T "
+                              f"N (U, IUPAC codes){' or ' + ' / '.join(allowed) if allowed else ''}")
+    note = conversion_note([up])
+    if note:
+        warnings.warn(f"{what}: {note.split(': ', 1)[1]}", stacklevel=3)
+    return up.replace("U", "T").translate(_TO_N)
 
 
 def parse_prefix(text: str) -> torch.Tensor:
-    """A prompt of A C G T N (any case) -> ids; anything else is an error naming the character."""
-    text = str(text).strip()
-    for i, ch in enumerate(text):
-        if ch.upper() not in BASES:
-            raise ConfigError(f"prefix: invalid character {ch!r} at position {i}; expected A C G T N")
-    return torch.tensor([BASES.index(c) for c in text.upper()], dtype=torch.long)
+    """A prompt of A C G T N (any case; U read as T, IUPAC codes as N, with a warning) -> ids."""
+    text = _as_dna(text, "prefix")
+    return torch.tensor([BASES.index(c) for c in text], dtype=torch.long)
 
 
 def parse_infill(text: str, n_is_mask: bool = False) -> torch.Tensor:
-    """A template with '-' / '?' (and N with ``n_is_mask``) at the positions to generate -> ids with [MASK]."""
-    text = str(text).strip()
+    """A template with '-' / '?' (and N with ``n_is_mask``) at the positions to generate -> ids with [MASK]
+    (U read as T, IUPAC codes as N, with a warning)."""
     ids = []
-    for i, ch in enumerate(text.upper()):
+    for ch in _as_dna(text, "infill", allowed=MASK_CHARS):
         if ch in MASK_CHARS or (n_is_mask and ch == "N"):
             ids.append(NucleotideTokenizer.mask_id)
-        elif ch in BASES:
-            ids.append(BASES.index(ch))
         else:
-            raise ConfigError(f"infill: invalid character {text[i]!r} at position {i}; expected A C G T N or - / ?")
+            ids.append(BASES.index(ch))
     if not ids:
         raise ConfigError("infill: empty template")
     if NucleotideTokenizer.mask_id not in ids:

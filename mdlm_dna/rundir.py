@@ -147,3 +147,41 @@ def check_free_space(folder: str | os.PathLike, needed: int, what: str, hint: st
             f"not enough space for {what} in {folder}: needs about {needed / 1e6:,.1f} MB, "
             f"{free / 1e6:,.1f} MB free; free some space{hint or ' or write to another folder'}"
         )
+
+
+def running_pretrain(path: str | os.PathLike) -> Path | None:
+    """The run folder holding ``path`` (the folder itself or one above it) whose lock a live process holds, if any.
+
+    A shared, non-blocking ``flock`` probe: it fails only while a holder (a ``pretrain``) is alive; the
+    probe is released at once, so a run starting next is not disturbed."""
+    path = Path(path).absolute()
+    for folder in (path, *path.parents):
+        lock = folder / LOCK_NAME
+        if not lock.is_file():
+            continue
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return folder
+        except OSError:  # no flock on this file system: cannot tell
+            continue
+        finally:
+            os.close(fd)  # also drops the probe's shared lock
+    return None
+
+
+def check_not_in_use(path: str | os.PathLike, what: str = "write") -> None:
+    """Refuse to write into (or under) a run folder while a ``pretrain`` holds its lock: its files are changing.
+
+    >>> check_not_in_use("runs/a/samples.fa")   # raises RunDirError while `pretrain hydra.run.dir=runs/a` runs
+    """
+    folder = running_pretrain(path)
+    if folder is not None:
+        h = RunLock(folder).holder()
+        who = f"pid {h.get('pid', '?')} on {h.get('host', '?')}, started {h.get('started', '?')}"
+        raise RunDirError(f"{path}: cannot {what} there: {folder} is in use by a running pretrain ({who}); wait "
+                          "for it to finish, or write somewhere else")

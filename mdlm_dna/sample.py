@@ -18,30 +18,82 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from pydantic import model_validator
 
-from mdlm_dna.api import DTYPES, DiffusionLM, reference_windows
+from mdlm_dna.api import DiffusionLM, reference_windows
 from mdlm_dna.cli import CKPT_REQUIRED, command_config, user_errors
 from mdlm_dna.diffusion.samplers import is_time_conditioned
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.paths import check_output_file
 from mdlm_dna.prompts import token_entropy
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import write_fasta, write_text_samples
+from mdlm_dna.validation import (
+    CommandConfig,
+    Int,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    Required,
+    parse_config,
+)
 
 log = logging.getLogger("mdlm_dna.sample")
 register_resolvers()
 
 
+class GuidanceConfig(CommandConfig):
+    scale: NonNegativeFloat = 1.0
+    classifier: str | None = None
+
+
+class SampleConfig(CommandConfig):
+    """configs/sample.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
+
+    ckpt: Required
+    num_samples: PositiveInt = 64
+    length: PositiveInt | None = None
+    steps: PositiveInt = 256
+    sampler: Literal["auto", "ancestral", "cached", "sar"] = "auto"
+    sar_inner: Literal["ancestral", "cached"] = "ancestral"
+    block_len: PositiveInt | None = None
+    overlap: NonNegativeInt | None = None
+    allow_time_conditioned_cache: bool = False
+    prefix: str | None = None
+    infill: str | None = None
+    infill_n_is_mask: bool = False
+    label: str | int | None = None
+    guidance: GuidanceConfig = GuidanceConfig()
+    dtype: Literal["float64", "float32"] = "float64"
+    batch_size: PositiveInt = 16
+    use_ema: bool = True
+    seed: Int = 0
+    device: str = "auto"
+    output: str | None = None
+    metrics: bool = True
+    reference_windows: PositiveInt = 512
+    plots: bool = True
+    genome_path: str | None = None
+    cache_dir: str | None = None
+    progress: bool | None = None
+
+    @model_validator(mode="after")
+    def _sar(self) -> SampleConfig:
+        if self.block_len is not None and self.overlap is not None and self.overlap >= self.block_len:
+            raise ValueError(f"overlap={self.overlap} must be smaller than block_len={self.block_len} (the tokens "
+                             "of each block kept as the next block's prefix)")
+        return self
+
+
 def _config(cfg: DictConfig | dict[str, Any]) -> DictConfig:
-    """``cfg`` over the defaults of configs/sample.yaml, so a partial dict from Python works too."""
+    """``cfg`` over the defaults of configs/sample.yaml (a partial dict from Python works too), checked."""
     cfg = command_config("sample", cfg, {"ckpt": CKPT_REQUIRED})
-    if str(cfg.dtype) not in DTYPES:
-        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
+    parse_config(cfg, SampleConfig)
     return cfg
 
 
@@ -66,6 +118,9 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
     cfg = _config(cfg)
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
                                         cache_dir=cfg.get("cache_dir"))
+    out_dir = Path(out_dir)
+    fasta = Path(cfg.output) if cfg.output else out_dir / ("samples.txt" if model.is_text else "samples.fa")
+    check_output_file(fasta, "output", create_folder=True)  # before the work: a folder a pretrain writes is refused
     length = None if cfg.length is None else int(cfg.length)
     res = model.sample_ids(
         num_samples=int(cfg.num_samples), length=length, steps=int(cfg.steps), sampler=str(cfg.sampler),
@@ -78,8 +133,6 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
     )
     n, length, seqs = len(res.sequences), res.settings["length"], res.sequences
 
-    out_dir = Path(out_dir)
-    fasta = Path(cfg.output) if cfg.output else out_dir / ("samples.txt" if model.is_text else "samples.fa")
     fasta.parent.mkdir(parents=True, exist_ok=True)
     if model.is_text:
         write_text_samples(fasta, seqs)

@@ -18,8 +18,11 @@ from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
+from mdlm_dna.errors import DataError
+from mdlm_dna.paths import check_output_file
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
+from mdlm_dna.tokenizers import TokenizerError
 from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, parse_config
 
 register_resolvers()
@@ -53,13 +56,20 @@ def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     usage = "python -m mdlm_dna.score ckpt=MODEL input=SEQS.fa"
     cfg = command_config("score", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "input")})
     cfg = parse_config(cfg, ScoreConfig)
+    out = Path(cfg.out) if cfg.out else Path(f"{_suffixless(Path(str(cfg.input)))}.scores.tsv")
+    check_output_file(out, "out", inputs=[str(cfg.input)])  # before the work: not the input, a writable folder
     names, seqs = read_sequences(str(cfg.input), column=str(cfg.column))
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
                                         cache_dir=cfg.cache_dir)
+    if not model.is_text:  # a bad character names the file and the record, before any scoring
+        for name, seq in zip(names, seqs):
+            try:
+                model.tokenizer.encode(seq, where=f"{cfg.input}: record {name!r}")
+            except TokenizerError as e:
+                raise DataError(str(e)) from None
     table = model.score(seqs, t_samples=cfg.t_samples, batch_size=cfg.batch_size, seed=cfg.seed,
                         progress=cfg.progress, count_n=cfg.count_n)
     table.insert(0, "name", names)
-    out = Path(cfg.out) if cfg.out else Path(f"{_suffixless(Path(str(cfg.input)))}.scores.tsv")
     table.to_csv(out, sep="\t", index=False)
     unit = f"bits_per_{model.unit}"
     print(f"{len(table)} sequences scored -> {out} (median {table[unit].median():.4f} {unit.replace('_', ' ')})")

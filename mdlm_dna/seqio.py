@@ -10,6 +10,8 @@ import pandas as pd
 from mdlm_dna.errors import DataError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+# cells pandas reads as missing values by default: in a sequence column they are gaps in the table, not DNA
+MISSING_MARKERS = frozenset({"", "NA", "N/A", "NaN", "nan", "NAN", "NULL", "null", "None", "<NA>", "#N/A", "-nan"})
 
 
 def write_fasta(path: str | Path, seqs: list[str], names: list[str], width: int = 80) -> None:
@@ -49,6 +51,12 @@ def read_sequences(path: str | Path, column: str = "sequence") -> tuple[list[str
             raise DataError(f"{path}: cannot be read as a table ({e})") from e
         if column not in frame.columns:
             raise DataError(f"{path}: no {column!r} column (columns: {list(frame.columns)})")
+        missing = frame.index[frame[column].str.strip().isin(MISSING_MARKERS)].tolist()
+        if missing:  # pandas would read these as missing values: refuse rather than score 'NA' as two bases
+            lines = ", ".join(str(i + 2) for i in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                                                    else "")
+            raise DataError(f"{path}: missing value in the {column!r} column on line(s) {lines} "
+                            f"({frame[column].iloc[missing[0]]!r}); remove those rows or fill in the sequences")
         name_col = next((c for c in ("name", "id") if c in frame.columns), None)
         names = frame[name_col].tolist() if name_col else [f"row_{i}" for i in range(len(frame))]
         seqs = frame[column].tolist()
@@ -57,8 +65,9 @@ def read_sequences(path: str | Path, column: str = "sequence") -> tuple[list[str
         try:
             with opener(path, "rt") as fh:
                 records = list(SeqIO.parse(fh, "fasta"))
-        except (OSError, EOFError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: cannot be read as FASTA ({e})") from e
+        except (OSError, EOFError, UnicodeDecodeError, ValueError) as e:  # ValueError: Biopython, not FASTA
+            raise DataError(f"{path}: cannot be read as FASTA ({e}); give a FASTA file (records start with '>') or "
+                            "a .csv / .tsv table") from e
         names, seqs = [r.id for r in records], [str(r.seq) for r in records]
     if not seqs:
         raise DataError(f"{path}: no sequences (expected FASTA records or a table with a {column!r} column)")

@@ -238,3 +238,21 @@ def build_tokenizer(tokenizer_cfg: dict | None):
                       stacklevel=2)
         path = str(shipped)
     return TextTokenizer(load_hf_tokenizer(name, path), name=name)
+
+
+def conversion_note(seqs) -> str | None:
+    """What reading ``seqs`` as DNA changes, for one warning per call (nothing altered silently), or None.
+
+    >>> conversion_note(["ACGU", "ACRT", "ACGT"])
+    '2 bases of 2 of 3 sequences converted: 1 U read as T, 1 IUPAC code read as N'
+    """
+    u = iupac = touched = 0
+    for s in seqs:
+        up = str(s).upper()
+        nu, ni = up.count("U"), sum(up.count(c) for c in IUPAC_AMBIGUITY)
+        u, iupac, touched = u + nu, iupac + ni, touched + bool(nu or ni)
+    if not touched:
+        return None
+    parts = [f"{u:,} U read as T"] * bool(u) + [f"{iupac:,} IUPAC code{'s' * (iupac != 1)} read as N"] * bool(iupac)
+    return (f"{u + iupac:,} base{'s' * (u + iupac != 1)} of {touched:,} of {len(seqs):,} sequence"
+            f"{'s' * (len(seqs) != 1)} converted: {', '.join(parts)}")

@@ -72,6 +72,18 @@ PositiveFloat = Annotated[float, BeforeValidator(_finite), Field(gt=0, allow_inf
 NonNegativeFloat = Annotated[float, BeforeValidator(_finite), Field(ge=0, allow_inf_nan=False)]
 Probability = Annotated[float, BeforeValidator(_finite), Field(ge=0, le=1, allow_inf_nan=False)]
 Fraction = Annotated[float, BeforeValidator(_finite), Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+def _steps_or_unlimited(v: int) -> int:
+    if v == 0 or v < -1:
+        raise ValueError("must be a positive integer, or -1 for no limit")
+    return v
+
+
+StepsOrUnlimited = Annotated[int, BeforeValidator(_not_bool), AfterValidator(_steps_or_unlimited)]
+"""A step or epoch limit: a positive integer, or -1 for none (0 would train nothing)."""
+Seed = Annotated[int, BeforeValidator(_not_bool), Field(ge=0, lt=2**32)]
+"""A random seed as ``lightning.seed_everything`` takes it: 0 <= seed < 2**32."""
 Required = Annotated[str, BeforeValidator(_not_missing)]
 """A required text value (``???`` in the YAML): a path, a model source."""
 NonEmptyStr = Annotated[str, AfterValidator(lambda v: _not_missing(v))]
@@ -127,7 +139,10 @@ def describe(error: ValidationError, cli: bool = True, names: list[str] | None =
     loc = tuple(first.get("loc", ()))
     if names is not None and loc and isinstance(loc[0], int) and loc[0] < len(names):
         loc = (names[loc[0]], *loc[1:])
-    key = _key(loc) or "value"
+    if not loc:  # a rule across keys (a model validator): its message names them
+        more = len(error.errors()) - 1
+        return _what(first) + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+    key = _key(loc)
     value = first.get("input")
     shown = "" if first.get("type") == "missing" else f"={value!r}"
     line = f"{key}{shown}: {_what(first)}"

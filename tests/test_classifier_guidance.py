@@ -146,7 +146,7 @@ def test_saved_classifier_reloads_with_the_same_outputs(tmp_path):
     assert clf.classes == ["a", "b", "c"] and clf.noise_aware and clf.class_index("b") == 1
     from mdlm_dna.errors import CheckpointError
 
-    with pytest.raises(CheckpointError, match="no classifier.json"):
+    with pytest.raises(CheckpointError, match="nowhere: no such folder"):
         load_classifier(tmp_path / "nowhere")
 
 

@@ -82,7 +82,7 @@ def test_bad_input_is_a_clear_error(tiny_ckpt, tmp_path):
         generate(cfg(tiny_ckpt, tmp_path / "x.fa", infill="AC--GT", length=64))
     with pytest.raises(ValueError, match="invalid character 'X' at position 2"):
         generate(cfg(tiny_ckpt, tmp_path / "x.fa", prefix="ACXT"))
-    with pytest.raises(ValueError, match="length must be positive"):
+    with pytest.raises(ValueError, match="length=0: must be > 0"):
         generate(cfg(tiny_ckpt, tmp_path / "x.fa", length=0))
     with pytest.raises(ValueError, match="shorter than length"):
         generate(cfg(tiny_ckpt, tmp_path / "x.fa", prefix="ACGT" * 20))
@@ -103,11 +103,11 @@ def test_command_line(tiny_ckpt, tmp_path):
     assert len(read_fasta(out)) == 2 and json.loads(out.with_suffix(".fa.json").read_text())["network_calls"] == 8
     assert "uniform random" in ok.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "mdlm_dna.sample", f"ckpt={tiny_ckpt}", "prefix=ACGU", "num_samples=1",
+        [sys.executable, "-m", "mdlm_dna.sample", f"ckpt={tiny_ckpt}", "prefix=ACGJ", "num_samples=1",
          f"hydra.run.dir={tmp_path / 'h2'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
-    assert bad.returncode != 0 and "invalid character 'U' at position 3" in bad.stderr
+    assert bad.returncode == 2 and "invalid character 'J' at position 3" in bad.stderr  # U would be read as T
 
 
 def test_config_parses_infill_templates():

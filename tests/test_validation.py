@@ -6,13 +6,21 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from mdlm_dna.embed import EmbedConfig
 from mdlm_dna.errors import ConfigError
+from mdlm_dna.evaluate import EvaluateConfig
+from mdlm_dna.export import ExportConfig
+from mdlm_dna.predict import PredictConfig
 from mdlm_dna.resources import config_dir
+from mdlm_dna.sample import SampleConfig
 from mdlm_dna.score import ScoreConfig
+from mdlm_dna.track import TrackConfig
 from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
+from mdlm_dna.vep import VepConfig
 
 # command name -> its config model; every command with a flat YAML belongs here
-COMMAND_MODELS = {"score": ScoreConfig}
+COMMAND_MODELS = {"score": ScoreConfig, "sample": SampleConfig, "evaluate": EvaluateConfig, "export": ExportConfig,
+                  "vep": VepConfig, "track": TrackConfig, "embed": EmbedConfig, "predict": PredictConfig}
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODELS))
@@ -77,3 +85,38 @@ def test_library_score_checks_its_arguments():
         tiny_model.score(["ACGTACGT"], batch_size=-1)
     with pytest.raises(ConfigError, match="t_samples=0"):
         tiny_model.score(["ACGTACGT"], t_samples=0)
+
+
+# commands whose YAML composes config groups: the keys each model declares exist where it declares them, and the
+# composed defaults pass (the other keys of a group pass through to the code that reads them)
+NESTED_MODELS = {
+    "pretrain": ("mdlm_dna.pretrain", "PretrainConfig", []),
+    "finetune": ("mdlm_dna.finetune", "FinetuneConfig", ["task=csv", "task.train_path=train.csv"]),
+}
+
+
+def _declared(model, data, where=""):
+    from pydantic import BaseModel
+
+    for field, info in model.model_fields.items():
+        assert field in data, f"{where}{field} is declared in {model.__name__} but is no key of the composed config"
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(data[field], dict):
+            _declared(sub, data[field], f"{where}{field}.")
+
+
+@pytest.mark.parametrize("name", sorted(NESTED_MODELS))
+def test_nested_command_models_match_the_composed_yaml(name):
+    import importlib
+
+    from hydra import compose, initialize_config_dir
+
+    module, cls, overrides = NESTED_MODELS[name]
+    model = getattr(importlib.import_module(module), cls)
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides)
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    parse_config(data, model)
+    _declared(model, data)
+    if issubclass(model, CommandConfig):  # a flat top level: every key typed
+        assert set(data) == set(model.model_fields)

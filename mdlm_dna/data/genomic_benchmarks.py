@@ -274,7 +274,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """A ``sequence,label`` table (CSV or TSV, optionally gzipped) -> DataFrame with those two columns."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"sequence table not found: {path}")
+        raise DatasetError(f"{path}: sequence table not found")
     suffixes = [s.lower() for s in path.suffixes]
     sep = "\t" if ".tsv" in suffixes or ".tab" in suffixes else ("," if ".csv" in suffixes else None)
     try:
@@ -331,6 +331,11 @@ def check_label_kinds(df: pd.DataFrame, where: str | Path) -> None:
     """All labels of a table are integers, or all are names: one ``1.5`` or ``promoter`` among 0/1 is a stray row,
     not a class of its own."""
     kinds = df["label"].map(_label_kind)
+    if len(kinds) and (kinds == "non-integer number").all():
+        raise DatasetError(
+            f"{where}: the labels are continuous numbers (e.g. {df['label'].iloc[0]!r}), not classes; finetune "
+            "trains a classifier: give class labels (integers or names), e.g. bin the values first"
+        )
     if kinds.nunique() > 1:
         usual = kinds.value_counts().idxmax()
         odd = kinds != usual

@@ -173,7 +173,8 @@ class _AppendingWriter(_ExperimentWriter):
 
 
 class ResumableCSVLogger(CSVLogger):
-    """CSV metrics that continue across resumes: rows at or after the resumed step are dropped, then appended to."""
+    """CSV metrics that continue across resumes: rows logged after the resumed checkpoint are dropped (the
+    end-of-run validation at its step is kept), then appended to."""
 
     def __init__(self, save_dir: str | os.PathLike, resume_step: int | None = None):
         super().__init__(save_dir=str(save_dir), name="", version="")
@@ -195,11 +196,23 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
+def _kept(row: dict[str, str], step: int) -> bool:
+    """A row a resume at ``step`` keeps: every row before it, and the end-of-run validation logged *at* it (a
+    finished run's last figures; training rows at ``step`` come from batches after the checkpoint)."""
+    if row.get("step") in (None, ""):
+        return True
+    at = int(float(row["step"]))
+    if at != step:
+        return at < step
+    values = [k for k, v in row.items() if v not in (None, "") and k not in ("epoch", "step")]
+    return bool(values) and all(k.startswith(("val/", "test/")) for k in values)
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         fields = reader.fieldnames or []
-        rows = [r for r in reader if r.get("step") in (None, "") or int(float(r["step"])) < step]
+        rows = [r for r in reader if _kept(r, step)]
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)

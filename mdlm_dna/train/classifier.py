@@ -15,11 +15,12 @@ Validation and test stay on clean sequences.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +33,7 @@ from mdlm_dna.models.cnn_baseline import build_cnn
 from mdlm_dna.models.heads import Conjoin, SequenceClassifier
 from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.schedules import warmup_schedule
+from mdlm_dna.validation import PositiveInt, checked
 
 SPEC_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
 
@@ -187,9 +189,9 @@ def save_classifier(run_dir: str | Path, model: nn.Module, spec: Mapping[str, An
 class TrainedClassifier(nn.Module):
     """A saved classifier, loaded: ``log_probs(input_ids)`` -> log p(y | x) [N, C] for full-length rows."""
 
-    def __init__(self, model: nn.Module, spec: Mapping[str, Any]):
+    def __init__(self, model: nn.Module, spec: Mapping[str, Any], source: Path | None = None):
         super().__init__()
-        self.model, self.spec = model.eval(), dict(spec)
+        self.model, self.spec, self.source = model.eval(), dict(spec), source
         self.classes: list[str] = [str(c) for c in spec.get("classes") or range(int(spec["num_classes"]))]
         self.noise_aware = bool(spec.get("noise_aware", False))
 
@@ -198,11 +200,38 @@ class TrainedClassifier(nn.Module):
             return self.classes.index(str(label))
         raise ValueError(f"{label!r} is not a class of this classifier; its classes: {self.classes}")
 
+    def save_pretrained(self, out_dir: str | Path, metrics: Mapping[str, Any] | None = None,
+                        overwrite: bool = True) -> Path:
+        """A folder that ``AutoModelForSequenceClassification.from_pretrained(DIR, trust_remote_code=True)`` loads
+        without this package, and ``load_classifier(DIR)`` / ``predict run=DIR`` with it; ``metrics``: the
+        fine-tune's (for the model card). The folder rules of ``DiffusionLM.save_pretrained`` apply."""
+        from mdlm_dna.hf_export.classifier_export import export_classifier
+
+        return export_classifier(self, out_dir, dict(metrics or {}), overwrite=overwrite)
+
     def save(self, run_dir: str | Path) -> Path:
         """Write it as ``finetune`` does (classifier.json + classifier.safetensors): ``load_classifier`` reads it."""
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         save_classifier(run_dir, self.model, self.spec)
         return Path(run_dir)
+
+    @property
+    def input_len(self) -> int:
+        """The longest input the classifier was built for (finetune's max_length, else its longest sequence)."""
+        return int(self.spec["input_len"])
+
+    @checked
+    def predict(self, seqs: Sequence[str], names: Sequence[str] | None = None, batch_size: PositiveInt | None = None,
+                truncate: bool = False) -> pd.DataFrame:
+        """Predicted class and one probability column per class (``p_<class>``) for each sequence, in order.
+
+        Batches of ``batch_size`` in input order, padded on the right as ``finetune`` tests them (default: the
+        run's ``data.eval_batch_size``), so re-scoring the run's test split gives its metrics exactly; the head's
+        ``conjoin_test`` applies. Sequences longer than :attr:`input_len` are an error unless ``truncate``
+        (keep the first ``input_len`` bases, as ``finetune`` does with ``data.max_length``)."""
+        from mdlm_dna.train.predict import predict_table
+
+        return predict_table(self, seqs, names, batch_size, truncate)
 
     @torch.no_grad()
     def log_probs(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -211,23 +240,56 @@ class TrainedClassifier(nn.Module):
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
-    """A classifier saved by ``finetune`` (its run folder: classifier.json + classifier.safetensors)."""
+    """A classifier saved by ``finetune`` (its run folder: classifier.json + classifier.safetensors).
+
+    An incomplete or damaged folder is a CheckpointError naming the file::
+
+        clf = load_classifier("runs/finetune/promoters")
+        clf.predict(["ACGT..."])          # DataFrame: label, p_<class> per class
+    """
     from safetensors.torch import load_model
 
     path = Path(path).expanduser()
     spec_file = path / SPEC_FILE
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such folder (pass the run folder finetune wrote, holding {SPEC_FILE})")
     if not spec_file.is_file():
+        if (path / "config.json").is_file() and not (path / WEIGHTS_FILE).is_file():
+            raise CheckpointError(f"{path}: a model folder (config.json), not a finetune run folder: it holds no "
+                                  f"{SPEC_FILE}; pass the folder finetune wrote")
         seeds = sorted(p.parent for p in path.glob(f"**/{SPEC_FILE}"))[:3]
         hint = f"; classifiers below it: {', '.join(map(str, seeds))}" if seeds else ""
         raise CheckpointError(f"{path}: no {SPEC_FILE} (not the run folder of one finetune task and seed){hint}")
-    spec = json.loads(spec_file.read_text())
-    model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
-                                   int(spec["input_len"]))
     try:
-        load_model(model, str(path / WEIGHTS_FILE))
-    except (OSError, RuntimeError) as e:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: cannot load the classifier's weights ({e})") from e
-    return TrainedClassifier(model, spec).to(device)
+        spec = json.loads(spec_file.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{spec_file}: cannot be read as JSON ({e})") from e
+    needed = ("classifier", "head", "num_classes", "input_len")
+    missing = [k for k in needed if not isinstance(spec, dict) or k not in spec]
+    if missing:
+        raise CheckpointError(f"{spec_file}: no {', '.join(missing)} (not written by finetune, or damaged)")
+    try:
+        model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
+                                       int(spec["input_len"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{spec_file}: does not describe a classifier this package builds ({e})") from e
+    weights = path / WEIGHTS_FILE
+    exported = not weights.is_file() and (path / "model.safetensors").is_file()  # an export's weights
+    if exported:
+        weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing (the run folder is incomplete: finetune did not finish?)")
+    try:
+        if exported:  # stored under "model." for transformers, every tensor whole
+            from safetensors.torch import load_file
+
+            state = {k.removeprefix("model."): v for k, v in load_file(str(weights)).items()}
+            model.load_state_dict(state, strict=True)
+        else:
+            load_model(model, str(weights))
+    except Exception as e:  # OSError, RuntimeError, safetensors' own error for a truncated file
+        raise CheckpointError(f"{weights}: cannot load the classifier's weights ({e})") from None
+    return TrainedClassifier(model, spec, source=path).to(device)
 
 
 def train_classifier(seqs, labels, classes: list[str], epochs: int = 10, noise_aware: bool = True,

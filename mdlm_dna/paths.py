@@ -1,0 +1,43 @@
+"""Output paths checked before the work: not an input, in a folder that exists and can be written, not inside a
+run folder a ``pretrain`` is writing. A command that scores for an hour must not fail at the last line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from mdlm_dna.errors import ConfigError
+from mdlm_dna.rundir import check_not_in_use
+
+
+def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterable[str | os.PathLike] = (),
+                      create_folder: bool = False) -> Path:
+    """``path`` if a file can be written there; else a ConfigError naming ``key`` and what is wrong.
+
+    >>> check_output_file("scores.tsv", inputs=["seqs.fa"])        # PosixPath('scores.tsv')
+    >>> check_output_file("seqs.fa", inputs=["seqs.fa"])           # ConfigError: out=seqs.fa: is the input file
+    """
+    out = Path(path).expanduser()
+    for given in inputs:
+        src = Path(given).expanduser()
+        if out.absolute() == src.absolute() or (out.exists() and src.exists() and out.samefile(src)):
+            raise ConfigError(f"{key}={path}: is the input file; choose another output name")
+    if out.is_dir():
+        raise ConfigError(f"{key}={path}: is a folder; give a file name")
+    folder = out.absolute().parent
+    check_not_in_use(out)
+    if not folder.exists():
+        if not create_folder:
+            raise ConfigError(f"{key}={path}: the folder {folder} does not exist; create it or choose another")
+        probe = folder
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key}={path}: cannot create the folder {folder} ({probe} is not writable)")
+        return out
+    if not folder.is_dir():
+        raise ConfigError(f"{key}={path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(f"{key}={path}: not writable (permissions of {folder}); write somewhere else")
+    return out

@@ -1,0 +1,146 @@
+"""predict: a fine-tuned classifier applied to new sequences reproduces the fine-tune's own test metrics exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from mdlm_dna.errors import CheckpointError, ConfigError, DataError
+from mdlm_dna.finetune import finetune
+from mdlm_dna.predict import predict
+from mdlm_dna.resources import config_dir, data_dir
+from mdlm_dna.train.classifier import load_classifier
+from mdlm_dna.train.predict import accuracy_mcc
+
+SAMPLE = data_dir() / "genomic_benchmarks_sample"
+TRAIN, TEST = SAMPLE / "gue_prom_core_tata_train_200.csv", SAMPLE / "gue_prom_core_tata_dev_60.csv"
+FAST = ["trainer.max_epochs=2", "data.batch_size=32", "data.eval_batch_size=16", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=5"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    yield
+
+
+def tiny_finetune(out, *overrides):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="finetune", overrides=["task=csv", f"task.train_path={TRAIN}",
+                                                         f"task.test_path={TEST}", *FAST, *overrides])
+    finetune(cfg, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ft")
+    return {
+        "cnn": tiny_finetune(root / "cnn", "classifier=cnn", "+cnn.embedding_dim=8"),
+        "dit": tiny_finetune(root / "dit", "model=dit_tiny", "model.d_model=32", "model.n_layers=1",
+                             "model.n_heads=2", "model.cond_dim=16", "head.conjoin_test=true"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["cnn", "dit"])
+def test_rescoring_the_test_split_reproduces_finetune_metrics_exactly(runs, kind, tmp_path):
+    run = runs[kind]
+    saved = json.loads((run / "metrics.json").read_text())
+    table = predict({"run": str(run), "input": str(TEST), "out": str(tmp_path / "p.tsv")})
+    back = pd.read_csv(tmp_path / "p.tsv", sep="\t", dtype={"label": str})
+    truth = pd.read_csv(TEST)["label"].astype(str)
+    assert list(back.columns) == ["name", "label", "p_0", "p_1"] and len(back) == len(truth) == saved["test"]
+    assert back["name"].tolist() == [f"row_{i}" for i in range(len(truth))]  # the input's order
+    assert np.allclose(back[["p_0", "p_1"]].sum(axis=1), 1.0)
+    classes = load_classifier(run).classes
+    acc, mcc = accuracy_mcc(truth.map(classes.index).to_numpy(), table["label"].map(classes.index).to_numpy(), 2)
+    assert acc == saved["accuracy"] and mcc == saved["mcc"]  # exactly, not approximately
+    assert (back["label"] == table["label"]).all()
+
+
+def test_python_api_and_conjoin_test_is_honoured(runs):
+    clf = load_classifier(runs["dit"])
+    seqs = pd.read_csv(TEST)["sequence"].tolist()[:8]
+    rc = [s[::-1].translate(str.maketrans("ACGT", "TGCA")) for s in seqs]
+    a, b = clf.predict(seqs), clf.predict(rc)
+    assert np.allclose(a[["p_0", "p_1"]], b[["p_0", "p_1"]], atol=1e-5)  # conjoin: RC-invariant predictions
+    assert a["name"].tolist() == [f"seq_{i}" for i in range(8)]
+
+
+def test_bad_inputs_are_one_line_errors_naming_the_file(runs, tmp_path):
+    clf = load_classifier(runs["cnn"])
+    with pytest.raises(DataError, match="invalid character 'Z'"):
+        clf.predict(["ACGTZ"], names=["bad_one"])
+    with pytest.raises(DataError, match="sequence 'long' has 1,000 bases; this classifier accepts at most"):
+        clf.predict(["A" * 1000], names=["long"])
+    assert len(clf.predict(["A" * 1000], truncate=True)) == 1
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        clf.predict(["ACGT"], batch_size=0)
+    with pytest.warns(UserWarning, match="U or IUPAC"):
+        clf.predict(["ACGUR"])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "classifier.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="classifier.json: cannot be read as JSON"):
+        load_classifier(broken)
+    (broken / "classifier.json").write_text(json.dumps({"classifier": "cnn", "head": {}}))
+    with pytest.raises(CheckpointError, match="no num_classes, input_len"):
+        load_classifier(broken)
+    spec = json.loads((runs["cnn"] / "classifier.json").read_text())
+    (broken / "classifier.json").write_text(json.dumps(spec))
+    with pytest.raises(CheckpointError, match="classifier.safetensors: missing"):
+        load_classifier(broken)
+    (broken / "classifier.safetensors").write_bytes((runs["cnn"] / "classifier.safetensors").read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="cannot load the classifier's weights"):
+        load_classifier(broken)
+    with pytest.raises(CheckpointError, match="a model folder .config.json., not a finetune run folder"):
+        load_classifier(data_dir() / "models" / "ecoli")
+
+
+def test_cli_bad_character_is_one_line_exit_2(runs, tmp_path, monkeypatch, capsys):
+    from tests.test_export_folder import run_cli
+
+    fa = tmp_path / "in.fa"
+    fa.write_text(">ok\nACGTACGT\n>bad\nACGT*ACGT\n")
+    monkeypatch.chdir(tmp_path)  # Hydra writes <command>.log where it runs
+    code, err = run_cli("mdlm_dna.predict", [f"run={runs['cnn']}", f"input={fa}"], monkeypatch, capsys)
+    assert code == 2, err
+    assert "error: sequence 'bad': invalid character '*'" in err and "Traceback" not in err
+    assert not (tmp_path / "in.predictions.tsv").exists()
+
+
+@pytest.mark.parametrize("kind", ["cnn", "dit"])
+def test_classifier_export_loads_as_automodel_and_in_predict(runs, kind, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from mdlm_dna.export import export
+
+    folder = export({"ckpt": str(runs[kind]), "out": str(tmp_path / "exp")})
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["id2label"] == {"0": "0", "1": "1"} and "AutoModelForSequenceClassification" in meta["auto_map"]
+    seqs = pd.read_csv(TEST)["sequence"].tolist()[:6]
+    seqs[1] = seqs[1][:50]  # unequal lengths: right padding with an attention mask
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    hf = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+    assert hf.config.id2label == {0: "0", 1: "1"}
+    enc = tok(seqs, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        probs = hf(**enc).logits.double().softmax(-1).numpy()
+    ours = load_classifier(runs[kind]).predict(seqs, batch_size=16)
+    assert np.allclose(probs, ours[["p_0", "p_1"]].to_numpy(), atol=1e-6)
+    again = predict({"run": str(folder), "input": str(TEST), "out": str(tmp_path / "q.tsv")})
+    first = predict({"run": str(runs[kind]), "input": str(TEST), "out": str(tmp_path / "r.tsv")})
+    assert again["label"].equals(first["label"]) and np.allclose(again["p_0"], first["p_0"], atol=1e-7)
+    card = (folder / "README.md").read_text()
+    from huggingface_hub import ModelCard
+
+    data = ModelCard(card, ignore_metadata_errors=False).data
+    assert data.pipeline_tag == "text-classification" and data.eval_results[0].metric_type == "accuracy"
+    with pytest.raises(CheckpointError, match="a fine-tuned classifier, not a language model"):
+        from mdlm_dna import DiffusionLM
+
+        DiffusionLM.from_pretrained(folder)
