@@ -97,6 +97,7 @@ class PretrainConfig(Section):
     to the code that reads them (model, genome, noise, objective and logger groups check their own)."""
 
     seed: Int = 0
+    init_from: str | None = None
     data: PretrainData = PretrainData()
     optim: PretrainOptim = PretrainOptim()
     ema: PretrainEMA = PretrainEMA()
