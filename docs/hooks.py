@@ -5,6 +5,8 @@
   (``mdlm_dna.config_docs``): usage, description, config groups, every key with its default and its
   YAML comment. A key without a comment stops the build with the file and the key.
 - ``notebooks/<name>.ipynb`` (the Tutorials) for every notebook in ``notebooks/`` (rendered by mkdocs-jupyter, not run).
+- ``benchmarks/<name>.png``: the figures the benchmark scripts write beside their records, so a page under
+  ``docs/benchmarks/`` shows one as ``![...](<name>.png)`` (the record stays the one file, not a copy in docs/).
 - ``<!-- record: PATH [columns] -->`` in a page becomes the record's table: a Markdown record is included as it
   is, a CSV record rendered as a table (optionally ``col:label:format`` columns, ``;``-separated).
   ``<!-- include: PATH -->`` includes any other file of the repository the same way (``data/SOURCE.md``).
@@ -235,6 +237,9 @@ def on_files(files: Files, config) -> Files:
         # a real File under the repository root (not File.generated): mkdocs-jupyter reads abs_src_path,
         # which a generated file's wrapper does not carry
         files.append(File(f"notebooks/{nb.name}", src_dir=str(ROOT), dest_dir=config["site_dir"],
+                          use_directory_urls=config["use_directory_urls"]))
+    for png in sorted((ROOT / "benchmarks").glob("*.png")):  # the scripts' figures, at benchmarks/<name>.png
+        files.append(File(f"benchmarks/{png.name}", src_dir=str(ROOT), dest_dir=config["site_dir"],
                           use_directory_urls=config["use_directory_urls"]))
     return files
 
