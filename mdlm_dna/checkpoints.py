@@ -241,7 +241,8 @@ def _module_from_ckpt(path: Path, use_ema: bool):
     module.load_state_dict(state["state_dict"])
     module.load_ema_state(state)  # not on_load_checkpoint: that restores the run's RNG, which only resume may do
     ema = use_ema and module.use_ema_weights()
-    return module, ema, int(state.get("global_step", 0)), {}
+    meta = {"global_batch_size": int(state["global_batch_size"])} if state.get("global_batch_size") else {}
+    return module, ema, int(state.get("global_step", 0)), meta
 
 
 def _module_from_export(path: Path, use_ema: bool):

@@ -325,3 +325,28 @@ def test_progress_bars_show_when_asked_and_stay_quiet_otherwise(run_dir, capsys)
     m.sample(num_samples=1, length=16, steps=3, progress=False)
     m.score(["ACGT"], t_samples=1, progress=None)  # not a terminal under pytest: quiet
     assert capsys.readouterr().err == ""
+
+
+def test_evaluate_leaves_the_run_settings_alone(run_dir):
+    """Review item 4: evaluate wrote its t_samples and seed into the module, so an export recorded them."""
+    import copy
+
+    m = DiffusionLM.from_pretrained(run_dir, device="cpu")
+    config, seed = copy.deepcopy(m.module.config), m.module.seed
+    m.evaluate(t_samples=3, max_windows=2, seed=seed + 5, trainer={"enable_progress_bar": False})
+    assert m.module.config == config and m.module.seed == seed
+
+
+def test_tokens_seen_count_every_device_and_accumulation(run_dir):
+    """Review item 5: with global_batch_size null, tokens seen counted one device's batch only."""
+    m = DiffusionLM.from_pretrained(run_dir, device="cpu")
+    data = m.config["data"]
+    assert m.loaded.metadata["global_batch_size"] == data["batch_size"]  # as run: one device, no accumulation
+    m.loaded.metadata.pop("global_batch_size")  # a checkpoint without the record: the config tells
+    m.config["data"]["global_batch_size"] = None
+    m.config["trainer"].update(devices=4, num_nodes=2, accumulate_grad_batches=3)  # a DDP run's config
+    rec = m.training_record()
+    assert rec["global_batch_size"] == data["batch_size"] * 24
+    assert rec["tokens_seen"] == 6 * data["batch_size"] * 24 * data["seq_len"]
+    m.config["trainer"]["devices"] = "auto"  # how many devices there were is not recorded: no guess
+    assert m.training_record()["tokens_seen"] is None

@@ -364,6 +364,7 @@ class DiffusionModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
+        checkpoint["global_batch_size"] = self.global_batch_size()  # as run: devices "auto" resolved (model cards)
         own = self._rng_state()
         checkpoint["rng"] = dict(own)
         world = self._trainer.world_size if self._trainer else 1
