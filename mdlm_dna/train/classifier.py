@@ -193,6 +193,11 @@ class TrainedClassifier(nn.Module):
         self.classes: list[str] = [str(c) for c in spec.get("classes") or range(int(spec["num_classes"]))]
         self.noise_aware = bool(spec.get("noise_aware", False))
 
+    @property
+    def input_len(self) -> int | None:
+        """The length every input is padded or cut to (the CNN baseline's); None: any length is read whole."""
+        return int(self.spec["input_len"]) if self.spec.get("classifier") == "cnn" else None
+
     def class_index(self, label: str | int) -> int:
         if str(label) in self.classes:
             return self.classes.index(str(label))
