@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/gue/prom"), help="GUE's prom/ folder")
     ap.add_argument("--tasks", nargs="+", default=["prom_core_tata"], choices=TASKS)
-    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), help="none: only --pretrained rows")
     ap.add_argument("--pretrained", nargs="*", default=["ecoli"], help="init= sources, one row each")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--csv", type=Path, default=Path(__file__).with_name("gue_runs.csv"))
