@@ -77,7 +77,7 @@ def folder_kind(path: Path) -> str | None:
     model_type = str(cfg.get("model_type", "")).lower()
     if "caduceus" in model_type or any("caduceus" in str(a).lower() for a in cfg.get("architectures", [])):
         return "caduceus_hf"
-    if model_type == "mdlm" or any("mdlm" in str(a).lower() for a in cfg.get("architectures", [])):
+    if model_type == "mdlm" or (not model_type and any("mdlm" in str(a).lower() for a in cfg.get("architectures", []))):
         return "mdlm_hf"
     return None
 
