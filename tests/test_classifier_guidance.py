@@ -171,10 +171,11 @@ def test_noise_aware_inputs_follow_the_masked_forward_process():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 4, (4000, 50), generator=g)
     ids[:, 40:] = TOK.pad_id
-    xt = mask_forward(ids, MASK, TOK.pad_id, generator=g)
-    assert torch.equal(xt[:, 40:], ids[:, 40:])  # padding is never masked
-    kept = xt[:, :40] != MASK
-    assert torch.equal(xt[:, :40][kept], ids[:, :40][kept])  # the rest is the input or [MASK]
+    ids[:, 35:40] = TOK.N
+    xt = mask_forward(ids, MASK, TOK.pad_id, TOK.N, generator=g)
+    assert torch.equal(xt[:, 35:], ids[:, 35:])  # padding is never masked, nor N (as MDLM.add_noise by default)
+    kept = xt[:, :35] != MASK
+    assert torch.equal(xt[:, :35][kept], ids[:, :35][kept])  # the rest is the input or [MASK]
     frac = (~kept).double().mean(1)  # per row: t ~ U(0, 1), so the masked fractions are ~uniform
     assert abs(frac.mean().item() - 0.5) < 0.02
     hist = torch.histc(frac.float(), bins=4, min=0, max=1) / len(frac)
