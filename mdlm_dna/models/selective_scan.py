@@ -89,7 +89,8 @@ def _cuda_unavailable(err: BaseException) -> bool:
     """mamba-ssm's extension was not built for this GPU or this torch."""
     text = str(err)
     return _missing(err) or (isinstance(err, RuntimeError) and any(
-        s in text for s in ("no kernel image is available", "invalid device function", "undefined symbol")))
+        s in text for s in ("no kernel image is available", "invalid device function", "undefined symbol",
+                            "is not installed", "not compiled with")))
 
 
 class OptionalKernel:
