@@ -261,6 +261,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--segsum-cpu-max-len", type=int, default=8192)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--record", type=Path, default=None,
+                    help="also write the tables as a Markdown record (command, machine, load) here, e.g. "
+                         "benchmarks/selective_scan_cpu.md")
     a = ap.parse_args(argv)
     if a.issue and a.device == "cpu":
         ap.error("--issue is the GPU table (on a CPU, Triton runs under its interpreter: hours at these sizes)")
@@ -318,11 +321,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if a.device == "cuda":
         where += f" ({torch.cuda.get_device_name()})"
     where += f", {a.layout} layout"
-    df = _print(f"selective scan, forward + backward, {a.dtype}, {where}", scan_rows, ["B", "D", "L", "N"])
+    title = f"selective scan, forward + backward, {a.dtype}, {where}"
+    df = _print(title, scan_rows, ["B", "D", "L", "N"])
+    tables = [(title, df)] if scan_rows else []
     if model_rows:
         sizes = ", ".join(f"{k}={v}" for k, v in model_set.items())
-        _print(f"\n{a.model_config.name}{' with ' + sizes if sizes else ''}: one AdamW training step "
-               f"(forward + backward + update), {a.dtype}, {where}", model_rows, ["B", "L"])
+        title = (f"{a.model_config.name}{' with ' + sizes if sizes else ''}: one AdamW training step "
+                 f"(forward + backward + update), {a.dtype}, {where}")
+        tables.append((title, _print("\n" + title, model_rows, ["B", "L"])))
+    if a.record:
+        from record import write_record
+
+        body = "\n\n".join(f"{t}\n\n{d.to_markdown(index=False, floatfmt=',.2f')}" for t, d in tables)
+        write_record(a.record, "Selective scan benchmark", body)
     if a.json:
         a.json.write_text(json.dumps({"scan": scan_rows, "model": model_rows}, indent=1))
     return df

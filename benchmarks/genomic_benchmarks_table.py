@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,30 @@ PUBLISHED: dict[str, dict[str, float]] = {
 }
 
 
+def finetune_run(overrides: list[str], out: Path) -> dict:
+    """Run ``mdlm_dna.finetune`` once with ``overrides`` into ``out``: its metrics.json plus wall and CPU seconds.
+
+    >>> m = finetune_run(["task=human_ocr_ensembl", "classifier=cnn"], Path("/tmp/ocr_cnn"))  # doctest: +SKIP
+    >>> sorted(m)[:3]  # doctest: +SKIP
+    ['accuracy', 'cpu_s', 'epochs']
+    """
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="finetune", overrides=overrides)
+    t0, c0 = time.perf_counter(), time.process_time()
+    finetune(cfg, out)
+    m = json.loads((out / "metrics.json").read_text())
+    return {**m, "train_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1)}
+
+
+def run_row(data: str, task: str, row: str, seed: int, m: dict, overrides: list[str]) -> dict:
+    """One CSV row (the columns of FIELDS, plus cpu_s) of a finished run's metrics ``m``."""
+    return {"data": data, "task": task, "row": row, "seed": seed,
+            "accuracy": round(m["accuracy"], 5), "mcc": round(m["mcc"], 5), "f1": round(m["f1"], 5),
+            "majority": round(m["majority_rate"], 5), "train": m["train"], "val": m["val"], "test": m["test"],
+            "epochs": m["epochs"], "parameters": m["parameters"], "train_s": m["train_s"], "cpu_s": m["cpu_s"],
+            "overrides": " ".join(overrides)}
+
+
 def run_cell(task: str, row: str, extra: list[str], seed: int, args: argparse.Namespace) -> dict:
     overrides = [f"task={task}", f"seed={seed}", "seeds=1", *extra, *args.overrides]
     if args.tables:
@@ -83,23 +108,21 @@ def run_cell(task: str, row: str, extra: list[str], seed: int, args: argparse.Na
         label_map = "{" + ", ".join(f"{k}: {v}" for k, v in labels.items()) + "}"
         overrides += ["task.download=false", f"task.train_path={args.tables / name}",
                       f"task.test_fraction={args.test_fraction}", f"task.label_names={label_map}"]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="finetune", overrides=overrides)
     out = args.out_dir / ("tables" if args.tables else "official") / task / row.replace(" ", "-") / f"seed-{seed}"
-    t0 = time.perf_counter()
-    finetune(cfg, out)
-    m = json.loads((out / "metrics.json").read_text())
-    return {"data": "tables" if args.tables else "official", "task": task, "row": row, "seed": seed,
-            "accuracy": round(m["accuracy"], 5), "mcc": round(m["mcc"], 5), "f1": round(m["f1"], 5),
-            "majority": round(m["majority_rate"], 5), "train": m["train"], "val": m["val"], "test": m["test"],
-            "epochs": m["epochs"], "parameters": m["parameters"], "train_s": round(time.perf_counter() - t0, 1),
-            "overrides": " ".join(args.overrides)}
+    row_ = run_row("tables" if args.tables else "official", task, row, seed, finetune_run(overrides, out),
+                   args.overrides)
+    row_.pop("cpu_s")  # this CSV's columns predate it
+    return row_
 
 
-def table(rows: list[dict]) -> str:
-    """Per task and row: mean accuracy and MCC over seeds with the 95 % t-interval, then the published rows."""
-    lines = ["| task | model | seeds | train / test | test accuracy | 95 % interval | MCC | majority class |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def table(rows: list[dict], published: dict[str, dict[str, float]] | None = None) -> str:
+    """Per task and row: mean accuracy and MCC over seeds with the 95 % t-interval, then the published rows
+    (default: ``PUBLISHED``)."""
+    published = PUBLISHED if published is None else published
+    cost = bool(rows) and all(r.get("cpu_s") for r in rows)  # a "CPU s per run" column when every run has one
+    lines = ["| task | model | seeds | train / test | test accuracy | 95 % interval | MCC | majority class |"
+             + (" CPU s per run |" if cost else ""),
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if cost else "")]
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
         for row in dict.fromkeys(r["row"] for r in mine):
@@ -110,10 +133,11 @@ def table(rows: list[dict]) -> str:
             sd_txt = "" if math.isnan(sd) else f" ± {sd:.3f}"
             mcc_txt = f"{mcc:.3f}" + ("" if math.isnan(mcc_sd) else f" ± {mcc_sd:.3f}")
             lines.append(f"| {task} | {row} | {len(runs)} | {int(runs[0]['train']):,} / {int(runs[0]['test']):,} | "
-                         f"{acc:.3f}{sd_txt} | {span} | {mcc_txt} | {float(runs[0]['majority']):.3f} |")
-        for source, accs in PUBLISHED.items():
+                         f"{acc:.3f}{sd_txt} | {span} | {mcc_txt} | {float(runs[0]['majority']):.3f} |"
+                         + (f" {statistics.fmean(float(r['cpu_s']) for r in runs):,.0f} |" if cost else ""))
+        for source, accs in published.items():
             if task in accs:
-                lines.append(f"| {task} | *{source}* | | official | {accs[task]:.3f} | | | |")
+                lines.append(f"| {task} | *{source}* | | official | {accs[task]:.3f} | | | |" + (" |" if cost else ""))
     return "\n".join(lines)
 
 

@@ -548,8 +548,6 @@ class DiffusionLM:
         module = self.module
         config = copy.deepcopy(module.config)
         config.setdefault("eval", {})["t_samples"] = int(t_samples)
-        module.config["eval"] = config["eval"]
-        module.seed = int(seed)
         if batch_size:
             config["data"]["eval_batch_size"] = int(batch_size)
         config["data"]["val_max_windows" if split == "validation" else "test_max_windows"] = max_windows
@@ -560,8 +558,11 @@ class DiffusionLM:
                     "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
                     **(trainer or {})}
         runner = pl.Trainer(**settings)
-        run_count_n = module.count_n
+        # the module reads these during the run; the run's own values come back after (an export records them)
+        run_count_n, run_seed, run_eval = module.count_n, module.seed, copy.deepcopy(module.config.get("eval"))
+        had_eval = "eval" in module.config
         module.count_n = run_count_n if count_n is None else bool(count_n)
+        module.config["eval"], module.seed = config["eval"], int(seed)
         try:
             if split == "test":
                 raw = runner.test(module, datamodule=dm, verbose=False)[0]
@@ -570,7 +571,11 @@ class DiffusionLM:
                 raw = runner.validate(module, datamodule=dm, verbose=False)[0]
                 prefix, loader = "val", runner.val_dataloaders
         finally:
-            module.count_n = run_count_n
+            module.count_n, module.seed = run_count_n, run_seed
+            if not had_eval:
+                module.config.pop("eval", None)
+            else:
+                module.config["eval"] = run_eval
         module.to(self.device).eval()
         return {
             "split": split,
@@ -589,12 +594,16 @@ class DiffusionLM:
         """Steps, tokens seen and the training command, from the checkpoint (or the export) it came from."""
         if self.loaded and self.loaded.kind in ("export", "shipped"):
             return dict(self.loaded.metadata.get("training", {}))
-        data = self.config["data"]
+        from mdlm_dna.data.base import configured_global_batch_size
+
         step = self.loaded.global_step if self.loaded else None
-        batch = int(data.get("global_batch_size") or data.get("batch_size", 0))
+        # samples per step as the checkpoint recorded them, else as the config says (all devices, accumulation)
+        batch = (self.loaded.metadata.get("global_batch_size") if self.loaded else None) \
+            or configured_global_batch_size(self.config)
         return {
             "global_step": step,
-            "tokens_seen": None if step is None else int(step) * batch * int(data["seq_len"]),
+            "tokens_seen": None if step is None or batch is None else int(step) * batch
+            * int(self.config["data"]["seq_len"]),
             "global_batch_size": batch,
             "command": self.config.get("command"),
             "source": self.loaded.source if self.loaded else None,

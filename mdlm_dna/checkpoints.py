@@ -81,7 +81,7 @@ def folder_kind(path: Path) -> str | None:
     model_type = str(cfg.get("model_type", "")).lower()
     if "caduceus" in model_type or any("caduceus" in str(a).lower() for a in cfg.get("architectures", [])):
         return "caduceus_hf"
-    if model_type == "mdlm" or any("mdlm" in str(a).lower() for a in cfg.get("architectures", [])):
+    if model_type == "mdlm" or (not model_type and any("mdlm" in str(a).lower() for a in cfg.get("architectures", []))):
         return "mdlm_hf"
     return None
 
@@ -255,9 +255,10 @@ def _module_from_ckpt(path: Path, use_ema: bool):
     state = _read_ckpt(path)
     module = DiffusionModule(resolve_config(state["hyper_parameters"]["config"]))
     module.load_state_dict(state["state_dict"])
-    module.on_load_checkpoint(state)
+    module.load_ema_state(state)  # not on_load_checkpoint: that restores the run's RNG, which only resume may do
     ema = use_ema and module.use_ema_weights()
-    return module, ema, int(state.get("global_step", 0)), {}
+    meta = {"global_batch_size": int(state["global_batch_size"])} if state.get("global_batch_size") else {}
+    return module, ema, int(state.get("global_step", 0)), meta
 
 
 def _module_from_export(path: Path, use_ema: bool):
@@ -335,13 +336,18 @@ def _module_from_mdlm_hf(path: Path):
 def load_module(source: str | os.PathLike, use_ema: bool = True, cache_dir: str | None = None):
     """(DiffusionModule in eval mode, LoadedFrom) for any model source (see the module docstring)."""
     kind, path = locate(source, cache_dir)
-    if kind in ("run", "ckpt"):
-        module, ema, step, meta = _module_from_ckpt(path, use_ema)
-    elif kind in ("export", "shipped"):
-        module, ema, step, meta = _module_from_export(path, use_ema)
-    elif kind == "caduceus_hf":
-        module, ema, step, meta = _module_from_caduceus(path)
-    else:
-        module, ema, step, meta = _module_from_mdlm_hf(path)
+    with torch.random.fork_rng(devices=[]):  # building the module draws initial weights: leave the caller's RNG as is
+        module, ema, step, meta = _load(kind, path, use_ema)
     module.eval()
     return module, LoadedFrom(source=str(source), kind=kind, path=path, ema=ema, global_step=step, metadata=meta)
+
+
+def _load(kind: str, path: Path, use_ema: bool):
+    """(module, EMA weights in use, global step, metadata) of a located source."""
+    if kind in ("run", "ckpt"):
+        return _module_from_ckpt(path, use_ema)
+    if kind in ("export", "shipped"):
+        return _module_from_export(path, use_ema)
+    if kind == "caduceus_hf":
+        return _module_from_caduceus(path)
+    return _module_from_mdlm_hf(path)

@@ -21,31 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mdlm_dna.tokenizers import BASES, SOFT_MASK_BIT, NucleotideTokenizer
+from mdlm_dna.metrics import SeqLike, SeqsLike, to_ids
+from mdlm_dna.tokenizers import BASES, SOFT_MASK_BIT
 
 ALPHAS = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-
-SeqLike = str | np.ndarray
-SeqsLike = Sequence[SeqLike] | np.ndarray
-
-
-def _as_id_arrays(seqs: SeqLike | SeqsLike) -> list[np.ndarray]:
-    """One sequence or many (strings, id arrays, or an [N, L] array) -> list of int64 ids, soft-mask bit cleared."""
-    if isinstance(seqs, str):
-        seqs = [seqs]
-    elif isinstance(seqs, np.ndarray) and seqs.ndim == 1:
-        seqs = [seqs]
-    tok = NucleotideTokenizer()
-    out = []
-    for s in seqs:
-        if isinstance(s, str):
-            out.append(np.asarray(tok.encode(s), dtype=np.int64))
-        else:
-            a = np.asarray(s)
-            if a.dtype == np.uint8:
-                a = a & ~np.uint8(SOFT_MASK_BIT)
-            out.append(a.astype(np.int64))
-    return out
 
 
 def context_counts(seqs: SeqLike | SeqsLike, order: int) -> np.ndarray:
@@ -54,7 +33,7 @@ def context_counts(seqs: SeqLike | SeqsLike, order: int) -> np.ndarray:
     Only windows of ``order + 1`` A/C/G/T bases are counted (an N anywhere in the window skips it).
     """
     counts = np.zeros(4 ** (order + 1), dtype=np.int64)
-    for r in _as_id_arrays(seqs):
+    for r in to_ids(seqs):
         n = len(r) - order
         if n <= 0:
             continue
@@ -82,7 +61,7 @@ class MarkovChain:
         """Counts of (j+1)-mers, j = 0..order, over ``seqs`` (strings or token ids; N-containing windows skipped)."""
         if order < 0:
             raise ValueError(f"order must be >= 0, got {order}")
-        seqs = _as_id_arrays(seqs)
+        seqs = to_ids(seqs)
         return cls(order=order, alpha=float(alpha), counts=[context_counts(seqs, j) for j in range(order + 1)])
 
     @classmethod
@@ -117,7 +96,7 @@ class MarkovChain:
         """bits/base of ``seqs``: exact -log2 likelihood (prefix from the lower orders) over all A/C/G/T positions."""
         total_bits, total = 0.0, 0
         logp = [self.log2_probs(j) for j in range(self.order + 1)]
-        for r in _as_id_arrays(seqs):
+        for r in to_ids(seqs):
             head = min(self.order, len(r))
             for j in range(head):  # base j of the sequence, from the j bases before it
                 if (r[: j + 1] < 4).all():

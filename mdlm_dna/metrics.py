@@ -15,22 +15,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer
 
 KS = (1, 2, 3, 4, 5, 6)
 MAX_RUN = 20  # homopolymer runs longer than this are counted as MAX_RUN
 
-SeqsLike = Sequence[str] | np.ndarray
+SeqLike = str | np.ndarray
+SeqsLike = Sequence[SeqLike] | np.ndarray
 
 
-def to_ids(seqs: SeqsLike) -> list[np.ndarray]:
-    """Sequences -> list of int64 id arrays (strings are tokenized: lower case, IUPAC -> N)."""
-    if isinstance(seqs, np.ndarray):
-        return [np.asarray(r, dtype=np.int64) for r in (seqs if seqs.ndim == 2 else seqs[None])]
+def to_ids(seqs: SeqLike | SeqsLike) -> list[np.ndarray]:
+    """One sequence or many (strings, id arrays, an [N, L] array) -> list of int64 id arrays. Strings are tokenized
+    (lower case, IUPAC -> N); the soft-mask bit of cached uint8 genome ids is cleared.
+
+    >>> [r.tolist() for r in to_ids("ACGn")], len(to_ids(np.zeros((3, 5), dtype=np.int64)))
+    ([[0, 1, 2, 4]], 3)
+    """
+    if isinstance(seqs, str) or (isinstance(seqs, np.ndarray) and seqs.ndim == 1):
+        seqs = [seqs]
     tok = NucleotideTokenizer()
     out = []
     for s in seqs:
-        out.append(np.asarray(tok.encode(s) if isinstance(s, str) else s, dtype=np.int64))
+        if isinstance(s, str):
+            out.append(np.asarray(tok.encode(s), dtype=np.int64))
+            continue
+        a = np.asarray(s)
+        if a.dtype == np.uint8:
+            a = a & ~np.uint8(SOFT_MASK_BIT)
+        out.append(a.astype(np.int64))
     return out
 
 
@@ -261,7 +273,7 @@ def _orfs_one_strand(r: np.ndarray, include_partial: bool) -> list[tuple[int, in
 def _orf_scan(r: np.ndarray, include_partial: bool = False):
     """Both strands of one id array -> [(Orf, codon codes of the ORF on its strand)]."""
     L = len(r)
-    rc = _COMPLEMENT_IDS[np.minimum(r[::-1], 4)]
+    rc = reverse_complement_ids(r)
     out = []
     for strand, seq in (("+", r), ("-", rc)):
         for f, a, e, complete, cod in _orfs_one_strand(seq, include_partial):
@@ -427,14 +439,6 @@ class GenomeIndex:
             ok = whole[: max(n, 0)]
             identity.append((ms[: max(n, 0)][ok] == self.k).mean() if ok.any() else np.nan)
         return np.asarray(longest, dtype=np.int64), np.asarray(identity, dtype=np.float64)
-
-    def longest_matches(self, seqs: SeqsLike) -> np.ndarray:
-        """:meth:`longest_match` of each sequence."""
-        return self.novelty(seqs)[0]
-
-    def kmer_identity(self, seqs: SeqsLike) -> np.ndarray:
-        """Per sequence, the fraction of its N-free k-mers found in the genome (see :meth:`novelty`)."""
-        return self.novelty(seqs)[1]
 
 
 def distinct_kmer_fraction(seqs: SeqsLike, k: int = 32) -> float:

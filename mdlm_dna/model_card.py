@@ -18,7 +18,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _data_lines(config: dict[str, Any]) -> list[str]:
+def _data_lines(config: dict[str, Any], batch: int | None = None) -> list[str]:
+    """The card's data lines; ``batch``: samples per optimizer step as trained (the training record's)."""
     data = config.get("data") or {}
     if data.get("kind") == "text":
         tok = (data.get("tokenizer") or {}).get("name")
@@ -42,10 +43,11 @@ def _data_lines(config: dict[str, Any]) -> list[str]:
                   f"(`{task.get('train_path') or task.get('name')}`)"]
     else:
         source = [f"- genome: {g.get('name', 'unnamed')} (`{g.get('path')}`)"]
+    batch = batch or data.get("global_batch_size") or data.get("batch_size")
     return [
         *source,
         f"- split: {split}",
-        f"- windows of {data.get('seq_len')} bases, batch {data.get('global_batch_size') or data.get('batch_size')}, "
+        f"- windows of {data.get('seq_len')} bases, batch {batch}, "
         f"reverse-complement augmentation p = {data.get('rc_prob')}",
     ]
 
@@ -117,7 +119,7 @@ def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
         f"- weights: {meta.get('weights', 'raw')}",
         "",
         "## Training data",
-        *_data_lines(meta.get("run_config") or config),
+        *_data_lines(meta.get("run_config") or config, train.get("global_batch_size")),
         "",
         "## Training",
         f"- steps: {_fmt(train.get('global_step'))}",

@@ -231,7 +231,10 @@ def test_loggers_tensorboard_and_wandb_offline_write_files(ecoli_prefix, tmp_pat
         build_loggers({"mlflow": {}}, tmp_path)
 
 
-def test_finetune_from_a_caduceus_format_folder(tmp_path):
+def test_finetune_from_a_caduceus_format_folder(tmp_path, monkeypatch):
+    import copy
+
+    import mdlm_dna.finetune as ft
     from mdlm_dna.finetune import finetune
     from tests.test_caduceus_hf import fake_checkpoint, reference_config, save
     from tests.test_finetune import FAST, SAMPLE, compose_finetune
@@ -244,14 +247,25 @@ def test_finetune_from_a_caduceus_format_folder(tmp_path):
     train, test = SAMPLE / "gue_prom_core_tata_train_200.csv", SAMPLE / "gue_prom_core_tata_dev_60.csv"
     cfg = compose_finetune(f"init={folder}", "task=csv", f"task.train_path={train}", f"task.test_path={test}",
                            *FAST, "trainer.max_epochs=1")
+    saved = []  # the classifier as finetune hands it to save_classifier, before any file is written
+
+    def keep(run_dir, model, spec):
+        saved.append((copy.deepcopy(model), dict(spec)))
+        return save_classifier(run_dir, model, spec)
+
+    save_classifier = ft.save_classifier
+    monkeypatch.setattr(ft, "save_classifier", keep)
     table = finetune(OmegaConf.to_container(cfg, resolve=True), tmp_path / "ft")
     assert "caduceus_ps pretrained (caduceus_hf" in table["model"].iloc[0]
     # the fine-tuned classifier (tied strands stored once) reloads without its pretrained source
-    from mdlm_dna.train.classifier import load_classifier
+    from mdlm_dna.train.classifier import TrainedClassifier, load_classifier
 
     clf = load_classifier(tmp_path / "ft")
-    ids = torch.randint(0, 4, (2, 30))
-    torch.testing.assert_close(clf.log_probs(ids), clf.log_probs(ids.clone()))
+    ids = torch.randint(0, 4, (2, 30), generator=torch.Generator().manual_seed(0))
+    before = TrainedClassifier(*saved[0]).log_probs(ids)
+    torch.testing.assert_close(clf.log_probs(ids), before, rtol=0, atol=1e-6)
+    trained = {k: v for k, v in saved[0][0].state_dict().items()}
+    assert all(torch.equal(v, trained[k]) for k, v in clf.model.state_dict().items())  # tied copies included
     assert clf.spec["model"]["name"] == "caduceus_ps" and len(clf.classes) == 2
 
 
@@ -277,6 +291,28 @@ def test_mdlm_owt_layout_loads_samples_and_scores_text(tmp_path):
     assert zs["zero_shot"][0]["documents"] == 2 and zs["zero_shot"][0]["nelbo_nats_per_token"] > 0
 
 
+def test_loading_a_model_leaves_the_global_rng_alone(run_dir):
+    """Review item 2: a loaded run restored its training RNG, so finetune's seeds shared one head initialisation."""
+    import pytorch_lightning as pl
+
+    from mdlm_dna.train.classifier import build_classifier
+
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    load_module(run_dir)
+    DiffusionLM.from_pretrained(run_dir / "checkpoints" / "last.ckpt", device="cpu")
+    DiffusionLM.from_pretrained("ecoli", device="cpu")
+    assert torch.equal(torch.rand(4), expected)
+    cfg = {"classifier": "backbone", "init": str(run_dir), "use_ema": True,
+           "head": {"pooling": "mean", "dropout": 0.0, "freeze_backbone": False, "pad_mode": "pad"}}
+    heads = []
+    for seed in (1, 2):  # as finetune does: seed, then load the backbone, then create the head
+        pl.seed_everything(seed, verbose=False)
+        heads.append(build_classifier(cfg, 2, 32)[0].head.weight.detach().clone())
+    assert not torch.equal(heads[0], heads[1])
+
+
 def test_load_module_returns_eval_mode_and_record(run_dir):
     module, info = load_module(run_dir)
     assert not module.training and info.kind == "run" and info.global_step == 6 and info.ema
@@ -290,3 +326,28 @@ def test_progress_bars_show_when_asked_and_stay_quiet_otherwise(run_dir, capsys)
     m.sample(num_samples=1, length=16, steps=3, progress=False)
     m.score(["ACGT"], t_samples=1, progress=None)  # not a terminal under pytest: quiet
     assert capsys.readouterr().err == ""
+
+
+def test_evaluate_leaves_the_run_settings_alone(run_dir):
+    """Review item 4: evaluate wrote its t_samples and seed into the module, so an export recorded them."""
+    import copy
+
+    m = DiffusionLM.from_pretrained(run_dir, device="cpu")
+    config, seed = copy.deepcopy(m.module.config), m.module.seed
+    m.evaluate(t_samples=3, max_windows=2, seed=seed + 5, trainer={"enable_progress_bar": False})
+    assert m.module.config == config and m.module.seed == seed
+
+
+def test_tokens_seen_count_every_device_and_accumulation(run_dir):
+    """Review item 5: with global_batch_size null, tokens seen counted one device's batch only."""
+    m = DiffusionLM.from_pretrained(run_dir, device="cpu")
+    data = m.config["data"]
+    assert m.loaded.metadata["global_batch_size"] == data["batch_size"]  # as run: one device, no accumulation
+    m.loaded.metadata.pop("global_batch_size")  # a checkpoint without the record: the config tells
+    m.config["data"]["global_batch_size"] = None
+    m.config["trainer"].update(devices=4, num_nodes=2, accumulate_grad_batches=3)  # a DDP run's config
+    rec = m.training_record()
+    assert rec["global_batch_size"] == data["batch_size"] * 24
+    assert rec["tokens_seen"] == 6 * data["batch_size"] * 24 * data["seq_len"]
+    m.config["trainer"]["devices"] = "auto"  # how many devices there were is not recorded: no guess
+    assert m.training_record()["tokens_seen"] is None

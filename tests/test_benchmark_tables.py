@@ -55,3 +55,20 @@ def test_published_rows_name_known_tasks_and_are_accuracies():
     for source, accs in gb.PUBLISHED.items():
         assert set(accs) <= set(gb.GB_TASKS), source
         assert all(0.5 < a < 1 for a in accs.values()), source
+
+
+def test_gue_table_reads_the_task_folders_and_prints_cost_per_run(tmp_path):
+    import gue_table
+
+    with pytest.raises(SystemExit, match="missing .*prom_core_tata/train.csv.gz"):
+        gue_table.task_overrides(tmp_path, "prom_core_tata")
+    (tmp_path / "prom_core_tata").mkdir()
+    for split in ("train", "dev", "test"):
+        (tmp_path / "prom_core_tata" / f"{split}.csv.gz").write_bytes(b"")
+    over = gue_table.task_overrides(tmp_path, "prom_core_tata")
+    assert "task=csv" in over and any(o.startswith("task.val_path=") and o.endswith("dev.csv.gz") for o in over)
+    runs = [{"task": "prom_core_tata", "row": "cnn", "accuracy": a, "mcc": m, "train": 10, "test": 5,
+             "majority": 0.5, "cpu_s": c} for a, m, c in ((0.7, 0.4, 10.0), (0.8, 0.6, 14.0))]
+    text = gb.table(runs, published={})
+    assert "CPU s per run" in text and "| 0.750 ± 0.071 |" in text and "| 12 |" in text
+    assert gue_table.GUE_FIELDS[-2:] == ["cpu_s", "overrides"]

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from mdlm_dna.diffusion.guidance import ClassifierGuidance
 from mdlm_dna.diffusion.noise import LogLinear
 from mdlm_dna.diffusion.samplers import AncestralSampler, CachedAncestralSampler, SemiAutoregressiveSampler
+from mdlm_dna.errors import ConfigError
 from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.classifier import build_classifier, load_classifier, mask_forward, save_classifier
 
@@ -120,14 +121,61 @@ def test_guidance_pulls_samples_towards_the_class_and_the_cache_stays_exact():
     assert torch.equal(ids_a, ids_c)
 
 
+class WindowClassifier(GCClassifier):
+    """GCClassifier with a fixed input length and position weights (so the window's place matters); it refuses
+    any other length, and records the rows of every call."""
+
+    def __init__(self, n: int, a: float = 0.7):
+        super().__init__(a)
+        self.input_len, self.calls = n, []
+        self.pos_w = torch.linspace(0.5, 1.5, n, dtype=torch.float64)
+
+    def score(self, ids):
+        assert ids.shape[1] == self.input_len, ids.shape  # never padded, never cut
+        self.calls.append(ids.shape[0])
+        gc = torch.isin(ids, torch.tensor(GC)).double()
+        at = torch.isin(ids, torch.tensor([b for b in BASES if b not in GC])).double()
+        return self.a * ((gc - at) * self.pos_w).sum(-1)
+
+
+def test_a_fixed_length_classifier_guides_every_position_through_its_window():
+    """Review item 1: a classifier of input length 8 on 20 positions gave weight 0 from position 8 on. Each
+    position is now judged on the 8-window around it (brute force below); chunking changes nothing."""
+    L, n, gamma = 20, 8, 1.5
+    den = ToyDenoiser(L, seed=3)
+    g = torch.Generator().manual_seed(1)
+    x = torch.where(torch.rand(2, L, generator=g) < 0.6, MASK, torch.tensor(BASES)[torch.randint(0, 4, (2, L),
+                                                                                                  generator=g)])
+    logp = den.subs_log_probs(x, torch.tensor([0.5, 0.5]))
+    clf = WindowClassifier(n)
+    w = ClassifierGuidance(den, clf, label=1, scale=gamma).step_log_weights(x, logp)
+    for b in range(2):
+        for pos in range(L):
+            if x[b, pos] != MASK:
+                assert w[b, pos].abs().max() == 0
+                continue
+            lo = min(max(pos - n // 2, 0), L - n)  # the window around pos, inside the sequence
+            for v in [*BASES, MASK]:
+                y = x[b : b + 1, lo : lo + n].clone()
+                y[0, pos - lo] = v
+                assert w[b, pos, v].item() == pytest.approx(gamma * clf.log_probs(y)[0, 1].item(), rel=1e-12)
+    assert (w[:, n:][x[:, n:] == MASK][:, BASES] != 0).all()  # guided past the classifier's length
+    small = WindowClassifier(n)
+    chunked = ClassifierGuidance(den, small, label=1, scale=gamma, batch_size=5).step_log_weights(x, logp)
+    assert torch.equal(chunked, w) and max(small.calls) <= 5
+    with pytest.raises(ConfigError, match="reads 8 bases .* have 6: sample at least 8"):
+        ClassifierGuidance(den, WindowClassifier(n), label=1, scale=gamma).step_log_weights(x[:, :6], logp[:, :6])
+
+
 def test_noise_aware_inputs_follow_the_masked_forward_process():
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 4, (4000, 50), generator=g)
     ids[:, 40:] = TOK.pad_id
-    xt = mask_forward(ids, MASK, TOK.pad_id, generator=g)
-    assert torch.equal(xt[:, 40:], ids[:, 40:])  # padding is never masked
-    kept = xt[:, :40] != MASK
-    assert torch.equal(xt[:, :40][kept], ids[:, :40][kept])  # the rest is the input or [MASK]
+    ids[:, 35:40] = TOK.N
+    xt = mask_forward(ids, MASK, TOK.pad_id, TOK.N, generator=g)
+    assert torch.equal(xt[:, 35:], ids[:, 35:])  # padding is never masked, nor N (as MDLM.add_noise by default)
+    kept = xt[:, :35] != MASK
+    assert torch.equal(xt[:, :35][kept], ids[:, :35][kept])  # the rest is the input or [MASK]
     frac = (~kept).double().mean(1)  # per row: t ~ U(0, 1), so the masked fractions are ~uniform
     assert abs(frac.mean().item() - 0.5) < 0.02
     hist = torch.histc(frac.float(), bins=4, min=0, max=1) / len(frac)
@@ -163,19 +211,22 @@ def test_finetuned_noise_aware_classifier_guides_the_shipped_model(tmp_path):
     assert "noise-aware" in table["model"].iloc[0]
     clf = load_classifier(tmp_path / "ft")
     m = DiffusionLM.from_pretrained("ecoli", device="cpu")
-    res = m.sample_ids(num_samples=2, length=40, steps=8, classifier=clf, label=clf.classes[1],
+    assert clf.input_len == 70  # the task's length: longer samples are guided window by window
+    res = m.sample_ids(num_samples=2, length=90, steps=8, classifier=clf, label=clf.classes[1],
                        guidance_scale=2.0, progress=False)
-    assert res.ids.shape == (2, 40) and res.settings["guidance"] == "classifier"
+    assert res.ids.shape == (2, 90) and res.settings["guidance"] == "classifier"
     assert res.settings["classifier_rows"] > 0
+    with pytest.raises(ConfigError, match="reads 70 bases"):  # shorter: the CNN would see padding
+        m.sample_ids(num_samples=1, length=40, steps=2, classifier=clf, label=clf.classes[1], progress=False)
     with pytest.raises(ConfigError, match="not a class of this classifier"):
-        m.sample_ids(num_samples=1, length=40, steps=2, classifier=clf, label="nope", progress=False)
+        m.sample_ids(num_samples=1, length=70, steps=2, classifier=clf, label="nope", progress=False)
     with pytest.raises(ConfigError, match="needs a label"):
-        m.sample_ids(num_samples=1, length=40, steps=2, classifier=clf, progress=False)
+        m.sample_ids(num_samples=1, length=70, steps=2, classifier=clf, progress=False)
     # the command line: guidance.classifier=RUN; the FASTA and report say which guidance ran
     from mdlm_dna.sample import generate
 
     report = generate({"ckpt": "ecoli", "label": clf.classes[0], "guidance": {"scale": 2.0, "classifier":
-                       str(tmp_path / "ft")}, "num_samples": 2, "length": 40, "steps": 4, "reference_windows": 8,
+                       str(tmp_path / "ft")}, "num_samples": 2, "length": 70, "steps": 4, "reference_windows": 8,
                        "plots": False, "device": "cpu", "output": str(tmp_path / "g.fa")})
     assert report["guidance"] == "classifier" and report["reference_windows"] == 8
     assert f"label={clf.classes[0]} guidance=classifier guidance_scale=2.0" in (tmp_path / "g.fa").read_text()

@@ -276,6 +276,30 @@ def test_auto_falls_back_to_torch_without_numba(monkeypatch, caplog):
         selective_scan(**x, backend="numba")
 
 
+def test_auto_falls_back_only_when_numba_cannot_compile(monkeypatch):
+    """Review item 6: a Numba typing/compilation error means "unavailable" (torch scan); any other error is a bug
+    or a wrong input and surfaces instead of a silent 10-20x slower run."""
+    from numba.core.errors import TypingError
+
+    def failing(err):
+        def kernel(*args, **kwargs):
+            raise err
+        return kernel
+
+    x, _ = make_case(2, 4, 3, 9, None, torch.float32, True)
+    torch_y = selective_scan(**x, delta_softplus=True, backend="torch")
+    kernel = ss.OptionalKernel("numba selective scan", lambda: failing(TypingError("no matching signature")),
+                               ss.NUMBA_SCAN_KERNEL.unavailable)
+    monkeypatch.setattr(ss, "NUMBA_SCAN_KERNEL", kernel)
+    assert torch.equal(selective_scan(**x, delta_softplus=True), torch_y) and kernel.state == "failed"
+    kernel = ss.OptionalKernel("numba selective scan", lambda: failing(IndexError("index 9 is out of bounds")),
+                               ss.NUMBA_SCAN_KERNEL.unavailable)
+    monkeypatch.setattr(ss, "NUMBA_SCAN_KERNEL", kernel)
+    with pytest.raises(IndexError, match="out of bounds"):
+        selective_scan(**x, delta_softplus=True)
+    assert kernel.state == "ok"
+
+
 def test_caduceus_ps_on_numba_is_rc_equivariant_and_matches_the_reference():
     """The whole model through the dispatcher (views of x_proj's output, z from a chunk, both RC streams):
     exactly RC-equivariant (to the bit) at init and after a training step on the Numba scan, which computes

@@ -236,7 +236,9 @@ def test_labelled_genomes_give_balanced_labelled_batches_and_record_classes(ecol
     train = dm.train_dataset(64)
     items = [train[i] for i in range(8)]
     assert [int(it["label"]) for it in items] == [0, 1] * 4
-    assert torch.equal(train[5]["input_ids"], train[5]["input_ids"])  # pure function of the index
+    again = build_datamodule(cfg).train_dataset(64)  # a new dataset, read in another order: the same item 5
+    assert torch.equal(again[5]["input_ids"], items[5]["input_ids"]) and int(again[5]["label"]) == 1
+    assert not torch.equal(again[3]["input_ids"], items[5]["input_ids"])
     val = dm.eval_dataset("validation")
     assert {int(val[i]["label"]) for i in range(len(val))} == {0, 1}
     proportional = LabelledWindows(train.datasets, 4000, 0, "proportional", weights=[3.0, 1.0])

@@ -335,13 +335,14 @@ def test_rotary_frequencies_are_checked(tmp_path):
 
 
 def test_config_checks(tmp_path):
+    from mdlm_dna.checkpoints import folder_kind
+
     w = reference_weights(TINY)
     good = write_folder(tmp_path / "good", TINY, w)
-    assert mdlm_hf.is_mdlm_hf_folder(good)
+    assert folder_kind(good) == "mdlm_hf"  # the one rule that locate() applies
     assert mdlm_hf.read_config(good)["d_model"] == TINY["hidden_dim"]
     udlm = write_folder(tmp_path / "udlm", {**TINY, "model_type": "udlm"}, w)
-    assert not mdlm_hf.is_mdlm_hf_folder(udlm)
-    assert not mdlm_hf.is_mdlm_hf_folder(tmp_path / "nowhere")
+    assert folder_kind(udlm) is None and folder_kind(tmp_path / "nowhere") is None  # model_type decides
     with pytest.raises(ValueError, match="model_type"):
         mdlm_hf.load_mdlm_hf(udlm)
     no_tc = {k: v for k, v in TINY.items() if k != "time_conditioning"}

@@ -32,18 +32,35 @@ def test_shipped_model_loads_offline_by_name_and_samples(ecoli, monkeypatch):
     assert "python -m mdlm_dna.pretrain" in card and "| test |" in card
 
 
-def test_shipped_model_reproduces_its_recorded_test_bits_per_base(ecoli):
-    """The export recorded test bits/base over all 1,813 test windows; a fresh estimate over an evenly spaced half
-    of them, one noise draw each, must agree within its Monte-Carlo error (about 0.01 bits/base)."""
+# Monte-Carlo noise of the test NELBO: one draw of one 128-base window has sd 0.44 bits/base (measured over the
+# 1,813 test windows with two seeds; the windows themselves add no error here, all of them are scored)
+DRAW_SD, TEST_WINDOWS, DRAWS = 0.44, 1813, 3
+
+
+def test_shipped_model_reproduces_its_figure_and_is_below_every_markov_chain(ecoli):
+    """Re-measured over all 1,813 test windows x 3 noise draws (Monte-Carlo SE 0.44 / sqrt(5,439) = 0.006
+    bits/base; ~40 CPU-s on the busy 2-core test machine), the model is below every order-k Markov chain
+    (k = 0..8, each fitted here on the training split, smoothing chosen on validation): the best, order 6 at
+    1.9378, is 0.021 = 3.6 SE above the recorded 1.9163, so the claim itself is tested, not a constant. The
+    fresh figure agrees with the recorded one (16 draws) within 3 SE of their difference."""
+    import math
+
+    from mdlm_dna.markov import ALPHAS, MarkovChain, ecoli_splits
+
     recorded = json.loads((data_dir() / "models" / "ecoli" / "config.json").read_text())["metrics"]["test"]
-    assert recorded["windows"] == 1813 and recorded["t_samples"] >= 4
-    now = ecoli.evaluate(split="test", t_samples=1, max_windows=900, trainer={"enable_progress_bar": False})
-    assert abs(now["bits_per_base"] - recorded["bits_per_base"]) < 0.035  # ~2.7 standard errors; the draws are seeded
+    assert recorded["windows"] == TEST_WINDOWS and recorded["t_samples"] >= 4
+    now = ecoli.evaluate(split="test", t_samples=DRAWS, trainer={"enable_progress_bar": False})["bits_per_base"]
+    se_now = DRAW_SD / math.sqrt(TEST_WINDOWS * DRAWS)
+    se_recorded = DRAW_SD / math.sqrt(TEST_WINDOWS * recorded["t_samples"])
+    assert abs(now - recorded["bits_per_base"]) < 3 * math.hypot(se_now, se_recorded), now
+    splits = ecoli_splits()
+    chains = {k: MarkovChain.fit_select_alpha(splits["train"], splits["validation"], k, ALPHAS)[0].score(
+        splits["test"]) for k in range(9)}
+    assert now < min(chains.values()), (now, chains)
 
 
 def test_shipped_model_has_learned_dna_beyond_composition(ecoli):
-    """Real held-out windows score better than the same windows shuffled (same composition, no order), and the
-    recorded test figure sits below the order-2 Markov chain fitted on the training split (1.9664)."""
+    """Real held-out windows score better than the same windows shuffled (same composition, no order)."""
     import numpy as np
 
     from mdlm_dna.api import reference_windows
@@ -58,5 +75,3 @@ def test_shipped_model_has_learned_dna_beyond_composition(ecoli):
     # the 300-step default (conv_kernel 5) gives ~0.1 bits/base; the model shipped before it, at the base
     # composition, 0.006
     assert gap.mean() > max(0.03, 3 * se), (gap.mean(), se)
-    recorded = json.loads((data_dir() / "models" / "ecoli" / "config.json").read_text())["metrics"]["test"]
-    assert recorded["bits_per_base"] < 1.9664

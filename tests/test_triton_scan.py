@@ -260,8 +260,11 @@ def fake_kernels(monkeypatch):
     def make(which, offset):
         def kernel(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
             calls[which] += 1
-            if behaviour[which] == "raises":
-                raise RuntimeError(f"{which} kernel exploded")
+            if behaviour[which] == "raises":  # cannot run on this GPU: the next implementation takes over
+                raise RuntimeError("CUDA error: no kernel image is available") if which == "cuda" \
+                    else TritonOutOfResources("shared memory")
+            if behaviour[which] == "bug":  # any other error surfaces
+                raise ValueError(f"{which} kernel exploded")
             return ss._scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus) + offset
 
         def loader():
@@ -271,14 +274,34 @@ def fake_kernels(monkeypatch):
 
         return loader
 
-    cuda = ss.OptionalKernel("fake mamba_ssm", make("cuda", 1.0))
-    triton_kernel = ss.OptionalKernel("fake triton", make("triton", 2.0))
+    cuda = ss.OptionalKernel("fake mamba_ssm", make("cuda", 1.0), ss.SCAN_KERNEL.unavailable)
+    triton_kernel = ss.OptionalKernel("fake triton", make("triton", 2.0), ss.TRITON_SCAN_KERNEL.unavailable)
     monkeypatch.setattr(ss, "SCAN_KERNEL", cuda)
     monkeypatch.setattr(ss, "TRITON_SCAN_KERNEL", triton_kernel)
     monkeypatch.setattr(ss, "_on_cuda", lambda t: True)
     monkeypatch.setattr(ss, "_triton_usable", lambda t: True)
     monkeypatch.setattr(ss, "_triton_auto", lambda t: True)
     return calls, behaviour
+
+
+class TritonOutOfResources(Exception):
+    """Stands for triton.runtime.errors.OutOfResources (Triton's own errors mean: not on this GPU)."""
+
+
+TritonOutOfResources.__module__ = "triton.runtime.errors"
+
+
+def test_a_kernel_bug_surfaces_instead_of_a_silent_fallback(fake_kernels):
+    """Review item 6: any exception in a kernel switched the process to the slower scan with one log line."""
+    calls, behaviour = fake_kernels
+    for which, kernel in (("cuda", ss.SCAN_KERNEL), ("triton", ss.TRITON_SCAN_KERNEL)):
+        ss.SCAN_KERNEL.reset(), ss.TRITON_SCAN_KERNEL.reset()
+        behaviour.update(cuda="missing", triton="works")
+        behaviour[which] = "bug"
+        with pytest.raises(ValueError, match=f"{which} kernel exploded"):
+            selective_scan(**_inputs(), delta_softplus=True, backend="auto")
+        assert kernel.state == "ok" and calls[which] == 1  # a bug does not disable the kernel
+        calls[which] = 0
 
 
 def _inputs():

@@ -23,6 +23,27 @@ def global_batch_size(trainer, per_device: int) -> int:
     return int(per_device) * world * accum
 
 
+def configured_global_batch_size(config: dict) -> int | None:
+    """Samples per optimizer step as a run's config records them: ``data.global_batch_size``, else per-device batch x
+    devices x nodes x accumulation; None when the device count was left to the machine (``devices: auto``).
+
+    >>> configured_global_batch_size({"data": {"batch_size": 8}, "trainer": {"devices": 2, "num_nodes": 3}})
+    48
+    """
+    data, trainer = config.get("data") or {}, config.get("trainer") or {}
+    if data.get("global_batch_size"):
+        return int(data["global_batch_size"])
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    elif isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if not isinstance(devices, int) or devices < 1:  # "auto", -1: how many there were is not in the config
+        return None
+    return (int(data.get("batch_size", 0)) * devices * int(trainer.get("num_nodes") or 1)
+            * int(trainer.get("accumulate_grad_batches") or 1))
+
+
 class WithIndex(Dataset):
     """Adds ``index`` (the sample's global index) to every item: the training step keys its noise by it."""
 

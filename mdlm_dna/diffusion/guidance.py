@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mdlm_dna.diffusion.samplers import is_time_conditioned
+from mdlm_dna.errors import ConfigError
 
 
 def tempered_product(cond: torch.Tensor, uncond: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -84,9 +85,16 @@ class ClassifierGuidance:
     classifier rows per masked position and step, needs no gradients, and has no approximation error, in
     particular on the flat one-hot directions where a linearisation of a small CNN is poor.
 
+    A classifier of a fixed input length n (``classifier.input_len``: the CNN baseline pads or cuts every input to
+    it) judges each position l on the window of n positions around l (centred, shifted inside the sequence), all
+    choices at l on the same window: every position is guided, and the classifier only ever sees full windows of
+    the length it was trained on. A sequence (or a semi-autoregressive block window) shorter than n is refused:
+    the classifier would see padding it never saw in training.
+
     Works with every sampler (ancestral, cached, semi-autoregressive: each block is judged on its own
     window) through ``step_log_weights``; with a classifier that ignores t the cache stays exact. The
-    classifier is called in chunks of ``batch_size`` rows.
+    classifier is called in chunks of ``batch_size`` rows, and the candidate sequences are built chunk by chunk
+    (never all masked positions x 4 copies of the sequence at once).
     """
 
     def __init__(self, model, classifier, label: int, scale: float, batch_size: int = 4096):
@@ -95,6 +103,7 @@ class ClassifierGuidance:
             raise ValueError(f"label index {label} is not a class of the classifier (0..{n - 1})")
         self.model, self.classifier, self.label, self.scale = model, classifier, int(label), float(scale)
         self.batch_size = int(batch_size)
+        self.input_len: int | None = getattr(classifier, "input_len", None)  # None: any length
         self.mask_id, self.schedule = model.mask_id, model.schedule
         self.network_rows = 0  # rows the diffusion backbone evaluated
         self.classifier_rows = 0  # rows the classifier evaluated
@@ -107,32 +116,62 @@ class ClassifierGuidance:
         self.network_rows += xt.shape[0]
         return self.model.subs_log_probs(xt, t)  # a class-conditional model: its null (unconditional) class
 
-    def _class_log_prob(self, rows: torch.Tensor) -> torch.Tensor:
+    def window(self, length: int) -> int:
+        """The classifier's window for sequences of ``length``: all of it, or the classifier's fixed input length.
+
+        >>> ClassifierGuidance.window(type("G", (), {"input_len": 70})(), 200)
+        70
+        """
+        if self.input_len is None:
+            return length
+        if length < self.input_len:
+            raise ConfigError(
+                f"classifier guidance: the classifier reads {self.input_len} bases (its training length) but the "
+                f"sequences (or semi-autoregressive windows) here have {length}: sample at least {self.input_len} "
+                "bases, or train the classifier on sequences of this length")
+        return int(self.input_len)
+
+    def _windows_log_prob(self, xt: torch.Tensor, rows: torch.Tensor, starts: torch.Tensor, n: int,
+                          pos: torch.Tensor | None = None, tok: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(label | xt[rows, starts : starts + n]) with position ``pos`` set to ``tok`` (when given), built
+        and scored ``batch_size`` windows at a time."""
         out = []
-        for i in range(0, rows.shape[0], self.batch_size):
-            chunk = rows[i : i + self.batch_size]
+        offsets = torch.arange(n, device=xt.device)
+        for i in range(0, len(rows), self.batch_size):
+            r, s = rows[i : i + self.batch_size], starts[i : i + self.batch_size]
+            chunk = xt[r[:, None], s[:, None] + offsets]  # a copy: [k, n]
+            if pos is not None:
+                chunk[torch.arange(len(r), device=xt.device), pos[i : i + self.batch_size] - s] = \
+                    tok[i : i + self.batch_size]
             out.append(self.classifier.log_probs(chunk)[:, self.label].double())
-            self.classifier_rows += chunk.shape[0]
-        return torch.cat(out) if out else rows.new_zeros(0, dtype=torch.float64)
+            self.classifier_rows += len(r)
+        return torch.cat(out) if out else xt.new_zeros(0, dtype=torch.float64)
 
     @torch.no_grad()
     def step_log_weights(self, xt: torch.Tensor, logp: torch.Tensor) -> torch.Tensor | None:
-        """gamma * log p(y | x_t with l set to v) at [b, l, v] for masked l and each real token v, and
-        gamma * log p(y | x_t) at v = [MASK] (staying masked); 0 elsewhere. None when gamma = 0."""
+        """gamma * log p(y | l's window of x_t with l set to v) at [b, l, v] for masked l and each real token v,
+        and gamma * log p(y | l's window of x_t) at v = [MASK] (staying masked); 0 elsewhere. None when
+        gamma = 0."""
         if self.scale == 0.0:
             return None
         B, L = xt.shape
+        n = self.window(L)
+        start = (torch.arange(L, device=xt.device) - n // 2).clamp(0, L - n)  # each position's window
         w = torch.zeros(B, L, logp.shape[-1], dtype=torch.float64, device=xt.device)
-        w[..., self.mask_id] = self._class_log_prob(xt)[:, None]
-        masked = (xt == self.mask_id).nonzero()  # [P, 2]: (row, position)
-        real = torch.isfinite(logp[xt == self.mask_id]).any(0)
+        is_masked = xt == self.mask_id
+        masked = is_masked.nonzero()  # [P, 2]: (row, position)
+        if not len(masked):
+            return w
+        # staying masked: x_t's own window, scored once per distinct (row, window start)
+        keys, where = torch.unique(masked[:, 0] * L + start[masked[:, 1]], return_inverse=True)
+        stay = self._windows_log_prob(xt, keys // L, keys % L, n)
+        w[masked[:, 0], masked[:, 1], self.mask_id] = stay[where]
+        real = torch.isfinite(logp[is_masked]).any(0)
         real[self.mask_id] = False
         tokens = real.nonzero().squeeze(-1)
-        if len(masked) and len(tokens):
+        if len(tokens):
             b = masked[:, 0].repeat_interleave(len(tokens))
             pos = masked[:, 1].repeat_interleave(len(tokens))
             tok = tokens.repeat(len(masked))
-            variants = xt[b].clone()
-            variants[torch.arange(len(b), device=xt.device), pos] = tok
-            w[b, pos, tok] = self._class_log_prob(variants)
+            w[b, pos, tok] = self._windows_log_prob(xt, b, start[pos], n, pos, tok)
         return self.scale * w

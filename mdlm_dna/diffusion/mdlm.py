@@ -80,6 +80,17 @@ def counted_positions(x0: torch.Tensor, pad_id: int | None, counted: torch.Tenso
     return (x0 != pad_id) if pad_id is not None else torch.ones_like(x0, dtype=torch.bool)
 
 
+def mask_positions(x0: torch.Tensor, p_mask: torch.Tensor, mask_id: int, counted: torch.Tensor,
+                   u: torch.Tensor) -> torch.Tensor:
+    """x_t of the masked forward process: [MASK] where ``u < p_mask`` ([B, 1] or [B, L]) at ``counted`` positions.
+
+    >>> mask_positions(torch.tensor([[0, 1, 2]]), torch.tensor([[0.5]]), 5, torch.tensor([[True, True, False]]),
+    ...                torch.tensor([[0.1, 0.9, 0.1]])).tolist()
+    [[5, 1, 2]]
+    """
+    return torch.where((u < p_mask) & counted, torch.full_like(x0, mask_id), x0)
+
+
 class MDLM(nn.Module):
     """The MDLM objective around any backbone ``(ids, sigma) -> logits``."""
 
@@ -159,8 +170,7 @@ class MDLM(nn.Module):
             u = generator.mask_uniform
         else:
             u = torch.rand(x0.shape, device=x0.device, generator=generator)
-        masked = (u < p_mask) & counted_positions(x0, self.pad_id, counted)
-        return torch.where(masked, torch.full_like(x0, self.mask_id), x0)
+        return mask_positions(x0, p_mask, self.mask_id, counted_positions(x0, self.pad_id, counted), u)
 
     def denoiser_logits(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Backbone logits (at least float32) with [MASK] (and ``never_predict``) excluded.

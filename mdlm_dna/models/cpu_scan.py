@@ -40,6 +40,7 @@ back to the torch backend when it cannot.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -59,7 +60,11 @@ def _prefer_512_bit_vectors() -> None:
     (measured on an AVX-512 Xeon: one layer forward 5.9 -> 4.5 ms, backward 12 -> 10 ms). Numba's CPU features
     are per process and read when its code generator starts, so this only applies if nothing compiled with
     Numba before this module and the user has not set NUMBA_CPU_FEATURES (which then wins);
-    ``MDLM_DNA_NUMBA_256=1`` keeps Numba's default."""
+    ``MDLM_DNA_NUMBA_256=1`` keeps Numba's default.
+
+    It is done here, when the kernels are compiled (this module is imported lazily, on the first CPU scan of a
+    Mamba-family model), and nowhere else; but Numba reads the setting once per process, so any Numba code compiled
+    later in the same process also prefers 512-bit vectors. That is logged (INFO) and documented in the README."""
     if numba.config.CPU_FEATURES is not None or os.environ.get("MDLM_DNA_NUMBA_256") == "1":
         return
     try:
@@ -70,6 +75,9 @@ def _prefer_512_bit_vectors() -> None:
         return
     if "+avx512f" in features.split(","):
         numba.config.CPU_FEATURES = features + ",-prefer-256-bit"
+        logging.getLogger(__name__).info(
+            "Numba set to prefer 512-bit vectors for this process (faster CPU scan on AVX-512; applies to any Numba "
+            "code compiled later too); MDLM_DNA_NUMBA_256=1 or NUMBA_CPU_FEATURES keeps your own setting")
 
 
 _prefer_512_bit_vectors()

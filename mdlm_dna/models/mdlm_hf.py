@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,21 +92,39 @@ SIGMA_FEATURES = 256  # TimestepEmbedder's frequency_embedding_size
 ADDED_ROW_LOGIT = -1.0e4  # bias of head rows the reference does not have: exp(-1e4) underflows to 0, in fp16 too
 LOGLINEAR_EPS = 1e-3  # the reference's LogLinearNoise (configs/noise/loglinear.yaml of github.com/kuleshov-group/mdlm)
 
-_RENAMES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(p), r)
-    for p, r in [
-        (r"^vocab_embed\.embedding$", "embed.weight"),
-        (r"^sigma_map\.mlp\.([02])\.(weight|bias)$", r"sigma_embed.mlp.\1.\2"),
-        (r"^blocks\.(\d+)\.(norm1|norm2)\.weight$", r"blocks.\1.\2.weight"),
-        (r"^blocks\.(\d+)\.attn_qkv\.weight$", r"blocks.\1.qkv.weight"),
-        (r"^blocks\.(\d+)\.attn_out\.weight$", r"blocks.\1.attn_out.weight"),
-        (r"^blocks\.(\d+)\.mlp\.([02])\.(weight|bias)$", r"blocks.\1.mlp.\2.\3"),
-        (r"^blocks\.(\d+)\.adaLN_modulation\.(weight|bias)$", r"blocks.\1.adaLN.\2"),
-        (r"^output_layer\.norm_final\.weight$", "norm_f.weight"),
-        (r"^output_layer\.adaLN_modulation\.(weight|bias)$", r"adaLN_f.\1"),
-        (r"^output_layer\.linear\.(weight|bias)$", r"lm_head.\1"),
-    ]
+# reference name <-> ours, one line each: {i} a block index, {k} an MLP layer, {p} weight | bias, {n} a norm
+_NAME_PAIRS = [
+    ("vocab_embed.embedding", "embed.weight"),
+    ("sigma_map.mlp.{k}.{p}", "sigma_embed.mlp.{k}.{p}"),
+    ("blocks.{i}.{n}.weight", "blocks.{i}.{n}.weight"),
+    ("blocks.{i}.attn_qkv.weight", "blocks.{i}.qkv.weight"),
+    ("blocks.{i}.attn_out.weight", "blocks.{i}.attn_out.weight"),
+    ("blocks.{i}.mlp.{k}.{p}", "blocks.{i}.mlp.{k}.{p}"),
+    ("blocks.{i}.adaLN_modulation.{p}", "blocks.{i}.adaLN.{p}"),
+    ("output_layer.norm_final.weight", "norm_f.weight"),
+    ("output_layer.adaLN_modulation.{p}", "adaLN_f.{p}"),
+    ("output_layer.linear.{p}", "lm_head.{p}"),
 ]
+_FIELDS = {"i": r"\d+", "k": "[02]", "p": "weight|bias", "n": "norm1|norm2"}
+
+
+def _renames(pairs: list[tuple[str, str]]) -> list[tuple[re.Pattern[str], str]]:
+    """(pattern of the first name, replacement giving the second) for :func:`caduceus_hf.rename`.
+
+    >>> rename("blocks.3.attn_qkv.weight", _renames(_NAME_PAIRS))
+    'blocks.3.qkv.weight'
+    """
+    def pattern(template: str) -> str:
+        out = "^"
+        for literal, field, _, _ in string.Formatter().parse(template):
+            out += re.escape(literal) + (f"(?P<{field}>{_FIELDS[field]})" if field else "")
+        return out + "$"
+
+    return [(re.compile(pattern(a)), re.sub(r"\{(\w)\}", r"\\g<\1>", b)) for a, b in pairs]
+
+
+_RENAMES = _renames(_NAME_PAIRS)  # reference -> ours (loading)
+_REFERENCE_NAMES = _renames([(b, a) for a, b in _NAME_PAIRS])  # ours -> reference (error messages)
 _INV_FREQ = "rotary_emb.inv_freq"
 _VOCAB_ROWS = ("embed.weight", "lm_head.weight", "lm_head.bias")  # ours that have one row per token
 
@@ -126,18 +145,6 @@ def read_reference_config(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{file}: an MDLM config.json needs {missing}")
     return config
-
-
-def is_mdlm_hf_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a folder in the MDLM Hugging Face layout (by its config.json's model_type)."""
-    file = Path(path) / "config.json"
-    if not file.is_file():
-        return False
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(config, dict) and str(config.get("model_type", "")).lower() == MODEL_TYPE
 
 
 def config_from_reference(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,20 +237,8 @@ def _check_inv_freq(name: str, tensor: Tensor, config: Mapping[str, Any]) -> Non
 
 
 def _reference_name(ours: str) -> str:
-    """The reference's name of one of our parameters (for error messages)."""
-    fixed = {
-        "embed.weight": "vocab_embed.embedding",
-        "norm_f.weight": "output_layer.norm_final.weight",
-    }
-    if ours in fixed:
-        name = fixed[ours]
-    else:
-        name = re.sub(r"^sigma_embed\.", "sigma_map.", ours)
-        name = re.sub(r"^blocks\.(\d+)\.qkv\.", r"blocks.\1.attn_qkv.", name)
-        name = re.sub(r"^blocks\.(\d+)\.adaLN\.", r"blocks.\1.adaLN_modulation.", name)
-        name = re.sub(r"^adaLN_f\.", "output_layer.adaLN_modulation.", name)
-        name = re.sub(r"^lm_head\.", "output_layer.linear.", name)
-    return "backbone." + name
+    """The reference's name of one of our parameters (for error messages): the inverse of ``_RENAMES``."""
+    return "backbone." + (rename(ours, _REFERENCE_NAMES) or ours)
 
 
 def _fit(model: DiT, state: Mapping[str, Tensor]) -> None:

@@ -64,11 +64,43 @@ RECOMPUTE_ELEMENTS = 1 << 25  # above this many [batch, D, N, L] elements, block
 # optional CUDA kernels: imported lazily, dropped once on any failure
 
 
-class OptionalKernel:
-    """A function from an optional compiled package, imported on first use and dropped after a failure."""
+def _missing(err: BaseException) -> bool:
+    """A failure that means "this kernel cannot run here": a library that cannot be imported or loaded."""
+    return isinstance(err, (ImportError, OSError))
 
-    def __init__(self, name: str, loader: Callable[[], Callable[..., Any]]):
-        self.name, self._loader = name, loader
+
+def _numba_unavailable(err: BaseException) -> bool:
+    """Numba could not compile or type the kernel (a lazy specialisation): the torch scan does the job instead."""
+    if _missing(err):
+        return True
+    try:
+        from numba.core.errors import NumbaError
+    except ImportError:
+        return False
+    return isinstance(err, NumbaError)
+
+
+def _triton_unavailable(err: BaseException) -> bool:
+    """Triton could not compile the kernel for this GPU (its compiler's errors, out of shared memory or registers)."""
+    return _missing(err) or type(err).__module__.split(".")[0] == "triton"
+
+
+def _cuda_unavailable(err: BaseException) -> bool:
+    """mamba-ssm's extension was not built for this GPU or this torch."""
+    text = str(err)
+    return _missing(err) or (isinstance(err, RuntimeError) and any(
+        s in text for s in ("no kernel image is available", "invalid device function", "undefined symbol",
+                            "is not installed", "not compiled with")))
+
+
+class OptionalKernel:
+    """A function from an optional compiled package, imported on first use, and dropped only after a failure that
+    means it cannot run here (``unavailable(err)``: import, compilation); any other error surfaces, so a kernel bug
+    or a wrong input is an error, not a silent switch to a slower path."""
+
+    def __init__(self, name: str, loader: Callable[[], Callable[..., Any]],
+                 unavailable: Callable[[BaseException], bool] = _missing):
+        self.name, self._loader, self.unavailable = name, loader, unavailable
         self._fn: Callable[..., Any] | None = None
         self.state = "untried"  # untried | ok | failed
 
@@ -115,10 +147,10 @@ def _load_numba_scan_fn() -> Callable[..., Any]:
     return selective_scan_fn
 
 
-SCAN_KERNEL = OptionalKernel("mamba_ssm selective_scan_fn", _load_selective_scan_fn)
-NUMBA_SCAN_KERNEL = OptionalKernel("numba selective scan", _load_numba_scan_fn)
-TRITON_SCAN_KERNEL = OptionalKernel("triton selective scan", _load_triton_scan_fn)
-CONV_KERNEL = OptionalKernel("causal_conv1d_fn", _load_causal_conv1d_fn)
+SCAN_KERNEL = OptionalKernel("mamba_ssm selective_scan_fn", _load_selective_scan_fn, _cuda_unavailable)
+NUMBA_SCAN_KERNEL = OptionalKernel("numba selective scan", _load_numba_scan_fn, _numba_unavailable)
+TRITON_SCAN_KERNEL = OptionalKernel("triton selective scan", _load_triton_scan_fn, _triton_unavailable)
+CONV_KERNEL = OptionalKernel("causal_conv1d_fn", _load_causal_conv1d_fn, _cuda_unavailable)
 _logged: set[str] = set()
 
 
@@ -154,7 +186,8 @@ _CONTROL_FLOW: type[BaseException] | tuple[()] = getattr(torch.utils.checkpoint,
 
 
 def _call_kernel(kernel: OptionalKernel, *args: Any, **kwargs: Any) -> Tensor | None:
-    """The kernel's output, or None if it is unavailable or has just failed (then it stays disabled)."""
+    """The kernel's output, or None if it is unavailable or has just found out that it cannot run here (then it
+    stays disabled). Any other exception (a wrong input, a bug, out of memory) propagates."""
     fn = kernel.get()
     if fn is None:
         return None
@@ -165,6 +198,8 @@ def _call_kernel(kernel: OptionalKernel, *args: Any, **kwargs: Any) -> Tensor | 
     except _CONTROL_FLOW:
         raise  # not a failure: activation checkpointing stops a recomputation early by raising
     except Exception as err:
+        if not kernel.unavailable(err):
+            raise
         kernel.disable(err)
         return None
 

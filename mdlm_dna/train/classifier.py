@@ -27,6 +27,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
 
+from mdlm_dna.diffusion.mdlm import counted_positions, mask_positions
 from mdlm_dna.errors import CheckpointError
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models.cnn_baseline import build_cnn
@@ -57,7 +58,7 @@ class ClassifierModule(pl.LightningModule):
         self.model, self.num_classes, self.optim_cfg = model, num_classes, dict(optim)
         self.noise_aware = bool(noise_aware)
         tok = NucleotideTokenizer()
-        self.mask_id, self.pad_id = tok.mask_id, tok.pad_id
+        self.mask_id, self.pad_id, self.n_id = tok.mask_id, tok.pad_id, tok.N
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
 
@@ -66,7 +67,7 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         if self.noise_aware:
-            batch = {**batch, "input_ids": mask_forward(batch["input_ids"], self.mask_id, self.pad_id)}
+            batch = {**batch, "input_ids": mask_forward(batch["input_ids"], self.mask_id, self.pad_id, self.n_id)}
         loss = F.cross_entropy(self(batch), batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
@@ -112,12 +113,17 @@ class ClassifierModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def mask_forward(input_ids: torch.Tensor, mask_id: int, pad_id: int,
+def mask_forward(input_ids: torch.Tensor, mask_id: int, pad_id: int, n_id: int | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """x_t of the masked forward process: per row t ~ U(0, 1), each non-padding token masked with probability t."""
+    """x_t of the masked forward process as the diffusion model noises it (``MDLM.add_noise``): per row t ~ U(0, 1),
+    each position masked with probability t, except padding and ``n_id`` (N: context the model never masks, unless
+    trained with data.count_n=true), so the classifier sees the kind of x_t that guidance will show it."""
     t = torch.rand(input_ids.shape[0], 1, generator=generator, device=input_ids.device)
-    hit = torch.rand(input_ids.shape, generator=generator, device=input_ids.device) < t
-    return torch.where(hit & (input_ids != pad_id), torch.full_like(input_ids, mask_id), input_ids)
+    u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    counted = counted_positions(input_ids, pad_id)
+    if n_id is not None:
+        counted = counted & (input_ids != n_id)
+    return mask_positions(input_ids, t, mask_id, counted, u)
 
 
 def build_classifier(cfg: Mapping[str, Any], num_classes: int, input_len: int) -> tuple[nn.Module, str, dict]:
@@ -194,6 +200,11 @@ class TrainedClassifier(nn.Module):
         self.model, self.spec, self.source = model.eval(), dict(spec), source
         self.classes: list[str] = [str(c) for c in spec.get("classes") or range(int(spec["num_classes"]))]
         self.noise_aware = bool(spec.get("noise_aware", False))
+
+    @property
+    def input_len(self) -> int | None:
+        """The length every input is padded or cut to (the CNN baseline's); None: any length is read whole."""
+        return int(self.spec["input_len"]) if self.spec.get("classifier") == "cnn" else None
 
     def class_index(self, label: str | int) -> int:
         if str(label) in self.classes:

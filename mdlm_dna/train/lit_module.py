@@ -364,6 +364,7 @@ class DiffusionModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
+        checkpoint["global_batch_size"] = self.global_batch_size()  # as run: devices "auto" resolved (model cards)
         own = self._rng_state()
         checkpoint["rng"] = dict(own)
         world = self._trainer.world_size if self._trainer else 1
@@ -373,9 +374,15 @@ class DiffusionModule(pl.LightningModule):
             # own storage per state: set_rng_state reads a view's storage from its start, not from its offset
             checkpoint["rng"]["per_rank"] = [{k: v[r].clone() for k, v in gathered.items()} for r in range(world)]
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def load_ema_state(self, checkpoint: dict[str, Any]) -> None:
+        """The EMA weights of a checkpoint, when it kept them: all that loading a model for use needs."""
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume (``Trainer.fit(ckpt_path=...)``): the EMA weights and the run's dropout RNG streams. Only resuming
+        restores the global RNG; loading a model to use it (``checkpoints.load_module``) never touches it."""
+        self.load_ema_state(checkpoint)
         rng = checkpoint.get("rng", {})
         per_rank = rng.get("per_rank")
         world = self._trainer.world_size if self._trainer else 1

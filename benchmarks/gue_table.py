@@ -1,0 +1,92 @@
+"""GUE promoter tasks (DNABERT-2's benchmark): CNN, DiT-tiny from scratch with and without its local convolution,
+and DiT-tiny initialised from a pretrained model, over seeds.
+
+    OMP_NUM_THREADS=1 nice -n 15 python benchmarks/gue_table.py --data-dir ../shared/data/gue/prom   # prom_core_tata
+    python benchmarks/gue_table.py --data-dir DIR --tasks prom_core_tata prom_core_notata prom_core_all prom_300_tata
+    python benchmarks/gue_table.py --table-only                                # the table of the CSV, nothing run
+    ... --seeds 1 2 3 -- trainer.max_epochs=5            # `--` ends a list option before Hydra overrides
+
+``--data-dir`` holds one folder per task with ``train.csv.gz``, ``dev.csv.gz`` and ``test.csv.gz`` (columns
+``sequence,label``; GUE's layout, gzip-compressed). Every run is ``mdlm_dna.finetune task=csv`` under the default
+protocol (``configs/finetune.yaml``; the dev file is the validation set, the test file is scored once), the same
+seeds for every row. Each finished run is one row of ``benchmarks/gue_runs.csv`` (with its wall-clock and CPU
+seconds), appended at once; runs already there (same task, row, seed and overrides) are skipped, so an interrupted
+table resumes. The Markdown table (mean ± sd, 95 % t-interval via ``seed_stats``, mean CPU seconds per run) is
+printed and written to ``benchmarks/gue_table.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from genomic_benchmarks_table import FIELDS, finetune_run, run_row, table  # noqa: E402  (benchmarks/ folder)
+from seed_stats import append_run, read_runs  # noqa: E402
+
+from mdlm_dna.resources import register_resolvers  # noqa: E402
+
+TASKS = ("prom_core_tata", "prom_core_notata", "prom_core_all", "prom_300_tata")
+ROWS = {
+    "cnn": ["classifier=cnn"],
+    "dit conv_kernel=0": ["init=null", "model=dit_tiny", "model.conv_kernel=0"],
+    "dit": ["init=null", "model=dit_tiny"],  # conv_kernel=5, the default
+}
+GUE_FIELDS = [*FIELDS[:-1], "cpu_s", FIELDS[-1]]
+
+
+def task_overrides(data_dir: Path, task: str) -> list[str]:
+    """The ``task=csv`` overrides of one GUE task folder (train / dev as validation / test)."""
+    folder = data_dir / task
+    files = {split: folder / f"{split}.csv.gz" for split in ("train", "dev", "test")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--data-dir {data_dir}: missing {', '.join(missing)}")
+    return ["task=csv", f"task.name=gue_{task}", f"task.train_path={files['train']}",
+            f"task.val_path={files['dev']}", f"task.test_path={files['test']}"]
+
+
+def main() -> None:
+    register_resolvers()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/gue/prom"), help="GUE's prom/ folder")
+    ap.add_argument("--tasks", nargs="+", default=["prom_core_tata"], choices=TASKS)
+    ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), help="none: only --pretrained rows")
+    ap.add_argument("--pretrained", nargs="*", default=["ecoli"], help="init= sources, one row each")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--csv", type=Path, default=Path(__file__).with_name("gue_runs.csv"))
+    ap.add_argument("--md", type=Path, default=Path(__file__).with_name("gue_table.md"))
+    ap.add_argument("--out-dir", type=Path, default=Path("runs/gue"), help="run folders")
+    ap.add_argument("--table-only", action="store_true", help="write and print the table of the CSV, run nothing")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.max_epochs=5")
+    args = ap.parse_args()
+    rows = {**{r: ROWS[r] for r in args.rows}, **{f"pretrained {p}": [f"init={p}"] for p in args.pretrained}}
+    key = " ".join(args.overrides)
+
+    def recorded() -> list[dict]:
+        return [r for r in read_runs(args.csv) if r["overrides"] == key and r["task"] in args.tasks]
+
+    if not args.table_only:
+        done = {(r["task"], r["row"], int(r["seed"])) for r in recorded()}
+        for seed in args.seeds:  # seed-major: an interrupted table has whole seeds
+            for task in args.tasks:
+                for row, extra in rows.items():
+                    if (task, row, seed) in done:
+                        continue
+                    overrides = [*task_overrides(args.data_dir, task), f"seed={seed}", "seeds=1", *extra,
+                                 *args.overrides]
+                    out = args.out_dir / task / row.replace(" ", "_").replace("=", "") / f"seed-{seed}"
+                    result = run_row("gue", task, row, seed, finetune_run(overrides, out), args.overrides)
+                    append_run(args.csv, result, GUE_FIELDS)
+                    print(f"[gue_table] {task} {row} seed {seed}: accuracy {result['accuracy']:.4f} MCC "
+                          f"{result['mcc']:.4f} ({result['cpu_s']:.0f} CPU s)", flush=True)
+    text = (f"GUE ({args.data_dir}); default protocol of configs/finetune.yaml" + (f"; overrides: {key}" if key else "")
+            + "\n\n" + table(recorded(), published={}) + "\n")
+    args.md.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
