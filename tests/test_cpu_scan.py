@@ -4,6 +4,7 @@ the dispatcher: outputs, last state and all eight gradients; Caduceus-PS on it s
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -332,3 +333,38 @@ def test_caduceus_ps_on_numba_is_rc_equivariant_and_matches_the_reference():
                                    msg=k)
     torch.optim.SGD(model.parameters(), lr=0.1).step()  # moved off its init, gradients through the Numba scan
     assert rc_error(model) == 0.0
+
+
+def test_kernels_run_on_numba_workqueue_threads_unless_the_user_chose():
+    """Numba's OpenMP pool slowed torch ~20x for the rest of the process (benchmarks/bench_numba_threading.py):
+    the package picks the workqueue layer, in a fresh process, and leaves a user's own choice alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from mdlm_dna.models.selective_scan import selective_scan\n"
+        "import numba\n"
+        "x = [torch.randn(1, 32, 16), torch.randn(1, 32, 16), -torch.rand(32, 4), torch.randn(1, 4, 16),"
+        " torch.randn(1, 4, 16)]\n"
+        "selective_scan(*x, backend='numba')\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "workqueue"
+
+
+def test_a_users_threading_layer_wins(monkeypatch):
+    import numba
+
+    from mdlm_dna.models import cpu_scan
+
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "default")
+    monkeypatch.setenv("NUMBA_THREADING_LAYER", "omp")
+    cpu_scan._use_workqueue_threads()
+    assert numba.config.THREADING_LAYER == "default"
+    monkeypatch.delenv("NUMBA_THREADING_LAYER")
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "tbb")
+    cpu_scan._use_workqueue_threads()
+    assert numba.config.THREADING_LAYER == "tbb"

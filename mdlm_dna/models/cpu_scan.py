@@ -82,6 +82,21 @@ def _prefer_512_bit_vectors() -> None:
 
 _prefer_512_bit_vectors()
 
+
+def _use_workqueue_threads() -> None:
+    """Run the kernels' ``prange`` loops on Numba's own workqueue threads, not its OpenMP layer: the OpenMP pool's
+    idle threads keep spinning beside torch's, and on the 2-core development machine torch's matrix products ran
+    ~20x slower for the rest of the process after one CPU scan (``benchmarks/bench_numba_threading.py``; the scan
+    itself was no faster). Numba fixes its layer on the first parallel launch, so this only applies if no parallel
+    Numba code ran before and the user has not chosen one (NUMBA_THREADING_LAYER wins). The workqueue layer must
+    not be entered from two Python threads at once; a model runs its scans from one thread."""
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+        return
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+_use_workqueue_threads()
+
 LANES = 32  # channels per block: the inner loops' fixed trip count, one AVX-512 / two AVX2 float32 vectors
 CHUNK = 64  # steps between saved states (backward memory O(B·D·N·L / CHUNK); buffer per block ~ CHUNK·N·LANES)
 PARTS = 8  # partial sums of dB and dC per batch row (the backward pass's parallelism at batch 1)
