@@ -55,6 +55,11 @@ def test_benchmark_pages_hold_rows_of_their_records(site):
     first = (ROOT / "benchmarks" / "quality_vs_steps.csv").read_text().splitlines()[1]
     bits = float(first.split('",')[1].split(",")[1])
     assert f"<td>{bits:.4f}</td>" in (site / "benchmarks" / "sample-quality" / "index.html").read_text()
+    for record, page in [("finetune_memory.md", "benchmarks/cpu"), ("gue_table.md", "guide/finetuning")]:
+        row = next(line for line in (ROOT / "benchmarks" / record).read_text().splitlines() if "| caduceus_ps" in line
+                   or "| cnn " in line)
+        html = (site / page / "index.html").read_text()
+        assert all(f">{c.strip()}</td>" in html for c in row.strip("|").split("|") if c.strip()), (record, row)
 
 
 def test_summary_tables_are_computed_from_their_run_records(site):
