@@ -21,7 +21,7 @@ from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
 from mdlm_dna.train.classifier import load_classifier
-from mdlm_dna.validation import CommandConfig, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, PositiveInt, Required, parse_config
 
 register_resolvers()
 INPUT_SUFFIXES = (".gz", ".fa", ".fasta", ".fna", ".csv", ".tsv", ".txt")
@@ -36,7 +36,7 @@ class PredictConfig(CommandConfig):
     out: str | None = None
     batch_size: PositiveInt | None = None
     truncate: bool = False
-    device: str = "cpu"
+    device: Device = "cpu"
 
 
 def output_path(input_path: str, out: str | None) -> Path:

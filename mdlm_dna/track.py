@@ -20,7 +20,7 @@ from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.errors import DataError
 from mdlm_dna.paths import check_output_file
 from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.validation import CommandConfig, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, PositiveInt, Required, parse_config
 
 register_resolvers()
 
@@ -37,7 +37,7 @@ class TrackConfig(CommandConfig):
     label: str | None = None
     batch_size: PositiveInt = 128
     use_ema: bool = True
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool | None = None
     cache_dir: str | None = None
 

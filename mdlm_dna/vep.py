@@ -22,7 +22,7 @@ from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.errors import DataError
 from mdlm_dna.paths import check_output_file
 from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
 
 register_resolvers()
 
@@ -42,7 +42,7 @@ class VepConfig(CommandConfig):
     label: str | None = None
     batch_size: PositiveInt = 128
     use_ema: bool = True
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool | None = None
     cache_dir: str | None = None
 
