@@ -69,6 +69,8 @@ def match_chromosomes(names: list[str], contigs: list[str]) -> dict[str, str | N
 
 def allele_problem(ref: str, alt: str) -> tuple[str, str] | None:
     """(status, note) when the allele pair cannot be scored as sequence; None when it can."""
+    if ref in (".", "") or ref.startswith("<"):
+        return "not_acgtn", f"REF {ref!r} is not a sequence (VCF REF holds at least one base)"
     if alt in (".", ""):
         return "no_alt", "no ALT allele (monomorphic record)"
     if alt.startswith("<") or alt == "*" or "[" in alt or "]" in alt or alt.startswith(".") or alt.endswith("."):

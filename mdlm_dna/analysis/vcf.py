@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,11 @@ def read_variants(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"variants file {path} does not exist")
-    table = _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    try:
+        table = _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    except (EOFError, OSError, zlib.error) as e:  # a truncated or corrupt gzip: found while reading, not opening
+        raise DataError(f"{path}: cannot be read ({type(e).__name__}: {' '.join(str(e).split())}); "
+                        f"a damaged or truncated gzip file? check it with `gzip -t`") from None
     if table.empty:
         raise DataError(f"{path}: no variant records (an empty VCF or table): nothing to score")
     return table
@@ -136,7 +141,7 @@ def write_vcf(scores: pd.DataFrame, path: str | Path, header: list[str] | None =
         out.append("\t".join(map(str, (r.chrom, r.pos, getattr(r, "id", "."), r.ref, r.alt,
                                        getattr(r, "qual", "."), getattr(r, "filter", "."), info))))
     text = "\n".join(out) + "\n"
-    if path.name.endswith(".gz"):
+    if path.name.endswith((".gz", ".bgz")):
         with gzip.open(path, "wt") as fh:
             fh.write(text)
     else:
