@@ -85,6 +85,26 @@ def allele_problem(ref: str, alt: str) -> tuple[str, str] | None:
     return None
 
 
+def check_rows(table: pd.DataFrame, where: str) -> None:
+    """A DataError naming the first row with a missing chrom / pos / ref / alt or a ``pos`` that is not a whole
+    number >= 1 (a DataFrame from Python: ``pos=100.5`` or ``-5`` must not be rounded or wrap around the contig).
+
+    >>> check_rows(pd.DataFrame({"chrom": ["1"], "pos": [0], "ref": ["A"], "alt": ["C"]}), "t")  # DataError: row 1
+    """
+    rows = table["line"].to_numpy() if "line" in table else np.arange(1, len(table) + 1)
+    what = "line" if "line" in table else "row"
+    for col in ("chrom", "pos", "ref", "alt"):
+        missing = table[col].isna().to_numpy()
+        if missing.any():
+            raise DataError(f"{where}, {what} {rows[missing.argmax()]}: no {col} value")
+    pos = pd.to_numeric(table["pos"], errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(pos) & (pos >= 1) & (pos == np.floor(pos)))
+    if bad.any():
+        k = int(bad.argmax())
+        raise DataError(f"{where}, {what} {rows[k]}: pos {str(table['pos'].iloc[k])!r} is not a whole number >= 1 "
+                        f"(positions are 1-based)")
+
+
 def kind_of(ref: str, alt: str) -> str:
     if len(ref) == len(alt):
         return "snv" if len(ref) == 1 else "mnv"
@@ -119,6 +139,7 @@ def variant_effects(model: DiffusionLM, variants: str | Path | pd.DataFrame, fas
         raise DataError(f"{where}: missing column(s) {', '.join(sorted(missing))}")
     if table.empty:
         raise DataError(f"{where}: no variants to score")
+    check_rows(table, where)
     ref_genome = open_fasta(fasta)
     contigs = list(ref_genome.keys())
     chrom_map = match_chromosomes(sorted({str(c) for c in table["chrom"]}), contigs)

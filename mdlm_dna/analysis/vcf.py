@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mdlm_dna.errors import DataError
+from mdlm_dna.validation import checked
 
 COLUMNS = ["chrom", "pos", "id", "ref", "alt", "qual", "filter", "info", "line"]
 TABLE_NAMES = {"chrom": ("chrom", "chromosome", "chr", "#chrom", "contig", "seqname"),
@@ -43,6 +44,7 @@ def _is_vcf(path: Path) -> bool:
         return fh.readline().startswith(("##fileformat=VCF", "#CHROM"))
 
 
+@checked
 def read_variants(path: str | Path) -> pd.DataFrame:
     """One row per ALT allele (1-based ``pos``); ``attrs["vcf_header"]``: the VCF's header lines (a table: none).
 
@@ -121,11 +123,14 @@ def _read_table(path: Path) -> pd.DataFrame:
     return table
 
 
+@checked
 def write_vcf(scores: pd.DataFrame, path: str | Path, header: list[str] | None = None) -> Path:
     """A VCF with one record per scored ALT allele (multi-allelic records stay split) and the score in INFO:
     ``MDLM_LLR`` (natural log p(alt) / p(ref); ``.`` when unscored) and ``MDLM_STATUS``. ``header``: the
     input's header lines (``read_variants(...).attrs["vcf_header"]``), kept."""
-    path = Path(path)
+    from mdlm_dna.paths import check_output_file
+
+    path = check_output_file(path, "path", [])
     header = list(header or [])
     meta = [h for h in header if h.startswith("##")] or ["##fileformat=VCFv4.2"]
     meta = [h for h in meta if not any(h.startswith(f"##INFO=<ID={k},") for k in INFO_KEYS)]

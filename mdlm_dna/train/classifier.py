@@ -250,6 +250,7 @@ class TrainedClassifier(nn.Module):
         return torch.log_softmax(self.model(input_ids, lengths).double(), dim=-1)
 
 
+@checked
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
     """A classifier saved by ``finetune`` (its run folder: classifier.json + classifier.safetensors).
 
