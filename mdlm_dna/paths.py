@@ -22,8 +22,6 @@ def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterabl
     ``suffixes``: the output's allowed endings (``(".tsv", ".tsv.gz")``); another one is an error, so a table is
     not written under a ``.bw`` or ``.vcf`` name.
     """
-    if suffixes and not str(path).lower().endswith(tuple(suffixes)):
-        raise ConfigError(f"{key}={path}: must end with {' or '.join(suffixes)} (the file's format follows its name)")
     out = Path(path).expanduser()
     for given in inputs:
         src = Path(given).expanduser()
@@ -34,6 +32,8 @@ def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterabl
                               f"choose another output name")
     if out.is_dir():
         raise ConfigError(f"{key}={path}: is a folder; give a file name")
+    if suffixes and not str(path).lower().endswith(tuple(suffixes)):
+        raise ConfigError(f"{key}={path}: must end with {' or '.join(suffixes)} (the file's format follows its name)")
     folder = out.absolute().parent
     check_not_in_use(out)
     if not folder.exists():
