@@ -10,6 +10,31 @@ from pathlib import Path
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.rundir import check_not_in_use
 
+RUN_FILES = frozenset({"config.json", "config.yaml", "model.safetensors", "classifier.json", "classifier.safetensors",
+                       "label_mapping.json", "metrics.json", "metrics.csv", "results.csv", "results.md", "README.md",
+                       "vocab.json", "tokenizer_config.json", "special_tokens_map.json", ".lock"})
+"""Files of a model or run folder its readers need (an export's own list is its manifest)."""
+
+
+def _part_of(out: Path, folder: Path) -> bool:
+    """Whether ``out`` is a file the model or run ``folder`` is made of: one of :data:`RUN_FILES`, a listed
+    file of an export's manifest, a checkpoint, code or weights, or anything under ``checkpoints/``. An earlier
+    output written there (``RUN/eval.json``, ``MODEL/variants.tsv``) is not, so a command can be run again."""
+    import json
+
+    from mdlm_dna.export_folder import MANIFEST
+
+    rel = out.resolve().relative_to(folder.resolve())
+    if rel.name in RUN_FILES or rel.name == MANIFEST or rel.suffix in (".ckpt", ".safetensors", ".py"):
+        return True
+    if "checkpoints" in rel.parts[:-1]:
+        return True
+    try:
+        listed = json.loads((folder / MANIFEST).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    return str(rel) in {str(f) for f in listed}
+
 
 def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterable[str | os.PathLike] = (),
                       create_folder: bool = False, suffixes: tuple[str, ...] = ()) -> Path:
@@ -27,7 +52,7 @@ def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterabl
         src = Path(given).expanduser()
         if out.absolute() == src.absolute() or (out.exists() and src.exists() and out.samefile(src)):
             raise ConfigError(f"{key}={path}: is the input file; choose another output name")
-        if src.is_dir() and out.is_file() and out.resolve().is_relative_to(src.resolve()):
+        if src.is_dir() and out.is_file() and out.resolve().is_relative_to(src.resolve()) and _part_of(out, src):
             raise ConfigError(f"{key}={path}: is a file of the input folder {given} (a model or run it reads); "
                               f"choose another output name")
     if out.is_dir():
