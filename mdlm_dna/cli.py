@@ -89,7 +89,7 @@ def report_user_error(e: BaseException) -> int | None:
     message = None if full_error() else user_message(e)
     if message is None:
         return None
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line, also when a library's text has more
     return USER_ERROR_EXIT_CODE
 
 

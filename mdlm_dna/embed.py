@@ -24,7 +24,7 @@ from mdlm_dna.embedding import parse_pooling
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
-from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
 
 register_resolvers()
 INPUT_SUFFIXES = (".gz", ".fa", ".fasta", ".fna", ".csv", ".tsv", ".txt")
@@ -42,7 +42,7 @@ class EmbedConfig(CommandConfig):
     rc: Literal["mean"] | None = None
     batch_size: PositiveInt = 64
     use_ema: bool = True
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool | None = None
     cache_dir: str | None = None
 

@@ -10,21 +10,55 @@ from pathlib import Path
 from mdlm_dna.errors import ConfigError
 from mdlm_dna.rundir import check_not_in_use
 
+RUN_FILES = frozenset({"config.json", "config.yaml", "model.safetensors", "classifier.json", "classifier.safetensors",
+                       "label_mapping.json", "metrics.json", "metrics.csv", "results.csv", "results.md", "README.md",
+                       "vocab.json", "tokenizer_config.json", "special_tokens_map.json", ".lock"})
+"""Files of a model or run folder its readers need (an export's own list is its manifest)."""
+
+
+def _part_of(out: Path, folder: Path) -> bool:
+    """Whether ``out`` is a file the model or run ``folder`` is made of: one of :data:`RUN_FILES`, a listed
+    file of an export's manifest, a checkpoint, code or weights, or anything under ``checkpoints/``. An earlier
+    output written there (``RUN/eval.json``, ``MODEL/variants.tsv``) is not, so a command can be run again."""
+    import json
+
+    from mdlm_dna.export_folder import MANIFEST
+
+    rel = out.resolve().relative_to(folder.resolve())
+    if rel.name in RUN_FILES or rel.name == MANIFEST or rel.suffix in (".ckpt", ".safetensors", ".py"):
+        return True
+    if "checkpoints" in rel.parts[:-1]:
+        return True
+    try:
+        listed = json.loads((folder / MANIFEST).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    return str(rel) in {str(f) for f in listed}
+
 
 def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterable[str | os.PathLike] = (),
-                      create_folder: bool = False) -> Path:
+                      create_folder: bool = False, suffixes: tuple[str, ...] = ()) -> Path:
     """``path`` if a file can be written there; else a ConfigError naming ``key`` and what is wrong.
 
     >>> check_output_file("scores.tsv", inputs=["seqs.fa"])        # PosixPath('scores.tsv')
     >>> check_output_file("seqs.fa", inputs=["seqs.fa"])           # ConfigError: out=seqs.fa: is the input file
+    >>> check_output_file("run/classifier.json", inputs=["run"])   # ConfigError: is a file of the input folder run
+
+    ``suffixes``: the output's allowed endings (``(".tsv", ".tsv.gz")``); another one is an error, so a table is
+    not written under a ``.bw`` or ``.vcf`` name.
     """
     out = Path(path).expanduser()
     for given in inputs:
         src = Path(given).expanduser()
         if out.absolute() == src.absolute() or (out.exists() and src.exists() and out.samefile(src)):
             raise ConfigError(f"{key}={path}: is the input file; choose another output name")
+        if src.is_dir() and out.is_file() and out.resolve().is_relative_to(src.resolve()) and _part_of(out, src):
+            raise ConfigError(f"{key}={path}: is a file of the input folder {given} (a model or run it reads); "
+                              f"choose another output name")
     if out.is_dir():
         raise ConfigError(f"{key}={path}: is a folder; give a file name")
+    if suffixes and not str(path).lower().endswith(tuple(suffixes)):
+        raise ConfigError(f"{key}={path}: must end with {' or '.join(suffixes)} (the file's format follows its name)")
     folder = out.absolute().parent
     check_not_in_use(out)
     if not folder.exists():
@@ -41,3 +75,13 @@ def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterabl
     if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise ConfigError(f"{key}={path}: not writable (permissions of {folder}); write somewhere else")
     return out
+
+
+def local_path(source: str | os.PathLike) -> list[Path]:
+    """``[source]`` when it is a file or folder here (a model or run a command reads), else ``[]`` (a shipped
+    name, a Hub id): the inputs :func:`check_output_file` protects.
+
+    >>> local_path("ecoli")          # []
+    """
+    path = Path(source).expanduser()
+    return [path] if path.exists() else []

@@ -17,11 +17,11 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mdlm_dna.cli import command_config, user_errors
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.paths import check_output_file, local_path
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
 from mdlm_dna.train.classifier import load_classifier
-from mdlm_dna.validation import CommandConfig, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, PositiveInt, Required, parse_config
 
 register_resolvers()
 INPUT_SUFFIXES = (".gz", ".fa", ".fasta", ".fna", ".csv", ".tsv", ".txt")
@@ -36,11 +36,12 @@ class PredictConfig(CommandConfig):
     out: str | None = None
     batch_size: PositiveInt | None = None
     truncate: bool = False
-    device: str = "cpu"
+    device: Device = "cpu"
 
 
-def output_path(input_path: str, out: str | None) -> Path:
-    """``out``, else ``<input without its suffixes>.predictions.tsv``; checked: not the input, folder exists."""
+def output_path(input_path: str, out: str | None, run: str | None = None) -> Path:
+    """``out``, else ``<input without its suffixes>.predictions.tsv``; checked (:func:`check_output_file`): a
+    .tsv / .txt name, not the input, not a file of the run folder, in a folder that exists."""
     if out:
         path = Path(out).expanduser()
     else:
@@ -48,20 +49,15 @@ def output_path(input_path: str, out: str | None) -> Path:
         for s in INPUT_SUFFIXES:
             name = name.removesuffix(s)
         path = Path(input_path).with_name(f"{name}.predictions.tsv")
-    if path.resolve() == Path(input_path).expanduser().resolve():
-        raise ConfigError(f"out={path}: is the input file; choose another name")
-    if path.is_dir():
-        raise ConfigError(f"out={path}: is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise ConfigError(f"out={path}: folder {path.parent} does not exist")
-    return path
+    inputs = [input_path, *(local_path(run) if run else [])]
+    return check_output_file(path, "out", inputs, suffixes=(".tsv", ".tsv.gz", ".txt", ".txt.gz", ".tab"))
 
 
 def predict(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     usage = "python -m mdlm_dna.predict run=FINETUNE_RUN input=SEQS.fa"
     cfg = command_config("predict", cfg, {key: f"{key}= is required: {usage}" for key in ("run", "input")})
     cfg = parse_config(cfg, PredictConfig)
-    out = output_path(cfg.input, cfg.out)
+    out = output_path(cfg.input, cfg.out, cfg.run)
     clf = load_classifier(cfg.run, device=cfg.device)
     names, seqs = read_sequences(cfg.input, column=cfg.column)
     table = clf.predict(seqs, names=names, batch_size=cfg.batch_size, truncate=cfg.truncate)

@@ -35,6 +35,7 @@ from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import write_fasta, write_text_samples
 from mdlm_dna.validation import (
     CommandConfig,
+    Device,
     Int,
     NonNegativeFloat,
     NonNegativeInt,
@@ -73,7 +74,7 @@ class SampleConfig(CommandConfig):
     batch_size: PositiveInt = 16
     use_ema: bool = True
     seed: Int = 0
-    device: str = "auto"
+    device: Device = "auto"
     output: str | None = None
     metrics: bool = True
     reference_windows: PositiveInt = 512

@@ -23,7 +23,7 @@ from mdlm_dna.paths import check_output_file
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.seqio import read_sequences
 from mdlm_dna.tokenizers import TokenizerError
-from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
 
 register_resolvers()
 
@@ -47,7 +47,7 @@ class ScoreConfig(CommandConfig):
     seed: Int = 0
     count_n: bool | None = None
     use_ema: bool = True
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool | None = None
     cache_dir: str | None = None
 

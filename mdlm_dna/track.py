@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.errors import DataError
-from mdlm_dna.paths import check_output_file
+from mdlm_dna.paths import check_output_file, local_path
 from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.validation import CommandConfig, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, PositiveInt, Required, parse_config
 
 register_resolvers()
 
@@ -37,7 +37,7 @@ class TrackConfig(CommandConfig):
     label: str | None = None
     batch_size: PositiveInt = 128
     use_ema: bool = True
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool | None = None
     cache_dir: str | None = None
 
@@ -53,7 +53,7 @@ def track(cfg: DictConfig | dict[str, Any]) -> Path:
     from mdlm_dna.analysis.variants import open_fasta
 
     track_format(cfg.out)
-    out = check_output_file(cfg.out, "out", [cfg.fasta, cfg.bed])
+    out = check_output_file(cfg.out, "out", [cfg.fasta, cfg.bed, *local_path(cfg.ckpt)])
     genome = open_fasta(cfg.fasta)
     spans = merged_intervals(cfg.bed, {name: len(genome[name]) for name in genome.keys()})  # checked before loading
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),

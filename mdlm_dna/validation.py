@@ -86,6 +86,34 @@ Seed = Annotated[int, BeforeValidator(_not_bool), Field(ge=0, lt=2**32)]
 """A random seed as ``lightning.seed_everything`` takes it: 0 <= seed < 2**32."""
 Required = Annotated[str, BeforeValidator(_not_missing)]
 """A required text value (``???`` in the YAML): a path, a model source."""
+
+
+def _device(v: Any) -> Any:
+    """``auto``, or a device torch can parse and this machine has: a typo or a missing GPU fails before any work."""
+    if not isinstance(v, str) or v == "auto":
+        return v
+    import torch
+
+    try:
+        dev = torch.device(v)
+    except (RuntimeError, ValueError):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError("no CUDA GPU is visible on this machine; use device=cpu (or auto)")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"this machine has {count} CUDA GPU(s): use cuda:0..cuda:{count - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("MPS (Apple GPU) is not available on this machine; use device=cpu (or auto)")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+    return v
+
+
+Device = Annotated[str, BeforeValidator(_device)]
+"""A torch device for a command's ``device`` key: auto | cpu | cuda | cuda:N | mps, checked against this machine."""
+
 NonEmptyStr = Annotated[str, AfterValidator(lambda v: _not_missing(v))]
 
 

@@ -20,11 +20,13 @@ from omegaconf import DictConfig
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
 from mdlm_dna.errors import DataError
-from mdlm_dna.paths import check_output_file
+from mdlm_dna.paths import check_output_file, local_path
 from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, parse_config
+from mdlm_dna.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
 
 register_resolvers()
+TSV_SUFFIXES = (".tsv", ".tsv.gz", ".txt", ".txt.gz", ".tab")
+VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz")
 
 
 class VepConfig(CommandConfig):
@@ -42,7 +44,7 @@ class VepConfig(CommandConfig):
     label: str | None = None
     batch_size: PositiveInt = 128
     use_ema: bool = True
-    device: str = "auto"
+    device: Device = "auto"
     progress: bool | None = None
     cache_dir: str | None = None
 
@@ -63,9 +65,9 @@ def vep(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     for key in ("vcf", "fasta"):
         if not Path(getattr(cfg, key)).is_file():
             raise DataError(f"{key}={getattr(cfg, key)}: no such file")
-    inputs = [cfg.vcf, cfg.fasta]
-    out = check_output_file(cfg.out or default_out(cfg.vcf), "out", inputs)
-    vcf_out = check_output_file(cfg.vcf_out, "vcf_out", [*inputs, out]) if cfg.vcf_out else None
+    inputs = [cfg.vcf, cfg.fasta, *local_path(cfg.ckpt)]
+    out = check_output_file(cfg.out or default_out(cfg.vcf), "out", inputs, suffixes=TSV_SUFFIXES)
+    vcf_out = check_output_file(cfg.vcf_out, "vcf_out", [*inputs, out], suffixes=VCF_SUFFIXES) if cfg.vcf_out else None
     from mdlm_dna.analysis.vcf import read_variants, write_vcf
 
     table = read_variants(cfg.vcf)

@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from mdlm_dna.analysis.probs import Strands, positions_log_probs
 from mdlm_dna.analysis.variants import _ids, match_chromosomes, open_fasta
 from mdlm_dna.errors import ConfigError, DataError
+from mdlm_dna.validation import PositiveInt, checked
 
 if TYPE_CHECKING:
     from mdlm_dna.api import DiffusionLM
@@ -131,11 +132,20 @@ def write_track(values: list[tuple[str, int, np.ndarray]], out: str | os.PathLik
     return path
 
 
-def track(model: DiffusionLM, fasta: str | os.PathLike, bed: str | os.PathLike, stat: Stat = "surprisal",
+@checked
+def track(model: Any, fasta: str | os.PathLike, bed: str | os.PathLike, stat: Stat = "surprisal",
           out: str | os.PathLike = "track.bw", strands: Strands = "forward", label: str | int | None = None,
-          batch_size: int = 128, progress: bool | None = None) -> Path:
-    """Compute ``stat`` over the BED intervals of ``fasta`` and write it to ``out`` (bigWig or bedGraph)."""
+          batch_size: PositiveInt = 128, progress: bool | None = None) -> Path:
+    """Compute ``stat`` over the BED intervals of ``fasta`` and write it to ``out`` (bigWig or bedGraph); the
+    arguments and ``out`` (its suffix, its folder, not an input) are checked before any work."""
+    from mdlm_dna.api import DiffusionLM
+    from mdlm_dna.paths import check_output_file
+
+    if not isinstance(model, DiffusionLM):
+        raise ConfigError(f"track(): model must be a DiffusionLM (DiffusionLM.from_pretrained(...)), "
+                          f"got {type(model).__name__}")
     track_format(out)
+    check_output_file(out, "out", [fasta, bed])
     values = track_values(model, fasta, bed, stat, strands, label, batch_size, progress)
     genome = open_fasta(fasta)
     return write_track(values, out, {name: len(genome[name]) for name in genome.keys()})

@@ -69,6 +69,8 @@ def match_chromosomes(names: list[str], contigs: list[str]) -> dict[str, str | N
 
 def allele_problem(ref: str, alt: str) -> tuple[str, str] | None:
     """(status, note) when the allele pair cannot be scored as sequence; None when it can."""
+    if ref in (".", "") or ref.startswith("<"):
+        return "not_acgtn", f"REF {ref!r} is not a sequence (VCF REF holds at least one base)"
     if alt in (".", ""):
         return "no_alt", "no ALT allele (monomorphic record)"
     if alt.startswith("<") or alt == "*" or "[" in alt or "]" in alt or alt.startswith(".") or alt.endswith("."):
@@ -81,6 +83,26 @@ def allele_problem(ref: str, alt: str) -> tuple[str, str] | None:
     if ref.upper() == alt.upper():
         return "no_alt", "ALT equals REF"
     return None
+
+
+def check_rows(table: pd.DataFrame, where: str) -> None:
+    """A DataError naming the first row with a missing chrom / pos / ref / alt or a ``pos`` that is not a whole
+    number >= 1 (a DataFrame from Python: ``pos=100.5`` or ``-5`` must not be rounded or wrap around the contig).
+
+    >>> check_rows(pd.DataFrame({"chrom": ["1"], "pos": [0], "ref": ["A"], "alt": ["C"]}), "t")  # DataError: row 1
+    """
+    rows = table["line"].to_numpy() if "line" in table else np.arange(1, len(table) + 1)
+    what = "line" if "line" in table else "row"
+    for col in ("chrom", "pos", "ref", "alt"):
+        missing = table[col].isna().to_numpy()
+        if missing.any():
+            raise DataError(f"{where}, {what} {rows[missing.argmax()]}: no {col} value")
+    pos = pd.to_numeric(table["pos"], errors="coerce").to_numpy(dtype=float)
+    bad = ~(np.isfinite(pos) & (pos >= 1) & (pos == np.floor(pos)))
+    if bad.any():
+        k = int(bad.argmax())
+        raise DataError(f"{where}, {what} {rows[k]}: pos {str(table['pos'].iloc[k])!r} is not a whole number >= 1 "
+                        f"(positions are 1-based)")
 
 
 def kind_of(ref: str, alt: str) -> str:
@@ -117,6 +139,7 @@ def variant_effects(model: DiffusionLM, variants: str | Path | pd.DataFrame, fas
         raise DataError(f"{where}: missing column(s) {', '.join(sorted(missing))}")
     if table.empty:
         raise DataError(f"{where}: no variants to score")
+    check_rows(table, where)
     ref_genome = open_fasta(fasta)
     contigs = list(ref_genome.keys())
     chrom_map = match_chromosomes(sorted({str(c) for c in table["chrom"]}), contigs)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mdlm_dna.errors import DataError
+from mdlm_dna.validation import checked
 
 COLUMNS = ["chrom", "pos", "id", "ref", "alt", "qual", "filter", "info", "line"]
 TABLE_NAMES = {"chrom": ("chrom", "chromosome", "chr", "#chrom", "contig", "seqname"),
@@ -42,6 +44,7 @@ def _is_vcf(path: Path) -> bool:
         return fh.readline().startswith(("##fileformat=VCF", "#CHROM"))
 
 
+@checked
 def read_variants(path: str | Path) -> pd.DataFrame:
     """One row per ALT allele (1-based ``pos``); ``attrs["vcf_header"]``: the VCF's header lines (a table: none).
 
@@ -50,7 +53,11 @@ def read_variants(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"variants file {path} does not exist")
-    table = _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    try:
+        table = _read_vcf(path) if _is_vcf(path) else _read_table(path)
+    except (EOFError, OSError, zlib.error) as e:  # a truncated or corrupt gzip: found while reading, not opening
+        raise DataError(f"{path}: cannot be read ({type(e).__name__}: {' '.join(str(e).split())}); "
+                        f"a damaged or truncated gzip file? check it with `gzip -t`") from None
     if table.empty:
         raise DataError(f"{path}: no variant records (an empty VCF or table): nothing to score")
     return table
@@ -116,11 +123,14 @@ def _read_table(path: Path) -> pd.DataFrame:
     return table
 
 
+@checked
 def write_vcf(scores: pd.DataFrame, path: str | Path, header: list[str] | None = None) -> Path:
     """A VCF with one record per scored ALT allele (multi-allelic records stay split) and the score in INFO:
     ``MDLM_LLR`` (natural log p(alt) / p(ref); ``.`` when unscored) and ``MDLM_STATUS``. ``header``: the
     input's header lines (``read_variants(...).attrs["vcf_header"]``), kept."""
-    path = Path(path)
+    from mdlm_dna.paths import check_output_file
+
+    path = check_output_file(path, "path", [])
     header = list(header or [])
     meta = [h for h in header if h.startswith("##")] or ["##fileformat=VCFv4.2"]
     meta = [h for h in meta if not any(h.startswith(f"##INFO=<ID={k},") for k in INFO_KEYS)]
@@ -136,7 +146,7 @@ def write_vcf(scores: pd.DataFrame, path: str | Path, header: list[str] | None =
         out.append("\t".join(map(str, (r.chrom, r.pos, getattr(r, "id", "."), r.ref, r.alt,
                                        getattr(r, "qual", "."), getattr(r, "filter", "."), info))))
     text = "\n".join(out) + "\n"
-    if path.name.endswith(".gz"):
+    if path.name.endswith((".gz", ".bgz")):
         with gzip.open(path, "wt") as fh:
             fh.write(text)
     else:

@@ -250,6 +250,7 @@ class TrainedClassifier(nn.Module):
         return torch.log_softmax(self.model(input_ids, lengths).double(), dim=-1)
 
 
+@checked
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
     """A classifier saved by ``finetune`` (its run folder: classifier.json + classifier.safetensors).
 
@@ -263,7 +264,9 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Tra
     path = Path(path).expanduser()
     spec_file = path / SPEC_FILE
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such folder (pass the run folder finetune wrote, holding {SPEC_FILE})")
+        what = "a file, not a folder" if path.exists() else "no such folder"
+        raise CheckpointError(f"{path}: {what} (pass the run folder finetune wrote, holding {SPEC_FILE}; "
+                              f"a pretrained model is not a classifier: fine-tune it first)")
     if not spec_file.is_file():
         if (path / "config.json").is_file() and not (path / WEIGHTS_FILE).is_file():
             raise CheckpointError(f"{path}: a model folder (config.json), not a finetune run folder: it holds no "
