@@ -67,7 +67,8 @@ def main() -> None:
             rows.append((label, r))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [f"Load average at the end (1, 5, 15 min): {load} (other jobs were running: compare rows, not machines).",
-             "", f"Threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; scan: batch 1, D 256, L 1024, "
+             "", f"Threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+             "scan: batch 1, D 256, L 1024, "
              "N 16, forward + backward, median of 10; 200 matmuls 256 x 256, best of 3. Each row a fresh process.",
              "", "| threading layer | layer used | scan ms | matmuls before scan s | matmuls after scan s | slowdown |",
              "|---|---|---:|---:|---:|---:|"]

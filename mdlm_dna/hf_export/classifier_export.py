@@ -69,7 +69,7 @@ def _card(clf: TrainedClassifier, metrics: dict[str, Any]) -> str:
         f"# {task} classifier",
         "",
         f"A sequence classifier fine-tuned with mdlm-dna (`{clf.spec['classifier']}`; initialised from "
-        f"`{init or 'random weights'}`), classes {clf.classes}, inputs up to {clf.input_len} bases.",
+        f"`{init or 'random weights'}`), classes {clf.classes}, inputs up to {clf.max_length} bases.",
         "",
         "| split | accuracy | MCC | F1 |",
         "|---|---|---|---|",
@@ -115,7 +115,7 @@ def export_classifier(clf: TrainedClassifier, out_dir: str | os.PathLike, metric
         here = Path(__file__).parent
         for name in TEMPLATES:
             shutil.copyfile(here / name, tmp / name)
-        write_tokenizer_files(tok.vocab, clf.input_len, tmp)
+        write_tokenizer_files(tok.vocab, clf.max_length, tmp)
         meta = {
             "format": CLASSIFIER_FORMAT,
             "format_version": EXPORT_FORMAT_VERSION,

@@ -227,8 +227,9 @@ class TrainedClassifier(nn.Module):
         return Path(run_dir)
 
     @property
-    def input_len(self) -> int:
-        """The longest input the classifier was built for (finetune's max_length, else its longest sequence)."""
+    def max_length(self) -> int:
+        """The longest input the classifier was built for (finetune's max_length, else its longest sequence); unlike
+        :attr:`input_len` also for backbone classifiers, which read shorter inputs whole."""
         return int(self.spec["input_len"])
 
     @checked
@@ -238,8 +239,8 @@ class TrainedClassifier(nn.Module):
 
         Batches of ``batch_size`` in input order, padded on the right as ``finetune`` tests them (default: the
         run's ``data.eval_batch_size``), so re-scoring the run's test split gives its metrics exactly; the head's
-        ``conjoin_test`` applies. Sequences longer than :attr:`input_len` are an error unless ``truncate``
-        (keep the first ``input_len`` bases, as ``finetune`` does with ``data.max_length``)."""
+        ``conjoin_test`` applies. Sequences longer than :attr:`max_length` are an error unless ``truncate``
+        (keep the first ``max_length`` bases, as ``finetune`` does with ``data.max_length``)."""
         from mdlm_dna.train.predict import predict_table
 
         return predict_table(self, seqs, names, batch_size, truncate)

@@ -80,7 +80,7 @@ def predict_table(clf: TrainedClassifier, seqs: Sequence[str], names: Sequence[s
     if len(names) != len(seqs):
         raise ConfigError(f"predict(): {len(names)} names for {len(seqs)} sequences")
     bs = int(batch_size) if batch_size else run_batch_size(clf.source)
-    encoded = encode(seqs, names, clf.input_len, truncate)
+    encoded = encode(seqs, names, clf.max_length, truncate)
     pad = NucleotideTokenizer.pad_id
     device = next(clf.parameters()).device
     clf.eval()
