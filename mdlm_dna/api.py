@@ -527,9 +527,9 @@ class DiffusionLM:
         t_samples: PositiveInt = 16,
         max_windows: PositiveInt | None = None,
         batch_size: PositiveInt | None = None,
-        genome_path: str | None = None,
+        genome_path: str | os.PathLike | None = None,
         seed: Int = 0,
-        cache_dir: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
         trainer: dict[str, Any] | None = None,
         count_n: bool | None = None,
     ) -> dict[str, Any]:
@@ -702,7 +702,7 @@ def _usual_permissions(folder: Path) -> None:
 @checked
 def reference_windows(model_or_config: DiffusionLM | dict[str, Any], length: PositiveInt,
                       max_windows: PositiveInt | None = None,
-                      genome_path: str | None = None, cache_dir: str | None = None,
+                      genome_path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
                       label: str | None = None, split: str = "test") -> np.ndarray:
     """Held-out real DNA to compare samples with: the run's test-split windows of ``length`` bases, [N, length]
     (of class ``label`` for a model trained on labelled data); ``split`` "validation" or "train" for others."""
