@@ -102,8 +102,14 @@ def remove_empty_run_folder() -> Path | None:
 
         if not HydraConfig.initialized():
             return None
+        from omegaconf import OmegaConf
+
         hydra_cfg = HydraConfig.get()
-        out = Path(str(hydra_cfg.runtime.output_dir))
+        # a config composed in-process (tests, notebooks) has no run folder: nothing to clean
+        output_dir = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None, throw_on_missing=False)
+        if output_dir is None:
+            return None
+        out = Path(str(output_dir))
         if not out.is_dir() or out.is_symlink() or out.resolve() == Path.cwd().resolve():
             return None
         entries = list(out.iterdir())

@@ -503,3 +503,26 @@ def test_cli_pretrain_user_errors_are_one_line(tmp_path, args, message):
     assert "Traceback" not in err and "HYDRA_FULL_ERROR" not in err and not (tmp_path / "r/.hydra").exists()
     if args[0].startswith("data."):  # a bad value is refused before the run folder is written to: none is left
         assert not (tmp_path / "r").exists()
+
+
+def test_user_errors_outside_a_hydra_run_folder(capsys):
+    """A config composed in-process (tests, notebooks, --help) sets Hydra's state without a run folder: a user error
+    is still one line, not omegaconf's MissingMandatoryValue from the run-folder clean-up."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from mdlm_dna.resources import config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        HydraConfig.instance().set_config(compose(config_name="score", return_hydra_config=True))
+
+    @user_errors
+    def bad_value():
+        raise ConfigError("t_samples=0: must be > 0")
+
+    try:
+        with pytest.raises(SystemExit) as e:
+            bad_value()
+    finally:
+        HydraConfig.instance().cfg = None
+    assert e.value.code == 2 and capsys.readouterr().err == "error: t_samples=0: must be > 0\n"
