@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.errors import ConfigError, DataError
 from mdlm_dna.rundir import check_not_in_use
 
 RUN_FILES = frozenset({"config.json", "config.yaml", "model.safetensors", "classifier.json", "classifier.safetensors",
@@ -85,3 +86,10 @@ def local_path(source: str | os.PathLike) -> list[Path]:
     """
     path = Path(source).expanduser()
     return [path] if path.exists() else []
+
+
+def check_input_files(cfg: Any, *keys: str) -> None:
+    """Each of ``cfg``'s ``keys`` names an existing file, checked before any model is loaded."""
+    for key in keys:
+        if not Path(getattr(cfg, key)).is_file():
+            raise DataError(f"{key}={getattr(cfg, key)}: no such file")

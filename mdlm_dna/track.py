@@ -17,8 +17,7 @@ from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
-from mdlm_dna.errors import DataError
-from mdlm_dna.paths import check_output_file, local_path
+from mdlm_dna.paths import check_input_files, check_output_file, local_path
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.validation import CommandConfig, Device, PositiveInt, Required, parse_config
 
@@ -46,9 +45,7 @@ def track(cfg: DictConfig | dict[str, Any]) -> Path:
     usage = "python -m mdlm_dna.track ckpt=MODEL fasta=GENOME.fa bed=REGIONS.bed out=TRACK.bw"
     cfg = command_config("track", cfg, {k: f"{k}= is required: {usage}" for k in ("ckpt", "fasta", "bed", "out")})
     cfg = parse_config(cfg, TrackConfig)
-    for key in ("fasta", "bed"):
-        if not Path(getattr(cfg, key)).is_file():
-            raise DataError(f"{key}={getattr(cfg, key)}: no such file")
+    check_input_files(cfg, "fasta", "bed")
     from mdlm_dna.analysis.tracks import merged_intervals, track, track_format
     from mdlm_dna.analysis.variants import open_fasta
 

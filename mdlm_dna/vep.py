@@ -19,8 +19,7 @@ from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.cli import command_config, user_errors
-from mdlm_dna.errors import DataError
-from mdlm_dna.paths import check_output_file, local_path
+from mdlm_dna.paths import check_input_files, check_output_file, local_path
 from mdlm_dna.resources import config_dir, register_resolvers
 from mdlm_dna.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
 
@@ -62,9 +61,7 @@ def vep(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     usage = "python -m mdlm_dna.vep ckpt=MODEL vcf=VARIANTS.vcf.gz fasta=GENOME.fa"
     cfg = command_config("vep", cfg, {key: f"{key}= is required: {usage}" for key in ("ckpt", "vcf", "fasta")})
     cfg = parse_config(cfg, VepConfig)
-    for key in ("vcf", "fasta"):
-        if not Path(getattr(cfg, key)).is_file():
-            raise DataError(f"{key}={getattr(cfg, key)}: no such file")
+    check_input_files(cfg, "vcf", "fasta")
     inputs = [cfg.vcf, cfg.fasta, *local_path(cfg.ckpt)]
     out = check_output_file(cfg.out or default_out(cfg.vcf), "out", inputs, suffixes=TSV_SUFFIXES)
     vcf_out = check_output_file(cfg.vcf_out, "vcf_out", [*inputs, out], suffixes=VCF_SUFFIXES) if cfg.vcf_out else None
