@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from omegaconf import OmegaConf  # noqa: E402
 
 from mdlm_dna.data.fasta import load_genome, open_genome_pyfaidx  # noqa: E402
+from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
 from mdlm_dna.data.windows import RandomWindows, split_genome  # noqa: E402
 from mdlm_dna.models import build_backbone  # noqa: E402
-from mdlm_dna.resources import config_dir, data_file  # noqa: E402
-from mdlm_dna.tokenizers import NucleotideTokenizer  # noqa: E402
+from mdlm_dna.utils.resources import config_dir, data_file  # noqa: E402
 
 ATHA = "/work/shared/data/genomes/wheel_chromosomes/AthaTAIR10_chr1_GCF_000001735.4_TAIR10.1_genomic.fna.gz"
 PATHS = ("array", "pyfaidx")

@@ -30,11 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
 from mdlm_dna.diffusion.mdlm import MDLM  # noqa: E402
 from mdlm_dna.diffusion.noise import LogLinear  # noqa: E402
 from mdlm_dna.diffusion.samplers import AncestralSampler, CachedAncestralSampler, masked_init  # noqa: E402
 from mdlm_dna.models.dit import DiT, DiTConfig  # noqa: E402
-from mdlm_dna.tokenizers import NucleotideTokenizer  # noqa: E402
 
 
 def tiny_model(d_model: int, n_layers: int, n_heads: int = 2) -> MDLM:

@@ -40,9 +40,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
 from mdlm_dna.models import build_backbone  # noqa: E402
 from mdlm_dna.models.selective_scan import SCAN_KERNEL, selective_scan  # noqa: E402
-from mdlm_dna.tokenizers import NucleotideTokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE_SHAPES = [(8, 1536, 1024, 16), (8, 512, 8192, 16), (1, 512, 131072, 16)]  # batch, D, L, N

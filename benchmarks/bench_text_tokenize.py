@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from mdlm_dna.data.text import ShuffledRows, TextBlocks, build_blocks, split_documents
-from mdlm_dna.resources import data_file
-from mdlm_dna.tokenizers import build_tokenizer
+from mdlm_dna.data.tokenizers import build_tokenizer
+from mdlm_dna.utils.resources import data_file
 
 TOKENIZERS = {
     "bert-base-uncased": {"name": "bert-base-uncased", "path": data_file("tokenizers/bert-base-uncased")},

@@ -37,7 +37,8 @@ def _one(overrides: list[str], out: str, threads: int, queue) -> None:
     from hydra import compose, initialize_config_dir
 
     from mdlm_dna.finetune import finetune
-    from mdlm_dna.resources import config_dir, register_resolvers
+    from mdlm_dna.utils.resolvers import register_resolvers
+    from mdlm_dna.utils.resources import config_dir
 
     torch.set_num_threads(threads)
     register_resolvers()

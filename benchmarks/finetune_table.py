@@ -19,7 +19,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from mdlm_dna.finetune import finetune, to_markdown
-from mdlm_dna.resources import config_dir
+from mdlm_dna.utils.resources import config_dir
 
 
 def main() -> None:

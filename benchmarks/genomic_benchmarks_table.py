@@ -40,7 +40,8 @@ from seed_stats import append_run, interval, read_runs  # noqa: E402  (benchmark
 
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS  # noqa: E402
 from mdlm_dna.finetune import finetune  # noqa: E402
-from mdlm_dna.resources import config_dir, register_resolvers  # noqa: E402
+from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
+from mdlm_dna.utils.resources import config_dir  # noqa: E402
 
 ROWS = {"cnn": ["classifier=cnn"], "dit": ["init=null", "model=dit_tiny"],
         "caduceus": ["init=null", "model=caduceus_ps"]}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from genomic_benchmarks_table import FIELDS, finetune_run, run_row, table  # noqa: E402  (benchmarks/ folder)
 from seed_stats import append_run, read_runs  # noqa: E402
 
-from mdlm_dna.resources import register_resolvers  # noqa: E402
+from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
 
 TASKS = ("prom_core_tata", "prom_core_notata", "prom_core_all", "prom_300_tata")
 ROWS = {

@@ -6,7 +6,7 @@ that class, how diverse they are and how novel against the training data.
     python benchmarks/guidance.py --ckpt RUN                        # a conditional model trained elsewhere
     python benchmarks/guidance.py --paths ecoli=E.fa.gz fly=F.fa.gz --steps 5000 --overrides trainer=gpu
 
-The judge (``mdlm_dna.judges.KmerJudge``) is a multinomial logistic regression on both-strand 4-mer
+The judge (``mdlm_dna.evaluation.judges.KmerJudge``) is a multinomial logistic regression on both-strand 4-mer
 frequencies, trained on real training windows of each class and nothing else (D-CFG uses no classifier,
 so it is independent of the generator);
 its own accuracy on held-out real windows is reported beside the table. Columns:
@@ -35,12 +35,12 @@ import pandas as pd
 import torch
 
 from mdlm_dna import DiffusionLM
+from mdlm_dna.classifier import train_classifier
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.data.windows import RandomWindows, TiledWindows
-from mdlm_dna.judges import KmerJudge
-from mdlm_dna.metrics import GenomeIndex, gc_content, js_distance, kmer_spectrum, pairwise_kmer_distance
-from mdlm_dna.resources import data_file
-from mdlm_dna.train.classifier import train_classifier
+from mdlm_dna.evaluation.judges import KmerJudge
+from mdlm_dna.evaluation.metrics import GenomeIndex, gc_content, js_distance, kmer_spectrum, pairwise_kmer_distance
+from mdlm_dna.utils.resources import data_file
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PATHS = [f"ecoli={data_file('GCF_000005845.2_ASM584v2_genomic.fna.gz')}",
@@ -51,7 +51,7 @@ def train_model(paths: list[str], seq_len: int, steps: int, overrides: list[str]
     from hydra import compose, initialize_config_dir
 
     from mdlm_dna.pretrain import run
-    from mdlm_dna.resources import config_dir
+    from mdlm_dna.utils.resources import config_dir
 
     mapping = ", ".join(f"{p.split('=', 1)[0]}: {p.split('=', 1)[1]}" for p in paths)
     args = ["genome=labelled", f"genome.paths={{{mapping}}}", f"data.seq_len={seq_len}", f"trainer.max_steps={steps}",

@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 
-from mdlm_dna.markov import ALPHAS, MarkovChain, ecoli_splits
+from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits
 
 # issue 16's figures for the same split, for a side-by-side check
 REFERENCE = {0: 2.0001, 1: 1.9833, 2: 1.9664, 3: 1.9542, 6: 1.9378}

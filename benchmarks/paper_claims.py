@@ -41,10 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from seed_stats import append_run, interval, read_runs  # noqa: E402  (benchmarks/ is the script's folder)
 
-from mdlm_dna.checkpoints import load_module  # noqa: E402
+from mdlm_dna.artifacts.checkpoints import load_module  # noqa: E402
 from mdlm_dna.evaluate import evaluate  # noqa: E402
 from mdlm_dna.pretrain import run  # noqa: E402
-from mdlm_dna.resources import config_dir, data_dir, register_resolvers  # noqa: E402
+from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
+from mdlm_dna.utils.resources import config_dir, data_dir  # noqa: E402
 
 OBJECTIVES = ("ar", "mdlm", "sedd", "d3pm")
 DMEL4 = data_dir() / "genome_samples" / "DmelanDM6_4_GCF_000001215.4_Release_6_plus_ISO1_MT_genomic.fna.gz"

@@ -29,14 +29,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mdlm_dna.api import DiffusionLM, reference_windows  # noqa: E402
-from mdlm_dna.metrics import (  # noqa: E402
+from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
+from mdlm_dna.evaluation.metrics import (  # noqa: E402
     gc_content,
     js_distance,
     kmer_spectrum,
     pairwise_kmer_distance,
     uniform_random,
 )
-from mdlm_dna.tokenizers import NucleotideTokenizer  # noqa: E402
 
 LN2 = float(np.log(2.0))
 

@@ -137,8 +137,9 @@ def measure_shape(shape: Shape, model: str = "dit_tiny", steps: int = 10) -> flo
     import torch
     from omegaconf import OmegaConf
 
-    from mdlm_dna.resources import config_dir, register_resolvers
     from mdlm_dna.train.lit_module import DiffusionModule
+    from mdlm_dna.utils.resolvers import register_resolvers
+    from mdlm_dna.utils.resources import config_dir
 
     register_resolvers()
     d, n, h, seq_len, batch = shape
@@ -236,9 +237,9 @@ def train_flops(name: str, steps: int | None = None) -> float:
     """
     from omegaconf import OmegaConf
 
-    from mdlm_dna.resources import config_dir
-    from mdlm_dna.tokenizers import BASES, SPECIAL_TOKENS
+    from mdlm_dna.data.tokenizers import BASES, SPECIAL_TOKENS
     from mdlm_dna.train.flops import flops_per_token
+    from mdlm_dna.utils.resources import config_dir
 
     shape, changes, _ = CANDIDATES.get(name, (DEFAULT_SHAPE, {}, False))
     d, n, h, seq_len, batch = shape
@@ -261,8 +262,8 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
     import numpy as np
 
     from mdlm_dna import DiffusionLM
-    from mdlm_dna.markov import ecoli_splits
-    from mdlm_dna.tokenizers import BASES
+    from mdlm_dna.data.tokenizers import BASES
+    from mdlm_dna.evaluation.markov import ecoli_splits
 
     ids = ecoli_splits()["test"]
     seqs = ["".join(BASES[i] for i in ids[a : a + length]) for a in range(0, len(ids) - length + 1, length)]
@@ -335,7 +336,7 @@ def markov_mdlm_floor(order: int, length: int = 128, windows: int = 150, draws: 
 
     import numpy as np
 
-    from mdlm_dna.markov import MarkovChain, ecoli_splits
+    from mdlm_dna.evaluation.markov import MarkovChain, ecoli_splits
 
     if order < 1:
         raise ValueError("order >= 1 (order 0 ignores context: its NELBO is its NLL)")

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdlm_dna.markov import MarkovChain, ecoli_splits, ids_to_strings
-from mdlm_dna.metrics import (
+from mdlm_dna.evaluation.markov import MarkovChain, ecoli_splits, ids_to_strings
+from mdlm_dna.evaluation.metrics import (
     KS,
     LONG_ORF_CODONS,
     MIN_ORF_CODONS,
@@ -115,8 +115,8 @@ def _sample_ckpt(ckpt: str, num: int, length: int, steps: int, sampler: str, see
 
     from omegaconf import OmegaConf
 
-    from mdlm_dna.resources import config_dir
     from mdlm_dna.sample import generate
+    from mdlm_dna.utils.resources import config_dir
 
     cfg = OmegaConf.load(config_dir() / "sample.yaml")
     cfg.pop("hydra", None)

@@ -31,8 +31,9 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mdlm_dna.resources import config_dir, register_resolvers  # noqa: E402
 from mdlm_dna.train.flops import H100_SXM_BF16_TFLOPS, flops_per_token  # noqa: E402
+from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
+from mdlm_dna.utils.resources import config_dir  # noqa: E402
 
 # tokens per step: batch = TOKENS // L (at least 1)
 GPU_TOKENS = 32 * 1024

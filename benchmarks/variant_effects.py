@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from mdlm_dna.analysis.genes import call_genes, codon_position_track, gene_snvs, train_gene_finder, upstream_offsets  # noqa: E402
 from mdlm_dna.analysis.probs import centred_windows, positions_log_probs  # noqa: E402
-from mdlm_dna.markov import ALPHAS, MarkovChain, ecoli_splits  # noqa: E402
+from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 COMPARISONS = (("stop_gained", "synonymous"), ("missense", "synonymous"))
@@ -169,7 +169,8 @@ def train_baseline(run_dir: Path, steps: int = 600, seed: int = 0, objective: st
     from hydra import compose, initialize_config_dir
 
     from mdlm_dna.pretrain import run
-    from mdlm_dna.resources import config_dir, register_resolvers
+    from mdlm_dna.utils.resolvers import register_resolvers
+    from mdlm_dna.utils.resources import config_dir
 
     register_resolvers()
     overrides = ["genome=ecoli", f"objective={objective}", *(["model.causal=true"] if objective == "ar" else []),

@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from mdlm_dna.api import DiffusionLM  # noqa: E402
-from mdlm_dna.resources import data_file  # noqa: E402
+from mdlm_dna.utils.resources import data_file  # noqa: E402
 
 RECORD = Path(__file__).with_name("vep_speed.md")
 

@@ -2,7 +2,7 @@
 
 - ``index.md``: the README, its links pointed at the site's pages.
 - ``commands/<name>.md`` for every ``configs/<name>.yaml`` with a command module ``mdlm_dna/<name>.py``
-  (``mdlm_dna.config_docs``): usage, description, config groups, every key with its default and its
+  (``mdlm_dna.utils.config_docs``): usage, description, config groups, every key with its default and its
   YAML comment. A key without a comment stops the build with the file and the key.
 - ``notebooks/<name>.ipynb`` (the Tutorials) for every notebook in ``notebooks/`` (rendered by mkdocs-jupyter, not run).
 - ``benchmarks/<name>.png``: the figures the benchmark scripts write beside their records, so a page under
@@ -31,13 +31,13 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the checkout's mdlm_dna, also when the package is not installed
 
-from mdlm_dna.config_docs import (  # noqa: E402
+from mdlm_dna.utils.config_docs import (  # noqa: E402
     check_documented,
     command_names,
     group_options,
     read_config_doc,
 )
-from mdlm_dna.errors import ConfigError  # noqa: E402
+from mdlm_dna.utils.errors import ConfigError  # noqa: E402
 
 SOURCE_URL = "https://github.com/mdlm-dna/mdlm-dna/blob/main/"
 RECORD = re.compile(r"^(?P<indent>[ \t]*)<!-- (?P<kind>record|include): (?P<path>\S+)(?: (?P<columns>.+?))? -->$", re.M)

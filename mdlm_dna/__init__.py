@@ -7,22 +7,20 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
+
+from mdlm_dna.utils.resources import package_version
 
 __all__ = ["DiffusionLM", "__version__"]
 
-try:
-    __version__ = version("mdlm-dna")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+__version__ = package_version()
 
 if TYPE_CHECKING:
     from mdlm_dna.api import DiffusionLM
 
 
 def __getattr__(name: str):
-    # lazy: `python -m mdlm_dna.data.prepare` and friends need not import torch and Lightning first
+    # lazy: `python -m mdlm_dna.prepare` and friends need not import torch and Lightning first
     if name == "DiffusionLM":
         from mdlm_dna.api import DiffusionLM
 

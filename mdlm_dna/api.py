@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mdlm_dna.checkpoints import (
+from mdlm_dna.artifacts.checkpoints import (
     EXPORT_CONFIG,
     EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
@@ -40,21 +40,17 @@ from mdlm_dna.checkpoints import (
     load_module,
     portable_config,
 )
+from mdlm_dna.artifacts.export_folder import usual_permissions
+from mdlm_dna.data.tokenizers import NucleotideTokenizer, TextTokenizer
+from mdlm_dna.diffusion.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
 from mdlm_dna.diffusion.samplers import build_sampler, is_time_conditioned, masked_init, progress_bar
-from mdlm_dna.errors import ConfigError, DataError
-from mdlm_dna.prompts import parse_infill, parse_prefix, parse_text_infill, parse_text_prefix
-from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer
-from mdlm_dna.validation import Int, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
+from mdlm_dna.utils.errors import ConfigError, DataError
+from mdlm_dna.utils.resources import package_version
+from mdlm_dna.utils.validation import Int, NonNegativeFloat, NonNegativeInt, PositiveInt, checked
 
 LN2 = math.log(2.0)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 FORMAT_VERSION = EXPORT_FORMAT_VERSION
-
-
-def package_version() -> str:
-    from mdlm_dna import __version__
-
-    return __version__
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -172,7 +168,7 @@ class DiffusionLM:
         if self.is_text:
             out = [self.encode(s) for s in seqs]
         else:
-            from mdlm_dna.tokenizers import TokenizerError, conversion_note
+            from mdlm_dna.data.tokenizers import TokenizerError, conversion_note
 
             out = []
             for i, s in enumerate(seqs):
@@ -239,7 +235,7 @@ class DiffusionLM:
         ``label`` (a class-conditional model's class name) with ``guidance_scale`` gamma: classifier-free
         guidance (D-CFG), 0 unconditional, 1 conditional, > 1 sharper; no label: the unconditional model.
         With ``classifier`` (a noise-aware ``finetune`` run folder, or a loaded
-        :class:`~mdlm_dna.train.classifier.TrainedClassifier`), ``label`` names a class of the classifier and the
+        :class:`~mdlm_dna.classifier.TrainedClassifier`), ``label`` names a class of the classifier and the
         guidance is classifier guidance (D-CBG, exact per-position reweighting) of the unconditional model."""
         if self.objective_name == "ar":
             return self._sample_ar(num_samples, length, prefix, infill, seed, batch_size, label, classifier)
@@ -256,8 +252,8 @@ class DiffusionLM:
         if classifier is not None:
             if label is None:
                 raise ConfigError("classifier guidance needs a label: the classifier's class to guide towards")
+            from mdlm_dna.classifier import TrainedClassifier, load_classifier
             from mdlm_dna.diffusion.guidance import ClassifierGuidance
-            from mdlm_dna.train.classifier import TrainedClassifier, load_classifier
 
             clf = classifier if isinstance(classifier, TrainedClassifier) else load_classifier(classifier, self.device)
             if not clf.noise_aware:
@@ -371,7 +367,7 @@ class DiffusionLM:
         are over the A/C/G/T bases, N bases being given context, unless ``count_n`` (default: the run's
         ``data.count_n``). ``label``: -log p(x | class) of a class-conditional model.
         """
-        from mdlm_dna.diffusion.common_noise import batch_noise
+        from mdlm_dna.evaluation.common_noise import batch_noise
 
         encoded = self._encode_all(seqs, "score()")
         L = self.seq_len
@@ -439,7 +435,7 @@ class DiffusionLM:
         are embedded in windows of that length overlapping by half (each position from the window where it is most
         central). Equal lengths are batched together, so no sequence's features depend on padding or batch mates.
         U and IUPAC codes are read as T and N, with a warning."""
-        from mdlm_dna.embedding import parse_pooling, pool, position_features, tiles
+        from mdlm_dna.analysis.embedding import parse_pooling, pool, position_features, tiles
 
         kind, k = parse_pooling(pooling)
         encoded = self._encode_all(seqs, "embed()")
@@ -622,9 +618,9 @@ class DiffusionLM:
         are refused. Written to a temporary folder first and moved into place: never half-written."""
         from safetensors.torch import save_file
 
-        from mdlm_dna.export_folder import check_export_folder, install_files
-        from mdlm_dna.hf_export import unsupported, write_remote_code
-        from mdlm_dna.model_card import model_card
+        from mdlm_dna.artifacts.export_folder import check_export_folder, install_files
+        from mdlm_dna.artifacts.hf_export import unsupported, write_remote_code
+        from mdlm_dna.artifacts.model_card import model_card
 
         out = Path(out_dir).expanduser()
         check_export_folder(out, overwrite=overwrite, protected=self._run_folders())
@@ -658,7 +654,7 @@ class DiffusionLM:
                 meta.update(write_remote_code(self, tmp))
             (tmp / EXPORT_CONFIG).write_text(json.dumps(meta, indent=1))
             (tmp / "README.md").write_text(model_card(self, meta))
-            _usual_permissions(tmp)  # mkdtemp makes the folder private; an export is meant to be shared
+            usual_permissions(tmp)  # mkdtemp makes the folder private; an export is meant to be shared
             install_files(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -690,13 +686,6 @@ class DiffusionLM:
             api.create_repo(repo_id, private=private, exist_ok=True)
             info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message)
         return str(getattr(info, "commit_url", info))
-
-
-def _usual_permissions(folder: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 @checked

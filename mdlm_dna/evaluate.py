@@ -22,12 +22,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.cli import CKPT_REQUIRED, command_config, user_errors
+from mdlm_dna.cli.entry import CKPT_REQUIRED, command_config, user_errors
+from mdlm_dna.cli.paths import check_output_file
 from mdlm_dna.data import build_datamodule
-from mdlm_dna.errors import ConfigError
-from mdlm_dna.paths import check_output_file
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.validation import CommandConfig, Int, PositiveInt, Required, Section, parse_config
+from mdlm_dna.utils.errors import ConfigError
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.validation import CommandConfig, Int, PositiveInt, Required, Section, parse_config
 
 log = logging.getLogger("mdlm_dna.evaluate")
 register_resolvers()

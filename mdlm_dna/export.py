@@ -18,11 +18,12 @@ import hydra
 from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.cli import command_config, user_errors
-from mdlm_dna.export_folder import check_export_folder
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.rundir import check_not_in_use
-from mdlm_dna.validation import CommandConfig, PositiveInt, Required, parse_config
+from mdlm_dna.artifacts.export_folder import check_export_folder
+from mdlm_dna.cli.entry import command_config, user_errors
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.rundir import check_not_in_use
+from mdlm_dna.utils.validation import CommandConfig, PositiveInt, Required, parse_config
 
 register_resolvers()
 
@@ -77,8 +78,8 @@ def _export_classifier(run: Path, out: Path, cfg: Any) -> Path:
     """``ckpt=`` a finetune run folder: the classifier's folder, with the fine-tune's test metrics in its card."""
     import json
 
-    from mdlm_dna.errors import ConfigError
-    from mdlm_dna.train.classifier import load_classifier
+    from mdlm_dna.classifier import load_classifier
+    from mdlm_dna.utils.errors import ConfigError
 
     if cfg.push_to:
         raise ConfigError("push_to: upload a classifier's folder with `huggingface-cli upload REPO DIR` after export")

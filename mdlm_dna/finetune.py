@@ -29,13 +29,15 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 
-from mdlm_dna.cli import user_errors
+from mdlm_dna.classifier import build_classifier, save_classifier
+from mdlm_dna.cli.entry import user_errors
 from mdlm_dna.data.classification import ClassificationDataConfig, ClassificationDataModule
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS, TaskData, load_task
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.rundir import check_not_in_use
-from mdlm_dna.train.classifier import ClassifierModule, build_classifier, save_classifier
-from mdlm_dna.validation import (
+from mdlm_dna.train.classifier import ClassifierModule
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.rundir import check_not_in_use
+from mdlm_dna.utils.validation import (
     CommandConfig,
     Fraction,
     NonNegativeFloat,

@@ -16,12 +16,13 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
-from mdlm_dna.cli import command_config, user_errors
-from mdlm_dna.paths import check_output_file, local_path
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.seqio import read_sequences
-from mdlm_dna.train.classifier import load_classifier
-from mdlm_dna.validation import CommandConfig, Device, PositiveInt, Required, parse_config
+from mdlm_dna.classifier import load_classifier
+from mdlm_dna.cli.entry import command_config, user_errors
+from mdlm_dna.cli.paths import check_output_file, local_path
+from mdlm_dna.data.seqio import read_sequences
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.validation import CommandConfig, Device, PositiveInt, Required, parse_config
 
 register_resolvers()
 INPUT_SUFFIXES = (".gz", ".fa", ".fasta", ".fna", ".csv", ".tsv", ".txt")

@@ -26,15 +26,16 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 from torch import nn
 
-from mdlm_dna.cli import user_errors
+from mdlm_dna.cli.entry import user_errors
 from mdlm_dna.data import build_datamodule
-from mdlm_dna.errors import CheckpointError, ConfigError
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.rundir import RunLock, launcher_rank_zero, remove_stale_temp_files
 from mdlm_dna.train.callbacks import AtomicCheckpointIO, LastCheckpoint
 from mdlm_dna.train.lit_module import DiffusionModule
 from mdlm_dna.train.loggers import TrainingCurve, build_loggers
-from mdlm_dna.validation import (
+from mdlm_dna.utils.errors import CheckpointError, ConfigError
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.rundir import RunLock, launcher_rank_zero, remove_stale_temp_files
+from mdlm_dna.utils.validation import (
     Int,
     NonNegativeFloat,
     NonNegativeInt,
@@ -273,7 +274,7 @@ def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Cal
     if resume:
         check_resume_weights(saved["shapes"], module, resume)
     elif config.get("init_from"):  # weights of another trained model (e.g. an AR one); a resume has its own
-        from mdlm_dna.train.init_from import init_from
+        from mdlm_dna.artifacts.init_from import init_from
 
         init_from(module, str(config["init_from"]), config.get("cache_dir"))
     if rank_zero:

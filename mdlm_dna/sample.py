@@ -27,13 +27,14 @@ from omegaconf import DictConfig
 from pydantic import model_validator
 
 from mdlm_dna.api import DiffusionLM, reference_windows
-from mdlm_dna.cli import CKPT_REQUIRED, command_config, user_errors
+from mdlm_dna.cli.entry import CKPT_REQUIRED, command_config, user_errors
+from mdlm_dna.cli.paths import check_output_file
+from mdlm_dna.data.seqio import write_fasta, write_text_samples
+from mdlm_dna.diffusion.prompts import token_entropy
 from mdlm_dna.diffusion.samplers import is_time_conditioned
-from mdlm_dna.paths import check_output_file
-from mdlm_dna.prompts import token_entropy
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.seqio import write_fasta, write_text_samples
-from mdlm_dna.validation import (
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.validation import (
     CommandConfig,
     Device,
     Int,
@@ -103,7 +104,7 @@ def _plots(ids, ref, stem: Path) -> list[str]:
     try:
         import matplotlib  # noqa: F401
 
-        from mdlm_dna.metrics import plot_gc_distribution, plot_kmer_spectrum
+        from mdlm_dna.evaluation.metrics import plot_gc_distribution, plot_kmer_spectrum
     except ImportError:
         warnings.warn("matplotlib is not installed: no plots (pip install matplotlib)", stacklevel=2)
         return []
@@ -157,7 +158,7 @@ def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dic
         report["token_entropy"] = token_entropy(res.ids)
         print("\n\n".join(f"[{i}] {t}" for i, t in enumerate(seqs[:4])))
     elif cfg.metrics:
-        from mdlm_dna.metrics import metrics_table
+        from mdlm_dna.evaluation.metrics import metrics_table
 
         if model.classes and cfg.get("label") is None and not cfg.genome_path:  # unconditional: every class's
             per = max(1, int(cfg.reference_windows or 512) // len(model.classes))

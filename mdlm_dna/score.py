@@ -17,13 +17,14 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.cli import command_config, user_errors
-from mdlm_dna.errors import DataError
-from mdlm_dna.paths import check_output_file
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.seqio import read_sequences
-from mdlm_dna.tokenizers import TokenizerError
-from mdlm_dna.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
+from mdlm_dna.cli.entry import command_config, user_errors
+from mdlm_dna.cli.paths import check_output_file
+from mdlm_dna.data.seqio import read_sequences
+from mdlm_dna.data.tokenizers import TokenizerError
+from mdlm_dna.utils.errors import DataError
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
 
 register_resolvers()
 

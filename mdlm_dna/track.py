@@ -16,10 +16,11 @@ import hydra
 from omegaconf import DictConfig
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.cli import command_config, user_errors
-from mdlm_dna.paths import check_input_files, check_output_file, local_path
-from mdlm_dna.resources import config_dir, register_resolvers
-from mdlm_dna.validation import CommandConfig, Device, PositiveInt, Required, parse_config
+from mdlm_dna.cli.entry import command_config, user_errors
+from mdlm_dna.cli.paths import check_input_files, check_output_file, local_path
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.validation import CommandConfig, Device, PositiveInt, Required, parse_config
 
 register_resolvers()
 

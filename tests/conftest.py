@@ -9,7 +9,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mdlm_dna.resources import config_dir, data_file, register_resolvers
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir, data_file
 
 register_resolvers()
 

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from mdlm_dna.analysis import plots  # noqa: E402
 from mdlm_dna.analysis.tracks import track  # noqa: E402
-from mdlm_dna.errors import ConfigError, DataError  # noqa: E402
+from mdlm_dna.utils.errors import ConfigError, DataError  # noqa: E402
 from tests.test_analysis_probs import random_dna, tiny  # noqa: E402
 
 

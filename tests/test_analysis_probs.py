@@ -8,8 +8,8 @@ import torch
 from omegaconf import OmegaConf
 
 from mdlm_dna.api import DiffusionLM
-from mdlm_dna.errors import ConfigError
 from mdlm_dna.train.lit_module import DiffusionModule
+from mdlm_dna.utils.errors import ConfigError
 from tests.conftest import TINY, compose_pretrain
 
 RNG = np.random.default_rng(0)

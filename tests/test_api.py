@@ -14,10 +14,10 @@ import torch
 from omegaconf import OmegaConf
 
 from mdlm_dna import DiffusionLM
-from mdlm_dna.checkpoints import CheckpointError, load_module, locate
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.artifacts.checkpoints import CheckpointError, load_module, locate
 from mdlm_dna.pretrain import run
-from mdlm_dna.resources import data_dir
+from mdlm_dna.utils.errors import ConfigError
+from mdlm_dna.utils.resources import data_dir
 from tests.conftest import TINY, compose_pretrain
 
 
@@ -100,7 +100,7 @@ def test_model_card_names_data_steps_command_and_bits(run_dir, tmp_path):
 
 
 def test_shipped_data_paths_become_portable(tmp_path):
-    from mdlm_dna.checkpoints import portable_config, resolve_config
+    from mdlm_dna.artifacts.checkpoints import portable_config, resolve_config
 
     genome = data_dir() / "GCF_000005845.2_ASM584v2_genomic.fna.gz"
     cfg = {"genome": {"path": str(genome)}, "data": {"tokenizer": {"name": "nucleotide"}}}
@@ -258,7 +258,7 @@ def test_finetune_from_a_caduceus_format_folder(tmp_path, monkeypatch):
     table = finetune(OmegaConf.to_container(cfg, resolve=True), tmp_path / "ft")
     assert "caduceus_ps pretrained (caduceus_hf" in table["model"].iloc[0]
     # the fine-tuned classifier (tied strands stored once) reloads without its pretrained source
-    from mdlm_dna.train.classifier import TrainedClassifier, load_classifier
+    from mdlm_dna.classifier import TrainedClassifier, load_classifier
 
     clf = load_classifier(tmp_path / "ft")
     ids = torch.randint(0, 4, (2, 30), generator=torch.Generator().manual_seed(0))
@@ -295,7 +295,7 @@ def test_loading_a_model_leaves_the_global_rng_alone(run_dir):
     """Review item 2: a loaded run restored its training RNG, so finetune's seeds shared one head initialisation."""
     import pytorch_lightning as pl
 
-    from mdlm_dna.train.classifier import build_classifier
+    from mdlm_dna.classifier import build_classifier
 
     torch.manual_seed(7)
     expected = torch.rand(4)

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.ar import AR
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models.dit import DiT, DiTConfig
-from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.lit_module import build_objective
 
 from .conftest import compose_pretrain
@@ -131,8 +131,8 @@ def test_ar_samples_follow_the_models_chain_rule_probabilities():
 
 def test_api_samples_an_ar_model_and_refuses_diffusion_only_options(tmp_path):
     from mdlm_dna.api import DiffusionLM
-    from mdlm_dna.errors import ConfigError
     from mdlm_dna.pretrain import run
+    from mdlm_dna.utils.errors import ConfigError
 
     cfg = compose_pretrain("objective=ar", "model.causal=true", "trainer.max_steps=2", "trainer.val_check_interval=2",
                            "checkpoint.every_n_train_steps=2", "data.batch_size=4", "data.seq_len=16",

@@ -17,8 +17,8 @@ import torch
 from mdlm_dna import DiffusionLM
 from mdlm_dna.analysis import read_variants, track
 from mdlm_dna.analysis.variants import open_fasta
-from mdlm_dna.errors import UserError
-from mdlm_dna.train.classifier import load_classifier
+from mdlm_dna.classifier import load_classifier
+from mdlm_dna.utils.errors import UserError
 
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
 

@@ -15,6 +15,7 @@ from mdlm_dna.data.bed import BedError, assign_splits, check_against_genome, rea
 from mdlm_dna.data.datamodule import GenomeDataModule, load_split_genome
 from mdlm_dna.data.fasta import Genome, Record, load_genome
 from mdlm_dna.data.prepare import genome_config
+from mdlm_dna.data.tokenizers import NucleotideTokenizer, strip_soft_mask
 from mdlm_dna.data.windows import (
     Interval,
     RandomWindows,
@@ -24,8 +25,7 @@ from mdlm_dna.data.windows import (
     fit_intervals,
     merge_intervals,
 )
-from mdlm_dna.resources import data_dir
-from mdlm_dna.tokenizers import NucleotideTokenizer, strip_soft_mask
+from mdlm_dna.utils.resources import data_dir
 
 SAMPLES = data_dir() / "genome_samples"
 BED_SAMPLE = SAMPLES / "sequences_human.every111.bed"  # every 111th line of Borzoi's hg38 fold BED

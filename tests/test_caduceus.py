@@ -11,11 +11,11 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.models import available_backbones, build_backbone
 from mdlm_dna.models.caduceus import Caduceus, make_config
 from mdlm_dna.models.mamba import BiMamba, Mamba
 from mdlm_dna.models.selective_scan import selective_scan
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 TOK = NucleotideTokenizer()
 COMP = TOK.complement_ids

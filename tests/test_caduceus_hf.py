@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdlm_dna.models.caduceus_hf import load_caduceus, read_safetensors, reference_rows
+from mdlm_dna.artifacts.caduceus_hf import load_caduceus, read_safetensors, reference_rows
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.models.mamba import BiMamba
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 TOK = NucleotideTokenizer()
 # ours -> reference rows, written out: A C G T N [MASK] [PAD] [BOS] [EOS]=[SEP] [UNK]

@@ -7,9 +7,9 @@ import math
 
 import torch
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.models import build_backbone
 from mdlm_dna.pretrain import run
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 from .conftest import compose_pretrain
 

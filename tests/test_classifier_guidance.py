@@ -9,12 +9,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from mdlm_dna.classifier import build_classifier, load_classifier, save_classifier
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.guidance import ClassifierGuidance
 from mdlm_dna.diffusion.noise import LogLinear
 from mdlm_dna.diffusion.samplers import AncestralSampler, CachedAncestralSampler, SemiAutoregressiveSampler
-from mdlm_dna.errors import ConfigError
-from mdlm_dna.tokenizers import NucleotideTokenizer
-from mdlm_dna.train.classifier import build_classifier, load_classifier, mask_forward, save_classifier
+from mdlm_dna.train.classifier import mask_forward
+from mdlm_dna.utils.errors import ConfigError
 
 TOK = NucleotideTokenizer()
 MASK, V = TOK.mask_id, TOK.vocab_size
@@ -192,7 +193,7 @@ def test_saved_classifier_reloads_with_the_same_outputs(tmp_path):
     expected = torch.log_softmax(model.eval()(ids, lengths).double(), -1)
     torch.testing.assert_close(clf.log_probs(ids), expected)
     assert clf.classes == ["a", "b", "c"] and clf.noise_aware and clf.class_index("b") == 1
-    from mdlm_dna.errors import CheckpointError
+    from mdlm_dna.utils.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="nowhere: no such folder"):
         load_classifier(tmp_path / "nowhere")
@@ -200,8 +201,8 @@ def test_saved_classifier_reloads_with_the_same_outputs(tmp_path):
 
 def test_finetuned_noise_aware_classifier_guides_the_shipped_model(tmp_path):
     from mdlm_dna import DiffusionLM
-    from mdlm_dna.errors import ConfigError
     from mdlm_dna.finetune import finetune
+    from mdlm_dna.utils.errors import ConfigError
     from tests.test_finetune import FAST, SAMPLE, compose_finetune
 
     train, test = SAMPLE / "gue_prom_core_tata_train_200.csv", SAMPLE / "gue_prom_core_tata_dev_60.csv"
@@ -233,7 +234,7 @@ def test_finetuned_noise_aware_classifier_guides_the_shipped_model(tmp_path):
 
 
 def test_train_classifier_in_memory_is_noise_aware_and_round_trips(tmp_path):
-    from mdlm_dna.train.classifier import train_classifier
+    from mdlm_dna.classifier import train_classifier
 
     rng = np.random.default_rng(0)
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models import selective_scan as ss
 from mdlm_dna.models.selective_scan import selective_scan
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 cpu_scan = pytest.importorskip("mdlm_dna.models.cpu_scan", reason="numba is not installed")
 

@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.d3pm import D3PM
 from mdlm_dna.diffusion.noise import build_schedule
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 from .test_mdlm import X0, continuous_nelbo, make, masked_ce_per_pattern, pattern_probs, random_model
 

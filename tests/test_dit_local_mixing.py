@@ -4,9 +4,9 @@ effect of padding, and old checkpoints (without it) still load."""
 import pytest
 import torch
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.ar import AR
 from mdlm_dna.models.dit import DiT, DiTConfig, LocalMixer
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 tok = NucleotideTokenizer()
 SPECIAL = sorted({tok.mask_id, *tok.special_ids_not_in_data})

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mdlm_dna.config_docs import check_documented, command_names, read_config_doc
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.utils.config_docs import check_documented, command_names, read_config_doc
+from mdlm_dna.utils.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("mkdocs")
@@ -94,7 +94,7 @@ def test_a_key_without_a_comment_fails_the_build(tmp_path):
 
 
 def test_group_option_descriptions_keep_command_lines_as_code():
-    from mdlm_dna.config_docs import _prose
+    from mdlm_dna.utils.config_docs import _prose
 
     lines = ["Any FASTA:", "python -m x a=1 \\", "b=2", "Then more."]
     assert _prose(lines) == "Any FASTA: `python -m x a=1 b=2` Then more."

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from mdlm_dna import DiffusionLM
+from mdlm_dna.analysis.embedding import pool, tiles
 from mdlm_dna.embed import embed as embed_cli
-from mdlm_dna.embedding import pool, tiles
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.utils.errors import ConfigError
 
 SEQS = ["ACGTTGCAAGGCTTACGATC", "GGGCCCATATTTACG"]
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from mdlm_dna import DiffusionLM
-from mdlm_dna.checkpoints import CheckpointError
-from mdlm_dna.export_folder import MANIFEST, ExportFolderError
-from mdlm_dna.resources import data_dir
+from mdlm_dna.artifacts.checkpoints import CheckpointError
+from mdlm_dna.artifacts.export_folder import MANIFEST, ExportFolderError
+from mdlm_dna.utils.resources import data_dir
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_symlink_file_run_folder_and_overwrite_false_are_refused(ecoli, tmp_path
 
 
 def test_the_run_folder_the_model_came_from_is_refused(ecoli, tmp_path):
-    from mdlm_dna.checkpoints import LoadedFrom
+    from mdlm_dna.artifacts.checkpoints import LoadedFrom
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mdlm_dna.data.fasta import FastaError, load_genome
-from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, strip_soft_mask
+from mdlm_dna.data.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, strip_soft_mask
 
 from .conftest import ECOLI
 

@@ -17,16 +17,16 @@ from Bio.Seq import Seq
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from mdlm_dna.classifier import build_classifier
 from mdlm_dna.data.classification import collate
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS, DatasetError, read_table
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.finetune import finetune, task_configs
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models.cnn_baseline import build_cnn
 from mdlm_dna.models.heads import Conjoin, SequenceClassifier, pool, reverse_complement_padded
-from mdlm_dna.resources import config_dir, data_dir
-from mdlm_dna.tokenizers import NucleotideTokenizer
-from mdlm_dna.train.classifier import build_classifier
 from mdlm_dna.train.lit_module import DiffusionModule
+from mdlm_dna.utils.resources import config_dir, data_dir
 from tests.conftest import TINY, compose_pretrain
 
 TOK = NucleotideTokenizer()

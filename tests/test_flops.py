@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.models import build_backbone
-from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.flops import dit_flops_per_token, flops_per_token
 
 TOK = NucleotideTokenizer()

@@ -15,7 +15,7 @@ from mdlm_dna.analysis.genes import (
     revcomp,
     upstream_offsets,
 )
-from mdlm_dna.errors import DataError
+from mdlm_dna.utils.errors import DataError
 
 # ATG GAA TGG TAA: Met Glu Trp stop, on the forward strand at 3..15 of FWD
 CDS = "ATGGAATGGTAA"

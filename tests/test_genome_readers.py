@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from mdlm_dna.data.datamodule import load_split_genome
 from mdlm_dna.data.fasta import FastaError, PyfaidxIds, load_genome, open_genome_pyfaidx
 from mdlm_dna.data.windows import RandomWindows, TiledWindows, split_genome
-from mdlm_dna.resources import data_dir
+from mdlm_dna.utils.resources import data_dir
 
 SAMPLES = data_dir() / "genome_samples"
 YEAST = SAMPLES / "ScerR64_I_GCF_000146045.2_R64_genomic.fna.gz"  # bgzip, soft-masked

@@ -27,8 +27,8 @@ from mdlm_dna.data.genomic_benchmarks import (
     read_table,
     reverse_complement,
 )
-from mdlm_dna.resources import config_dir, data_dir
-from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
+from mdlm_dna.utils.resources import config_dir, data_dir
 
 SAMPLE = data_dir() / "genomic_benchmarks_sample"
 NONTATA_DIR = SAMPLE / "human_nontata_promoters"

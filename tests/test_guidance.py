@@ -15,17 +15,17 @@ import torch.nn.functional as F
 from mdlm_dna import DiffusionLM
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.data.labelled import LabelledWindows, label_index, resolve_classes
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.guidance import ClassifierFreeGuidance, tempered_product
 from mdlm_dna.diffusion.mdlm import MDLM
 from mdlm_dna.diffusion.noise import LogLinear
 from mdlm_dna.diffusion.samplers import build_sampler, masked_init
-from mdlm_dna.errors import ConfigError
 from mdlm_dna.models import build_backbone
 from mdlm_dna.pretrain import run
-from mdlm_dna.resources import data_file
 from mdlm_dna.sample import generate
-from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.lit_module import DiffusionModule, dropped_labels
+from mdlm_dna.utils.errors import ConfigError
+from mdlm_dna.utils.resources import data_file
 from tests.conftest import TINY, compose_pretrain
 
 TOK = NucleotideTokenizer()

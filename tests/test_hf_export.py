@@ -203,7 +203,7 @@ def test_remote_mamba_family_equals_ours_within_1e_5(name, extra, tmp_path):
 
 
 def test_uncovered_objectives_get_no_remote_code_and_a_clear_refusal(tmp_path):
-    from mdlm_dna.errors import ConfigError
+    from mdlm_dna.utils.errors import ConfigError
 
     m = tiny_model("objective=sedd")
     with pytest.raises(ConfigError, match="objective 'sedd' has no transformers remote code"):

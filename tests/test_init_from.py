@@ -1,4 +1,4 @@
-"""init_from: an MDLM started from a trained AR model of the same architecture (mdlm_dna/train/init_from.py)."""
+"""init_from: an MDLM started from a trained AR model of the same architecture (mdlm_dna/artifacts/init_from.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import gzip
 import pytest
 import torch
 
-from mdlm_dna.checkpoints import load_module
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.artifacts.checkpoints import load_module
+from mdlm_dna.artifacts.init_from import causal_to_centred, init_from
 from mdlm_dna.models.dit import LocalMixer
 from mdlm_dna.pretrain import run
-from mdlm_dna.train.init_from import causal_to_centred, init_from
 from mdlm_dna.train.lit_module import DiffusionModule
+from mdlm_dna.utils.errors import ConfigError
 
 from .conftest import ECOLI, TINY, compose_pretrain
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from mdlm_dna.judges import KmerJudge, kmer_features
-from mdlm_dna.metrics import kmer_spectrum
+from mdlm_dna.evaluation.judges import KmerJudge, kmer_features
+from mdlm_dna.evaluation.metrics import kmer_spectrum
 
 
 def test_features_are_the_mean_of_both_strands_and_rc_invariant():

@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.mdlm import MDLM
 from mdlm_dna.diffusion.noise import build_schedule
 from mdlm_dna.models.dit import DiT, DiTConfig
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 tok = NucleotideTokenizer()
 X0 = torch.tensor([[0, 2, 3, 1]])  # A G T C

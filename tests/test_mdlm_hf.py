@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from mdlm_dna.models import mdlm_hf
+from mdlm_dna.artifacts import mdlm_hf
 from mdlm_dna.models.dit import DiT, DiTConfig
 
 TINY = {
@@ -335,7 +335,7 @@ def test_rotary_frequencies_are_checked(tmp_path):
 
 
 def test_config_checks(tmp_path):
-    from mdlm_dna.checkpoints import folder_kind
+    from mdlm_dna.artifacts.checkpoints import folder_kind
 
     w = reference_weights(TINY)
     good = write_folder(tmp_path / "good", TINY, w)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mdlm_dna.api import reference_windows
-from mdlm_dna.metrics import (
+from mdlm_dna.evaluation.metrics import (
     gc_content,
     homopolymer_runs,
     js_distance,
@@ -20,7 +20,7 @@ from mdlm_dna.metrics import (
     shuffled,
     uniform_random,
 )
-from mdlm_dna.resources import data_file
+from mdlm_dna.utils.resources import data_file
 
 
 @pytest.fixture(scope="module")

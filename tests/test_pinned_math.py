@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion import samplers
 from mdlm_dna.diffusion.d3pm import D3PM
 from mdlm_dna.diffusion.mdlm import MDLM
@@ -26,7 +27,6 @@ from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import selective_scan as ss
 from mdlm_dna.models.caduceus import Caduceus, CaduceusConfig
 from mdlm_dna.models.mamba import BiMamba, Mamba
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

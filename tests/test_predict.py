@@ -9,12 +9,11 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from mdlm_dna.errors import CheckpointError, ConfigError, DataError
+from mdlm_dna.classifier import accuracy_mcc, load_classifier
 from mdlm_dna.finetune import finetune
 from mdlm_dna.predict import predict
-from mdlm_dna.resources import config_dir, data_dir
-from mdlm_dna.train.classifier import load_classifier
-from mdlm_dna.train.predict import accuracy_mcc
+from mdlm_dna.utils.errors import CheckpointError, ConfigError, DataError
+from mdlm_dna.utils.resources import config_dir, data_dir
 
 SAMPLE = data_dir() / "genomic_benchmarks_sample"
 TRAIN, TEST = SAMPLE / "gue_prom_core_tata_train_200.csv", SAMPLE / "gue_prom_core_tata_dev_60.csv"

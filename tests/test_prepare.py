@@ -18,8 +18,9 @@ import pytest
 from mdlm_dna.data import download as dl
 from mdlm_dna.data.datamodule import GenomeDataModule
 from mdlm_dna.data.download import ChecksumError, OfflineError, RemoteFile, download
-from mdlm_dna.data.prepare import genome_config, items_from_config, main
-from mdlm_dna.resources import data_dir
+from mdlm_dna.data.prepare import genome_config, items_from_config
+from mdlm_dna.prepare import main
+from mdlm_dna.utils.resources import data_dir
 
 MT = data_dir() / "genome_samples" / "MT-human.fa"  # real human mitochondrial genome, 16,569 bp
 BORZOI_BED = Path("/work/shared/data/intervals/borzoi_hg38_folds/sequences_human.bed.gz")  # development machines
@@ -188,7 +189,7 @@ def test_prepare_offline_message_names_files_urls_and_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2
     assert f"{out}/MT.fa.gz" in err and f"http://127.0.0.1:{port}/MT.fa.gz" in err and "md5 " + "0" * 32 in err
-    assert f"{out}/i.bed" in err and "run `python -m mdlm_dna.data.prepare fasta" in err
+    assert f"{out}/i.bed" in err and "run `python -m mdlm_dna.prepare fasta" in err
 
 
 def test_hg38_spec_is_complete():

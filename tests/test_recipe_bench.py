@@ -10,7 +10,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import recipe  # noqa: E402
 
-from mdlm_dna.tokenizers import BASES, SPECIAL_TOKENS  # noqa: E402
+from mdlm_dna.data.tokenizers import BASES, SPECIAL_TOKENS  # noqa: E402
 from mdlm_dna.train.flops import dit_flops_per_token  # noqa: E402
 
 MODEL = {"d_model": 128, "n_layers": 4, "mlp_ratio": 4}

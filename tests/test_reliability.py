@@ -20,16 +20,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mdlm_dna.cli import check_infill_length, user_errors, user_message
+from mdlm_dna.cli.entry import check_infill_length, user_errors, user_message
 from mdlm_dna.data.bed import BedError
 from mdlm_dna.data.datamodule import load_split_genome
 from mdlm_dna.data.fasta import FastaError, load_genome, open_genome_pyfaidx
 from mdlm_dna.data.genomic_benchmarks import DatasetError, load_tables
-from mdlm_dna.errors import CheckpointError, ConfigError, DataError, RunDirError, UserError
+from mdlm_dna.data.tokenizers import strip_soft_mask
 from mdlm_dna.pretrain import run
-from mdlm_dna.rundir import RunLock, remove_stale_temp_files
-from mdlm_dna.tokenizers import strip_soft_mask
 from mdlm_dna.train.callbacks import AtomicCheckpointIO
+from mdlm_dna.utils.errors import CheckpointError, ConfigError, DataError, RunDirError, UserError
+from mdlm_dna.utils.rundir import RunLock, remove_stale_temp_files
 
 from .conftest import TINY, compose_pretrain
 
@@ -157,7 +157,7 @@ def test_cli_sigterm_then_resume_equals_uninterrupted_run(ecoli_prefix, tmp_path
 # item 3: one process per run folder; a resume is validated before anything is written
 
 
-_HOLD = "import sys, time; from mdlm_dna.rundir import RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)"  # noqa: E501
+_HOLD = "import sys, time; from mdlm_dna.utils.rundir import RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)"  # noqa: E501
 
 
 def test_a_second_process_is_refused_and_the_lock_dies_with_its_holder(ecoli_prefix, tmp_path):
@@ -428,7 +428,7 @@ def test_full_disk_is_one_clear_error_and_keeps_the_previous_checkpoint(tmp_path
     io = AtomicCheckpointIO()
     target = tmp_path / "last.ckpt"
     io.save_checkpoint({"step": 1}, target)
-    import mdlm_dna.rundir as rundir
+    import mdlm_dna.utils.rundir as rundir
 
     monkeypatch.setattr(rundir.shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
     with pytest.raises(RunDirError, match=r"not enough space for checkpoint last\.ckpt in .*needs about 5\.0 MB, "
@@ -511,7 +511,7 @@ def test_user_errors_outside_a_hydra_run_folder(capsys):
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from mdlm_dna.resources import config_dir
+    from mdlm_dna.utils.resources import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         HydraConfig.instance().set_config(compose(config_name="score", return_hydra_config=True))

@@ -20,8 +20,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from mdlm_dna.api import reference_windows
-from mdlm_dna.errors import CheckpointError, ConfigError, DataError, RunDirError, UserError
 from mdlm_dna.pretrain import run
+from mdlm_dna.utils.errors import CheckpointError, ConfigError, DataError, RunDirError, UserError
 
 from .conftest import TINY, compose_pretrain
 
@@ -168,7 +168,7 @@ def test_export_config_errors_before_any_file(tmp_path, over, message):
 def _finetune_cfg(tmp_path, *overrides):
     from hydra import compose, initialize_config_dir
 
-    from mdlm_dna.resources import config_dir
+    from mdlm_dna.utils.resources import config_dir
 
     train = tmp_path / "train.csv"
     train.write_text("sequence,label\n" + "".join(f"ACGTACGT{'AC'[i % 2]},{i % 2}\n" for i in range(20)))
@@ -296,7 +296,7 @@ def test_u_and_iupac_are_converted_with_one_warning_that_counts_them(ecoli_model
 
 
 def test_prompts_and_infill_read_u_as_t_with_a_warning():
-    from mdlm_dna.prompts import parse_infill, parse_prefix
+    from mdlm_dna.diffusion.prompts import parse_infill, parse_prefix
 
     with pytest.warns(UserWarning, match="prefix: 1 U read as T"):
         assert parse_prefix("acgu").tolist() == [0, 1, 2, 3]
@@ -318,7 +318,7 @@ def test_finetune_tables_read_u_as_t(caplog):
 
 
 def _copy_shipped(tmp_path):
-    from mdlm_dna.checkpoints import shipped_models
+    from mdlm_dna.artifacts.checkpoints import shipped_models
 
     folder = tmp_path / "model"
     shutil.copytree(shipped_models()["ecoli"], folder)
@@ -365,7 +365,7 @@ def test_sources_that_are_not_models_get_a_clear_message(tmp_path, source, messa
     (json.dumps({"classifier": "cnn", "head": {}, "input_len": 8}), "no num_classes"),
 ])  # fmt: skip
 def test_malformed_classifier_json_names_the_file(tmp_path, spec, message):
-    from mdlm_dna.train.classifier import load_classifier
+    from mdlm_dna.classifier import load_classifier
 
     (tmp_path / "classifier.json").write_text(spec)
     with pytest.raises(CheckpointError, match=re.escape(f"{tmp_path / 'classifier.json'}: {message}")):
@@ -377,7 +377,7 @@ def test_malformed_classifier_json_names_the_file(tmp_path, spec, message):
 
 
 def test_sample_refuses_a_run_folder_a_pretrain_holds(tmp_path):
-    from mdlm_dna.rundir import RunLock, check_not_in_use, running_pretrain
+    from mdlm_dna.utils.rundir import RunLock, check_not_in_use, running_pretrain
 
     run_dir = tmp_path / "run"
     with RunLock(run_dir):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mdlm_dna.checkpoints import CheckpointError
+from mdlm_dna.artifacts.checkpoints import CheckpointError
+from mdlm_dna.diffusion.prompts import parse_infill, parse_prefix
 from mdlm_dna.pretrain import run
-from mdlm_dna.prompts import parse_infill, parse_prefix
 from mdlm_dna.sample import generate
 
 from .conftest import TINY, compose_pretrain
@@ -113,7 +113,7 @@ def test_command_line(tiny_ckpt, tmp_path):
 def test_config_parses_infill_templates():
     from hydra import compose, initialize_config_dir
 
-    from mdlm_dna.resources import config_dir
+    from mdlm_dna.utils.resources import config_dir
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         c = compose(config_name="sample", overrides=["ckpt=x", "infill=AC--GT??NN", "sampler=sar"])

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mdlm_dna.markov import MarkovChain, context_counts, ids_to_strings
-from mdlm_dna.metrics import (
+from mdlm_dna.evaluation.markov import MarkovChain, context_counts, ids_to_strings
+from mdlm_dna.evaluation.metrics import (
     CODONS,
     GenomeIndex,
     Orf,
@@ -229,7 +229,7 @@ def test_markov_samples_have_the_training_kmer_spectrum():
 
 
 def test_markov_reproduces_the_ecoli_reference_figures():
-    from mdlm_dna.markov import ecoli_splits
+    from mdlm_dna.evaluation.markov import ecoli_splits
 
     sp = ecoli_splits()
     for k, ref in {0: 2.0001, 2: 1.9664, 6: 1.9378}.items():

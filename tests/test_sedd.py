@@ -6,10 +6,10 @@ import math
 import torch
 from torch import nn
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.mdlm import MDLM
 from mdlm_dna.diffusion.noise import build_schedule
 from mdlm_dna.diffusion.sedd import SEDD, score_entropy
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 from .test_mdlm import random_model
 

@@ -266,7 +266,7 @@ def test_conv_falls_back_once_when_causal_conv1d_raises(monkeypatch, pretend_cud
 def test_nothing_from_the_kernels_is_imported_by_the_package():
     code = (
         "import sys, torch\n"
-        "import mdlm_dna.models.caduceus as c, mdlm_dna.models.caduceus_hf\n"
+        "import mdlm_dna.models.caduceus as c, mdlm_dna.artifacts.caduceus_hf\n"
         "m = c.build_caduceus_ps({'d_model': 8, 'n_layers': 1}, 10, (3, 2, 1, 0, 4, 5, 6, 7, 8, 9))\n"
         "m(torch.randint(0, 10, (1, 12)), None)\n"
         "assert 'mamba_ssm' not in sys.modules and 'causal_conv1d' not in sys.modules, sorted(sys.modules)\n"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from mdlm_dna import DiffusionLM
-from mdlm_dna.checkpoints import shipped_models
-from mdlm_dna.resources import data_dir
+from mdlm_dna.artifacts.checkpoints import shipped_models
+from mdlm_dna.utils.resources import data_dir
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def test_shipped_model_reproduces_its_figure_and_is_below_every_markov_chain(eco
     fresh figure agrees with the recorded one (16 draws) within 3 SE of their difference."""
     import math
 
-    from mdlm_dna.markov import ALPHAS, MarkovChain, ecoli_splits
+    from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits
 
     recorded = json.loads((data_dir() / "models" / "ecoli" / "config.json").read_text())["metrics"]["test"]
     assert recorded["windows"] == TEST_WINDOWS and recorded["t_samples"] >= 4

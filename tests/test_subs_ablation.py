@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.mdlm import MDLM, DrawnNoise
 from mdlm_dna.diffusion.noise import build_schedule
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 tok = NucleotideTokenizer()
 V, M = tok.vocab_size, tok.mask_id

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.data import text as text_data
 from mdlm_dna.data.text import TextBlocks, TextDataError, _rows_from_documents, build_blocks, file_documents
-from mdlm_dna.resources import data_file
-from mdlm_dna.tokenizers import build_tokenizer
+from mdlm_dna.data.tokenizers import build_tokenizer
 from mdlm_dna.train.lit_module import DiffusionModule
+from mdlm_dna.utils.resources import data_file
 
 from .conftest import TINY, compose_pretrain
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, TokenizerError
+from mdlm_dna.data.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, TokenizerError
 
 tok = NucleotideTokenizer()
 

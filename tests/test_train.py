@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mdlm_dna.checkpoints import load_module
+from mdlm_dna.artifacts.checkpoints import load_module
 from mdlm_dna.evaluate import evaluate
 from mdlm_dna.pretrain import run
 from mdlm_dna.train.callbacks import AtomicCheckpointIO

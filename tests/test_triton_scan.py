@@ -167,8 +167,8 @@ def test_triton_scan_matches_float64_reference(interpreted, name):
 
 def _model_main(out_path: str) -> None:
     """Child process (TRITON_INTERPRET=1): a tiny Caduceus-PS, forward and backward, on each backend."""
+    from mdlm_dna.data.tokenizers import NucleotideTokenizer
     from mdlm_dna.models import build_backbone
-    from mdlm_dna.tokenizers import NucleotideTokenizer
 
     tok = NucleotideTokenizer()
     cfg = {"name": "caduceus_ps", "d_model": 8, "n_layers": 2, "d_state": 16, "d_conv": 4, "expand": 2}

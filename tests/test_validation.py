@@ -1,4 +1,4 @@
-"""The one config/argument checking mechanism (mdlm_dna/validation.py): every command's YAML against its model,
+"""The one config/argument checking mechanism (mdlm_dna/utils/validation.py): every command's YAML against its model,
 and the one-line errors it gives."""
 
 from __future__ import annotations
@@ -7,15 +7,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from mdlm_dna.embed import EmbedConfig
-from mdlm_dna.errors import ConfigError
 from mdlm_dna.evaluate import EvaluateConfig
 from mdlm_dna.export import ExportConfig
 from mdlm_dna.predict import PredictConfig
-from mdlm_dna.resources import config_dir
 from mdlm_dna.sample import SampleConfig
 from mdlm_dna.score import ScoreConfig
 from mdlm_dna.track import TrackConfig
-from mdlm_dna.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
+from mdlm_dna.utils.errors import ConfigError
+from mdlm_dna.utils.resources import config_dir
+from mdlm_dna.utils.validation import CommandConfig, PositiveInt, Probability, Required, checked, parse_config
 from mdlm_dna.vep import VepConfig
 
 # command name -> its config model; every command with a flat YAML belongs here

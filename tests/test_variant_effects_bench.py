@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import variant_effects as ve  # noqa: E402
 
 from mdlm_dna.analysis.genes import Gene  # noqa: E402
-from mdlm_dna.markov import MarkovChain  # noqa: E402
+from mdlm_dna.evaluation.markov import MarkovChain  # noqa: E402
 
 
 def brute_auroc(pos, neg) -> float:

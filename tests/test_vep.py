@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mdlm_dna.analysis.vcf import read_variants, write_vcf
-from mdlm_dna.errors import DataError
+from mdlm_dna.utils.errors import DataError
 from tests.test_analysis_probs import MarkovDenoiser, chain_conditional, random_dna, tiny
 
 HEADER = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"

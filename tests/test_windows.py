@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from mdlm_dna.data.fasta import load_genome
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.data.windows import RandomWindows, ResumableSampler, TiledWindows, split_genome
-from mdlm_dna.tokenizers import NucleotideTokenizer
 
 tok = NucleotideTokenizer()
 

@@ -14,8 +14,8 @@ import pandas as pd  # noqa: E402  (after sys.path: SRC picks the checkout)
 
 from mdlm_dna import DiffusionLM  # noqa: E402  (after sys.path: SRC picks the checkout)
 from mdlm_dna.analysis import read_variants, track, write_vcf  # noqa: E402  (after sys.path: SRC picks the checkout)
-from mdlm_dna.errors import UserError  # noqa: E402  (after sys.path: SRC picks the checkout)
-from mdlm_dna.train.classifier import load_classifier  # noqa: E402  (after sys.path: SRC picks the checkout)
+from mdlm_dna.classifier import load_classifier  # noqa: E402  (after sys.path: SRC picks the checkout)
+from mdlm_dna.utils.errors import UserError  # noqa: E402  (after sys.path: SRC picks the checkout)
 
 m = DiffusionLM.from_pretrained("ecoli", device="cpu")
 clf = load_classifier("ftrun")

@@ -15,15 +15,12 @@ the model's training length.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mdlm_dna.analysis.ism import encode_one
 from mdlm_dna.analysis.probs import NUM_BASES, Strands, _many_log_probs
-
-if TYPE_CHECKING:
-    from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.protocols import LanguageModel
 
 EPS = 1e-12
 
@@ -51,7 +48,7 @@ def mutants(ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return seqs, np.asarray(where, dtype=np.int64)
 
 
-def dependency_map(model: DiffusionLM, seq: str, strands: Strands = "forward", label: str | int | None = None,
+def dependency_map(model: LanguageModel, seq: str, strands: Strands = "forward", label: str | int | None = None,
                    batch_size: int = 128, progress: bool | None = None) -> np.ndarray:
     """[L, L]: dep[i, j], how much a change at j moves the prediction at i (see the module docstring)."""
     ids = encode_one(model, seq)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mdlm_dna.errors import DataError
+from mdlm_dna.utils.errors import DataError
 
 BASES = "ACGT"
 _COMPLEMENT = str.maketrans("ACGTN", "TGCAN")

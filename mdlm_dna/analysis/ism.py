@@ -11,18 +11,14 @@ substitution less likely than the reference base. N positions give NaN rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from mdlm_dna.analysis.probs import NUM_BASES, Strands, _many_log_probs
-from mdlm_dna.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.errors import ConfigError
+from mdlm_dna.utils.protocols import LanguageModel
 
 
-def encode_one(model: DiffusionLM, seq: str) -> np.ndarray:
+def encode_one(model: LanguageModel, seq: str) -> np.ndarray:
     """One DNA string -> int64 ids (a clear error for a list or an empty string)."""
     if not isinstance(seq, str):
         raise ConfigError("pass one sequence (a string); for many, call once per sequence")
@@ -41,7 +37,7 @@ def llr_from_log_probs(log_probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def ism(model: DiffusionLM, seq: str, strands: Strands = "forward", label: str | int | None = None,
+def ism(model: LanguageModel, seq: str, strands: Strands = "forward", label: str | int | None = None,
         batch_size: int = 128, progress: bool | None = None) -> np.ndarray:
     """[L, 4] llr of every substitution vs the reference base (0 at the reference), from the per-position
     conditionals (``strands="both"``: of their two-strand mean)."""

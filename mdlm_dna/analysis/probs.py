@@ -25,15 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
-from mdlm_dna.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.errors import ConfigError
+from mdlm_dna.utils.protocols import LanguageModel
 
 Strands = Literal["forward", "reverse", "both"]
 NUM_BASES = 4
@@ -70,7 +68,7 @@ def centred_windows(n: int, positions: np.ndarray, window: int) -> tuple[np.ndar
     return start, positions - start
 
 
-def check_dna(model: DiffusionLM) -> None:
+def check_dna(model: LanguageModel) -> None:
     if model.is_text:
         raise ConfigError("per-base probabilities need a DNA model; this one reads text")
     if model.objective_name not in ("mdlm", "sedd", "d3pm", "ar"):
@@ -78,7 +76,7 @@ def check_dna(model: DiffusionLM) -> None:
                           f"{model.objective_name!r}")
 
 
-def label_tensor(model: DiffusionLM, label: str | int | None) -> int | None:
+def label_tensor(model: LanguageModel, label: str | int | None) -> int | None:
     """The class index a class-conditional model is asked about (None: the unconditional model)."""
     if label is None:
         return None
@@ -110,7 +108,7 @@ def _batch_ids(sites: Sites, rows: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def site_log_probs(model: DiffusionLM, sites: Sites, label: str | int | None = None, batch_size: int = 128,
+def site_log_probs(model: LanguageModel, sites: Sites, label: str | int | None = None, batch_size: int = 128,
                    progress: bool | None = None) -> np.ndarray:
     """[R, 4] float64 log p(base | the rest of the window) at each row's site (natural log, over A, C, G, T).
 
@@ -164,7 +162,7 @@ def _ar_site_log_probs(objective: torch.nn.Module, x: torch.Tensor, site: torch.
     return torch.log_softmax(joint, dim=-1)
 
 
-def positions_log_probs(model: DiffusionLM, seq_ids: np.ndarray, positions: np.ndarray, strands: Strands = "forward",
+def positions_log_probs(model: LanguageModel, seq_ids: np.ndarray, positions: np.ndarray, strands: Strands = "forward",
                         label: str | int | None = None, batch_size: int = 128,
                         progress: bool | None = None) -> np.ndarray:
     """[P, 4] log-probabilities at ``positions`` of one id sequence, each in the window centred on it.
@@ -174,7 +172,7 @@ def positions_log_probs(model: DiffusionLM, seq_ids: np.ndarray, positions: np.n
     return _many_log_probs(model, [seq_ids], [positions], strands, label, batch_size, progress)[0]
 
 
-def _many_log_probs(model: DiffusionLM, seqs: list[np.ndarray], positions: list[np.ndarray], strands: Strands,
+def _many_log_probs(model: LanguageModel, seqs: list[np.ndarray], positions: list[np.ndarray], strands: Strands,
                     label: str | int | None, batch_size: int, progress: bool | None) -> list[np.ndarray]:
     if strands not in ("forward", "reverse", "both"):
         raise ConfigError(f"strands must be forward, reverse or both, got {strands!r}")
@@ -218,7 +216,7 @@ def _many_log_probs(model: DiffusionLM, seqs: list[np.ndarray], positions: list[
     return out
 
 
-def probs(model: DiffusionLM, seqs: Sequence[str], strands: Strands = "forward", batch_size: int = 128,
+def probs(model: LanguageModel, seqs: Sequence[str], strands: Strands = "forward", batch_size: int = 128,
           progress: bool | None = None, label: str | int | None = None) -> np.ndarray | list[np.ndarray]:
     """p(base at i | every other base) for every position of every sequence, float64 over A, C, G, T.
 

@@ -18,17 +18,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from mdlm_dna.analysis.probs import Strands, positions_log_probs
 from mdlm_dna.analysis.variants import _ids, match_chromosomes, open_fasta
-from mdlm_dna.errors import ConfigError, DataError
-from mdlm_dna.validation import PositiveInt, checked
-
-if TYPE_CHECKING:
-    from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.errors import ConfigError, DataError
+from mdlm_dna.utils.protocols import LanguageModel
+from mdlm_dna.utils.validation import PositiveInt, checked
 
 Stat = Literal["surprisal", "entropy", "logprob"]
 STATS = ("surprisal", "entropy", "logprob")
@@ -79,7 +77,7 @@ def merged_intervals(bed: str | os.PathLike, contigs: dict[str, int]) -> list[tu
     return [(by_order[c], s, e) for c, s, e in merged]
 
 
-def track_values(model: DiffusionLM, fasta: str | os.PathLike, bed: str | os.PathLike, stat: Stat = "surprisal",
+def track_values(model: LanguageModel, fasta: str | os.PathLike, bed: str | os.PathLike, stat: Stat = "surprisal",
                  strands: Strands = "forward", label: str | int | None = None, batch_size: int = 128,
                  progress: bool | None = None) -> list[tuple[str, int, np.ndarray]]:
     """(contig, start, values [end - start]) per merged interval; NaN at N bases."""
@@ -138,10 +136,9 @@ def track(model: Any, fasta: str | os.PathLike, bed: str | os.PathLike, stat: St
           batch_size: PositiveInt = 128, progress: bool | None = None) -> Path:
     """Compute ``stat`` over the BED intervals of ``fasta`` and write it to ``out`` (bigWig or bedGraph); the
     arguments and ``out`` (its suffix, its folder, not an input) are checked before any work."""
-    from mdlm_dna.api import DiffusionLM
-    from mdlm_dna.paths import check_output_file
+    from mdlm_dna.cli.paths import check_output_file
 
-    if not isinstance(model, DiffusionLM):
+    if not isinstance(model, LanguageModel):
         raise ConfigError(f"track(): model must be a DiffusionLM (DiffusionLM.from_pretrained(...)), "
                           f"got {type(model).__name__}")
     track_format(out)

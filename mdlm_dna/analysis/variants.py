@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from mdlm_dna.analysis.probs import Strands, _many_log_probs
 from mdlm_dna.analysis.vcf import read_variants
-from mdlm_dna.errors import ConfigError, DataError
-
-if TYPE_CHECKING:
-    from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.errors import ConfigError, DataError
+from mdlm_dna.utils.protocols import LanguageModel
 
 BASE_ID = {b: i for i, b in enumerate("ACGTN")}
 OUT_COLUMNS = ["chrom", "pos", "id", "ref", "alt", "kind", "llr", "p_ref", "p_alt", "method", "status", "note"]
@@ -122,7 +120,7 @@ def _ids(text: str) -> np.ndarray:
     return np.array([BASE_ID.get(c, 4) for c in text], dtype=np.int64)
 
 
-def variant_effects(model: DiffusionLM, variants: str | Path | pd.DataFrame, fasta: str | Path,
+def variant_effects(model: LanguageModel, variants: str | Path | pd.DataFrame, fasta: str | Path,
                     strands: Strands = "forward", on_mismatch: Literal["error", "drop"] = "error",
                     t_samples: int = 16, seed: int = 0, label: str | int | None = None, batch_size: int = 128,
                     progress: bool | None = None) -> pd.DataFrame:

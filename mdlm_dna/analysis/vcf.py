@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdlm_dna.errors import DataError
-from mdlm_dna.validation import checked
+from mdlm_dna.utils.errors import DataError
+from mdlm_dna.utils.validation import checked
 
 COLUMNS = ["chrom", "pos", "id", "ref", "alt", "qual", "filter", "info", "line"]
 TABLE_NAMES = {"chrom": ("chrom", "chromosome", "chr", "#chrom", "contig", "seqname"),
@@ -128,7 +128,7 @@ def write_vcf(scores: pd.DataFrame, path: str | Path, header: list[str] | None =
     """A VCF with one record per scored ALT allele (multi-allelic records stay split) and the score in INFO:
     ``MDLM_LLR`` (natural log p(alt) / p(ref); ``.`` when unscored) and ``MDLM_STATUS``. ``header``: the
     input's header lines (``read_variants(...).attrs["vcf_header"]``), kept."""
-    from mdlm_dna.paths import check_output_file
+    from mdlm_dna.cli.paths import check_output_file
 
     path = check_output_file(path, "path", [])
     header = list(header or [])

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mdlm_dna.errors import ConfigError, DataError
+from mdlm_dna.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mdlm_dna.data.genomic_benchmarks import DatasetError, TaskData, holdout, tokenize
-from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 
 log = logging.getLogger(__name__)
 _TOK = NucleotideTokenizer()

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from mdlm_dna.data.base import ResumableDataModule
 from mdlm_dna.data.fasta import Genome, load_genome, open_genome_pyfaidx
 from mdlm_dna.data.windows import RandomWindows, TiledWindows, bed_splits, fit_intervals, split_genome
-from mdlm_dna.errors import ConfigError, DataError
+from mdlm_dna.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _check_prepared(g: dict[str, Any]) -> None:
     if missing:
         raise FileNotFoundError(
             f"genome {g.get('name')!r}: {', '.join(map(str, missing))} not found; fetch and index it once with "
-            f"`python -m mdlm_dna.data.prepare {g.get('name')} --out {g.get('root')}`"
+            f"`python -m mdlm_dna.prepare {g.get('name')} --out {g.get('root')}`"
         )
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mdlm_dna.errors import UserError
+from mdlm_dna.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mdlm_dna.errors import DataError, RunDirError
-from mdlm_dna.rundir import check_free_space
-from mdlm_dna.tokenizers import EncodeStats, NucleotideTokenizer, TokenizerError
+from mdlm_dna.data.tokenizers import EncodeStats, NucleotideTokenizer, TokenizerError
+from mdlm_dna.utils.errors import DataError, RunDirError
+from mdlm_dna.utils.rundir import check_free_space
 
 log = logging.getLogger(__name__)
 

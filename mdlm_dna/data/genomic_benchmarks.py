@@ -34,8 +34,8 @@ import pandas as pd
 import yaml
 
 from mdlm_dna.data.fasta import default_cache_dir
-from mdlm_dna.errors import DataError
-from mdlm_dna.tokenizers import EncodeStats, NucleotideTokenizer, TokenizerError, strip_soft_mask
+from mdlm_dna.data.tokenizers import EncodeStats, NucleotideTokenizer, TokenizerError, strip_soft_mask
+from mdlm_dna.utils.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mdlm_dna.data.base import ResumableDataModule
-from mdlm_dna.errors import ConfigError, DataError
-from mdlm_dna.tokenizers import NucleotideTokenizer
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
+from mdlm_dna.utils.errors import ConfigError, DataError
 
 CLASS_SAMPLING = ("balanced", "proportional")
 _TOK = NucleotideTokenizer()

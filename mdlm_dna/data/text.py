@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from mdlm_dna.data.base import ResumableDataModule
 from mdlm_dna.data.fasta import default_cache_dir
+from mdlm_dna.data.tokenizers import TextTokenizer, build_tokenizer
 from mdlm_dna.data.windows import evenly_spaced
-from mdlm_dna.tokenizers import TextTokenizer, build_tokenizer
 
 log = logging.getLogger(__name__)
 

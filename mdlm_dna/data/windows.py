@@ -23,8 +23,8 @@ from torch.utils.data import Dataset, Sampler
 
 from mdlm_dna.data.bed import BedError, BedInterval, assign_splits, check_against_genome, read_bed
 from mdlm_dna.data.fasta import Genome
-from mdlm_dna.errors import ConfigError, DataError
-from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, strip_soft_mask
+from mdlm_dna.data.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer, strip_soft_mask
+from mdlm_dna.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mdlm_dna.diffusion.samplers import is_time_conditioned
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.utils.errors import ConfigError
 
 
 def tempered_product(cond: torch.Tensor, uncond: torch.Tensor, gamma: float) -> torch.Tensor:

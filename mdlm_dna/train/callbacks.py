@@ -16,8 +16,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mdlm_dna.errors import RunDirError
-from mdlm_dna.rundir import check_free_space
+from mdlm_dna.utils.errors import RunDirError
+from mdlm_dna.utils.rundir import check_free_space
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Sequence classifiers: how one is built, trained (a LightningModule: cross-entropy, AdamW, warm-up + cosine,
-acc / MCC / F1), saved with what rebuilds it, and loaded again (e.g. as a guidance classifier).
+"""Sequence classifiers in training: the LightningModule (cross-entropy, AdamW, warm-up + cosine, acc / MCC / F1)
+and the noised inputs of noise-aware classifiers. Building, saving, loading and applying a classifier is
+:mod:`mdlm_dna.classifier`.
 
 The optimiser follows the Caduceus GenomicBenchmarks protocol (timm cosine schedule with a linear
 warm-up over the first ``warmup_fraction`` of steps from ~0 and a floor of ``min_lr_ratio * lr``);
@@ -14,29 +15,19 @@ Validation and test stay on clean sequences.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassMatthewsCorrCoef
 
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.mdlm import counted_positions, mask_positions
-from mdlm_dna.errors import CheckpointError
-from mdlm_dna.models import build_backbone
-from mdlm_dna.models.cnn_baseline import build_cnn
-from mdlm_dna.models.heads import Conjoin, SequenceClassifier
-from mdlm_dna.tokenizers import NucleotideTokenizer
 from mdlm_dna.train.schedules import warmup_schedule
-from mdlm_dna.validation import PositiveInt, checked
-
-SPEC_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -124,215 +115,3 @@ def mask_forward(input_ids: torch.Tensor, mask_id: int, pad_id: int, n_id: int |
     if n_id is not None:
         counted = counted & (input_ids != n_id)
     return mask_positions(input_ids, t, mask_id, counted, u)
-
-
-def build_classifier(cfg: Mapping[str, Any], num_classes: int, input_len: int) -> tuple[nn.Module, str, dict]:
-    """The classifier network, a short description (for the results table) and its spec: what
-    :func:`load_classifier` needs to make the same network again without the pretrained source."""
-    tok = NucleotideTokenizer()
-    head = dict(cfg["head"])
-    spec: dict[str, Any] = {"classifier": cfg["classifier"], "head": head, "num_classes": int(num_classes),
-                            "input_len": int(input_len)}
-    if cfg["classifier"] == "cnn":
-        spec["cnn"] = dict(cfg.get("cnn") or {})
-        model: nn.Module = build_cnn(num_classes, input_len, pad_id=tok.pad_id, **spec["cnn"])
-        desc = "cnn_baseline"
-    elif cfg["classifier"] == "backbone":
-        source = cfg.get("init") or cfg.get("ckpt")
-        if source:
-            from mdlm_dna.checkpoints import load_module
-
-            module, loaded = load_module(source, use_ema=bool(cfg.get("use_ema", True)))
-            if not isinstance(module.tokenizer, NucleotideTokenizer):
-                raise CheckpointError(
-                    f"{source}: a text model ({module.tokenizer.name} tokenizer); fine-tuning needs a DNA model"
-                )
-            backbone = module.objective.backbone.train()  # load_module leaves it in eval mode
-            spec["model"] = dict(module.config["model"])
-            weights = "EMA" if loaded.ema else "raw"
-            desc = f"{module.config['model']['name']} pretrained ({loaded.kind}, {weights} weights)"
-        else:
-            spec["model"] = dict(cfg["model"])
-            backbone = build_backbone(spec["model"], tok.vocab_size, tok.complement_ids)
-            desc = f"{cfg['model']['name']} from scratch"
-        model = SequenceClassifier(
-            backbone,
-            num_classes,
-            pooling=head["pooling"],
-            dropout=float(head.get("dropout", 0.0)),
-            freeze_backbone=bool(head.get("freeze_backbone", False)),
-            pad_mode=head.get("pad_mode", "pad"),
-        )
-        if head.get("freeze_backbone"):
-            desc += ", frozen"
-    else:
-        raise ValueError(f"classifier must be 'backbone' or 'cnn', got {cfg['classifier']!r}")
-    if head.get("conjoin_train") or head.get("conjoin_test"):
-        model = Conjoin(
-            model,
-            tok.complement_ids,
-            tok.pad_id,
-            train=bool(head.get("conjoin_train")),
-            test=bool(head.get("conjoin_test")),
-        )
-        desc += ", conjoin"
-    return model, desc, spec
-
-
-def save_classifier(run_dir: str | Path, model: nn.Module, spec: Mapping[str, Any]) -> None:
-    """classifier.json (spec, class names) + classifier.safetensors, each written whole and renamed."""
-    from safetensors.torch import save_model
-
-    run_dir = Path(run_dir)
-    tmp = run_dir / (WEIGHTS_FILE + ".tmp")
-    save_model(model, str(tmp))  # tied weights (Caduceus-PS's two strands) are stored once
-    tmp.replace(run_dir / WEIGHTS_FILE)
-    tmp = run_dir / (SPEC_FILE + ".tmp")
-    tmp.write_text(json.dumps(dict(spec), indent=1))
-    tmp.replace(run_dir / SPEC_FILE)
-
-
-class TrainedClassifier(nn.Module):
-    """A saved classifier, loaded: ``log_probs(input_ids)`` -> log p(y | x) [N, C] for full-length rows."""
-
-    def __init__(self, model: nn.Module, spec: Mapping[str, Any], source: Path | None = None):
-        super().__init__()
-        self.model, self.spec, self.source = model.eval(), dict(spec), source
-        self.classes: list[str] = [str(c) for c in spec.get("classes") or range(int(spec["num_classes"]))]
-        self.noise_aware = bool(spec.get("noise_aware", False))
-
-    @property
-    def input_len(self) -> int | None:
-        """The length every input is padded or cut to (the CNN baseline's); None: any length is read whole."""
-        return int(self.spec["input_len"]) if self.spec.get("classifier") == "cnn" else None
-
-    def class_index(self, label: str | int) -> int:
-        if str(label) in self.classes:
-            return self.classes.index(str(label))
-        raise ValueError(f"{label!r} is not a class of this classifier; its classes: {self.classes}")
-
-    def save_pretrained(self, out_dir: str | Path, metrics: Mapping[str, Any] | None = None,
-                        overwrite: bool = True) -> Path:
-        """A folder that ``AutoModelForSequenceClassification.from_pretrained(DIR, trust_remote_code=True)`` loads
-        without this package, and ``load_classifier(DIR)`` / ``predict run=DIR`` with it; ``metrics``: the
-        fine-tune's (for the model card). The folder rules of ``DiffusionLM.save_pretrained`` apply."""
-        from mdlm_dna.hf_export.classifier_export import export_classifier
-
-        return export_classifier(self, out_dir, dict(metrics or {}), overwrite=overwrite)
-
-    def save(self, run_dir: str | Path) -> Path:
-        """Write it as ``finetune`` does (classifier.json + classifier.safetensors): ``load_classifier`` reads it."""
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        save_classifier(run_dir, self.model, self.spec)
-        return Path(run_dir)
-
-    @property
-    def max_length(self) -> int:
-        """The longest input the classifier was built for (finetune's max_length, else its longest sequence); unlike
-        :attr:`input_len` also for backbone classifiers, which read shorter inputs whole."""
-        return int(self.spec["input_len"])
-
-    @checked
-    def predict(self, seqs: Sequence[str], names: Sequence[str] | None = None, batch_size: PositiveInt | None = None,
-                truncate: bool = False) -> pd.DataFrame:
-        """Predicted class and one probability column per class (``p_<class>``) for each sequence, in order.
-
-        Batches of ``batch_size`` in input order, padded on the right as ``finetune`` tests them (default: the
-        run's ``data.eval_batch_size``), so re-scoring the run's test split gives its metrics exactly; the head's
-        ``conjoin_test`` applies. Sequences longer than :attr:`max_length` are an error unless ``truncate``
-        (keep the first ``max_length`` bases, as ``finetune`` does with ``data.max_length``)."""
-        from mdlm_dna.train.predict import predict_table
-
-        return predict_table(self, seqs, names, batch_size, truncate)
-
-    @torch.no_grad()
-    def log_probs(self, input_ids: torch.Tensor) -> torch.Tensor:
-        lengths = torch.full((input_ids.shape[0],), input_ids.shape[1], dtype=torch.long, device=input_ids.device)
-        return torch.log_softmax(self.model(input_ids, lengths).double(), dim=-1)
-
-
-@checked
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
-    """A classifier saved by ``finetune`` (its run folder: classifier.json + classifier.safetensors).
-
-    An incomplete or damaged folder is a CheckpointError naming the file::
-
-        clf = load_classifier("runs/finetune/promoters")
-        clf.predict(["ACGT..."])          # DataFrame: label, p_<class> per class
-    """
-    from safetensors.torch import load_model
-
-    path = Path(path).expanduser()
-    spec_file = path / SPEC_FILE
-    if not path.is_dir():
-        what = "a file, not a folder" if path.exists() else "no such folder"
-        raise CheckpointError(f"{path}: {what} (pass the run folder finetune wrote, holding {SPEC_FILE}; "
-                              f"a pretrained model is not a classifier: fine-tune it first)")
-    if not spec_file.is_file():
-        if (path / "config.json").is_file() and not (path / WEIGHTS_FILE).is_file():
-            raise CheckpointError(f"{path}: a model folder (config.json), not a finetune run folder: it holds no "
-                                  f"{SPEC_FILE}; pass the folder finetune wrote")
-        seeds = sorted(p.parent for p in path.glob(f"**/{SPEC_FILE}"))[:3]
-        hint = f"; classifiers below it: {', '.join(map(str, seeds))}" if seeds else ""
-        raise CheckpointError(f"{path}: no {SPEC_FILE} (not the run folder of one finetune task and seed){hint}")
-    try:
-        spec = json.loads(spec_file.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{spec_file}: cannot be read as JSON ({e})") from e
-    needed = ("classifier", "head", "num_classes", "input_len")
-    missing = [k for k in needed if not isinstance(spec, dict) or k not in spec]
-    if missing:
-        raise CheckpointError(f"{spec_file}: no {', '.join(missing)} (not written by finetune, or damaged)")
-    try:
-        model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
-                                       int(spec["input_len"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{spec_file}: does not describe a classifier this package builds ({e})") from e
-    weights = path / WEIGHTS_FILE
-    exported = not weights.is_file() and (path / "model.safetensors").is_file()  # an export's weights
-    if exported:
-        weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing (the run folder is incomplete: finetune did not finish?)")
-    try:
-        if exported:  # stored under "model." for transformers, every tensor whole
-            from safetensors.torch import load_file
-
-            state = {k.removeprefix("model."): v for k, v in load_file(str(weights)).items()}
-            model.load_state_dict(state, strict=True)
-        else:
-            load_model(model, str(weights))
-    except Exception as e:  # OSError, RuntimeError, safetensors' own error for a truncated file
-        raise CheckpointError(f"{weights}: cannot load the classifier's weights ({e})") from None
-    return TrainedClassifier(model, spec, source=path).to(device)
-
-
-def train_classifier(seqs, labels, classes: list[str], epochs: int = 10, noise_aware: bool = True,
-                     cnn: Mapping[str, Any] | None = None, lr: float = 1e-3, batch_size: int = 128,
-                     seed: int = 0) -> TrainedClassifier:
-    """A CNN classifier fitted in memory on equal-length sequences (strings or id arrays) and integer labels:
-    by default noise-aware, i.e. a guidance classifier p(y | x_t) for ``DiffusionLM.sample(classifier=...)``.
-    The CNN defaults to embedding dimension 16 (it runs four times per masked position and step)."""
-    import numpy as np
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from mdlm_dna.metrics import to_ids
-
-    ids = np.stack(to_ids(seqs))
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    L = ids.shape[1]
-    cfg = {"classifier": "cnn", "head": {"pooling": "mean"}, "cnn": dict(cnn or {"embedding_dim": 16})}
-    pl.seed_everything(seed, verbose=False)
-    model, _, spec = build_classifier(cfg, len(classes), L)
-    module = ClassifierModule(model, len(classes), {"lr": lr, "weight_decay": 0.1}, noise_aware=noise_aware)
-
-    def collate(batch):
-        x = torch.stack([b[0] for b in batch])
-        return {"input_ids": x, "labels": torch.stack([b[1] for b in batch]),
-                "lengths": torch.full((len(batch),), L, dtype=torch.long)}
-
-    loader = DataLoader(TensorDataset(torch.as_tensor(ids, dtype=torch.long), y), batch_size=batch_size,
-                        shuffle=True, collate_fn=collate)
-    pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False).fit(module, loader)
-    return TrainedClassifier(model, {**spec, "classes": list(classes), "noise_aware": noise_aware})

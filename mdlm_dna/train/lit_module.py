@@ -23,13 +23,13 @@ from torchmetrics.aggregation import MeanMetric
 
 from mdlm_dna.data.base import global_batch_size
 from mdlm_dna.data.labelled import resolve_classes
+from mdlm_dna.data.tokenizers import NucleotideTokenizer, TextTokenizer, build_tokenizer
 from mdlm_dna.diffusion.ar import AR
 from mdlm_dna.diffusion.d3pm import D3PM
 from mdlm_dna.diffusion.mdlm import MDLM, DrawnNoise
 from mdlm_dna.diffusion.noise import build_schedule
 from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import build_backbone
-from mdlm_dna.tokenizers import NucleotideTokenizer, TextTokenizer, build_tokenizer
 from mdlm_dna.train.ema import EMA
 from mdlm_dna.train.schedules import warmup_schedule
 

@@ -16,8 +16,8 @@ import lightning.pytorch as pl
 import pandas as pd
 from lightning.pytorch.loggers import Logger
 
-from mdlm_dna.errors import ConfigError
 from mdlm_dna.train.callbacks import ResumableCSVLogger
+from mdlm_dna.utils.errors import ConfigError
 
 log = logging.getLogger("mdlm_dna.loggers")
 KNOWN = ("csv", "tensorboard", "wandb")

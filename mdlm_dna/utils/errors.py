@@ -3,7 +3,7 @@
 Raise a :class:`UserError` (or one of its kinds) when the input is wrong, not the code: a bad file,
 config value or checkpoint. The message names the file or key, says what is wrong and what to do.
 Every entry point turns it into ``error: MESSAGE`` on stderr and exit status 2 (see
-:mod:`mdlm_dna.cli`); anything else is a bug and keeps its traceback. The kinds subclass
+:mod:`mdlm_dna.cli.entry`); anything else is a bug and keeps its traceback. The kinds subclass
 ``ValueError`` too, so code that catches ``ValueError`` keeps working.
 """
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from mdlm_dna.errors import RunDirError
+from mdlm_dna.utils.errors import RunDirError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.utils.errors import ConfigError
 
 POOLINGS = ("mean", "first", "last", "center:K")
 

@@ -7,7 +7,7 @@ exceptions itself and prints a traceback, so ours must be caught inside the task
     @user_errors
     def main(cfg): ...
 
-A user error is a :class:`~mdlm_dna.errors.UserError` (raised by our validation code) or a known
+A user error is a :class:`~mdlm_dna.utils.errors.UserError` (raised by our validation code) or a known
 foreign exception that can only come from the input: a missing file, a full or read-only disk, a
 missing mandatory config value. Everything else is a bug and keeps its traceback, and so does
 everything under ``HYDRA_FULL_ERROR=1``.
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mdlm_dna.errors import ConfigError, UserError
+from mdlm_dna.utils.errors import ConfigError, UserError
 
 USER_ERROR_EXIT_CODE = 2
 _STARTED = time.time()  # what Hydra made for this process is not older than this
@@ -41,9 +41,9 @@ def _foreign_user_error_types() -> tuple[type[BaseException], ...]:
     """Our modules' input errors that predate :class:`UserError` (imported lazily: this module stays light)."""
     types: list[type[BaseException]] = []
     for module, name in (
-        ("mdlm_dna.tokenizers", "TokenizerError"),
+        ("mdlm_dna.data.tokenizers", "TokenizerError"),
         ("mdlm_dna.data.text", "TextDataError"),
-        ("mdlm_dna.checkpoints", "CheckpointError"),
+        ("mdlm_dna.artifacts.checkpoints", "CheckpointError"),
     ):
         mod = sys.modules.get(module)  # only if loaded: an error of a module never imported cannot have happened
         if mod is not None and isinstance(getattr(mod, name, None), type):
@@ -144,7 +144,7 @@ def user_errors(main: F) -> F:
 
 
 # ----------------------------------------------------------------------------------------------------
-# start-up checks: each command's typed config model (mdlm_dna.validation) is checked by parse_config
+# start-up checks: each command's typed config model (mdlm_dna.utils.validation) is checked by parse_config
 
 
 def check_infill_length(length: Any, infill_length: int) -> None:
@@ -164,7 +164,7 @@ def command_config(name: str, cfg: Any, required: Mapping[str, str]) -> Any:
     notebook can pass only what it changes; each key of ``required`` left unset raises its message."""
     from omegaconf import OmegaConf
 
-    from mdlm_dna.resources import config_dir
+    from mdlm_dna.utils.resources import config_dir
 
     base = OmegaConf.load(config_dir() / f"{name}.yaml")
     base.pop("hydra", None)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.protocols import LanguageModel
 
 TEMPLATES = ("configuration_mdlm_dna.py", "modeling_mdlm_dna.py", "tokenization_mdlm_dna.py")
 BACKBONES = ("dit", "mamba", "bimamba", "caduceus_ps", "caduceus_ph")  # what the remote code restates
@@ -32,7 +31,7 @@ BACKBONE_KEYS = ("d_model", "n_layers", "n_heads", "cond_dim", "mlp_ratio", "tim
                  "rms_norm", "norm_eps", "residual_in_fp32", "tie_embeddings")
 
 
-def unsupported(model: DiffusionLM) -> str | None:
+def unsupported(model: LanguageModel) -> str | None:
     """Why ``model`` cannot be exported as a transformers remote-code model (None: it can)."""
     name = str(model.config["model"]["name"])
     if name not in BACKBONES:
@@ -43,7 +42,7 @@ def unsupported(model: DiffusionLM) -> str | None:
     return None
 
 
-def _backbone_settings(model: DiffusionLM) -> dict[str, Any]:
+def _backbone_settings(model: LanguageModel) -> dict[str, Any]:
     cfg = model.backbone.cfg
     out = {"name": str(model.config["model"]["name"])}
     out.update({k: getattr(cfg, k) for k in BACKBONE_KEYS if hasattr(cfg, k)})
@@ -84,7 +83,7 @@ def write_tokenizer_files(vocab: tuple[str, ...], max_length: int, folder: Path)
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=1) + "\n")
 
 
-def write_remote_code(model: DiffusionLM, folder: Path) -> dict[str, Any]:
+def write_remote_code(model: LanguageModel, folder: Path) -> dict[str, Any]:
     """Copy the remote code and the tokenizer's files into ``folder``; the keys config.json gains."""
     here = Path(__file__).parent
     for name in TEMPLATES if not model.is_text else TEMPLATES[:2]:  # text: the Hugging Face tokenizer itself

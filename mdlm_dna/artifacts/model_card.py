@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.protocols import LanguageModel
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -55,7 +54,7 @@ def _data_lines(config: dict[str, Any], batch: int | None = None) -> list[str]:
 LICENSE = "apache-2.0"  # the package's licence (pyproject.toml), for weights it trained
 
 
-def card_data(model: DiffusionLM, meta: dict[str, Any], base_model: str | None = None):
+def card_data(model: LanguageModel, meta: dict[str, Any], base_model: str | None = None):
     """The front matter, as ``huggingface_hub`` writes and checks it: library, licence, pipeline tag, tags, the
     data set, the base model of a fine-tune, and the metrics the export measured (a model-index)."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -93,7 +92,7 @@ def card_data(model: DiffusionLM, meta: dict[str, Any], base_model: str | None =
     )
 
 
-def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
+def model_card(model: LanguageModel, meta: dict[str, Any]) -> str:
     """Markdown: what the model is, what it was trained on and how, how well it does, how to use it."""
     config = model.config
     m, train, metrics = config["model"], meta.get("training", {}), meta.get("metrics", {})
@@ -160,7 +159,7 @@ def model_card(model: DiffusionLM, meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _transformers_usage(model: DiffusionLM) -> list[str]:
+def _transformers_usage(model: LanguageModel) -> list[str]:
     """How the folder loads with transformers alone (its remote code needs torch and transformers only)."""
     auto = "AutoModelForCausalLM" if model.objective_name == "ar" else "AutoModelForMaskedLM"
     example = "[BOS]ACGTNACGT" if model.objective_name == "ar" else "ACGTNACGT"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parents[1]  # the mdlm_dna package folder
 
 
 def _first_existing(*candidates: Path) -> Path:
@@ -33,17 +32,9 @@ def data_file(name: str) -> str:
     return str(path)
 
 
-def command_help(name: str) -> str:
-    """``--help`` of ``python -m mdlm_dna.NAME``, built from the comments of ``configs/NAME.yaml``."""
-    from mdlm_dna.config_docs import help_text  # lazy: only --help needs it
-
-    return help_text(name)
-
-
-def register_resolvers() -> None:
-    """``${data_file:NAME}`` in configs points at a file shipped with the package; ``${command_help:NAME}``
-    is a command's help text (each command YAML sets ``hydra.help.template`` to it)."""
-    if not OmegaConf.has_resolver("data_file"):
-        OmegaConf.register_new_resolver("data_file", data_file)
-    if not OmegaConf.has_resolver("command_help"):
-        OmegaConf.register_new_resolver("command_help", command_help)
+def package_version() -> str:
+    """The installed package's version (recorded in every export); ``0+unknown`` for a source tree never installed."""
+    try:
+        return version("mdlm-dna")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mdlm_dna.errors import DataError
+from mdlm_dna.utils.errors import DataError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 # cells pandas reads as missing values by default: in a sequence column they are gaps in the table, not DNA

@@ -10,8 +10,8 @@ import warnings
 
 import torch
 
-from mdlm_dna.errors import ConfigError
-from mdlm_dna.tokenizers import BASES, IUPAC_AMBIGUITY, NucleotideTokenizer, TextTokenizer, conversion_note
+from mdlm_dna.data.tokenizers import BASES, IUPAC_AMBIGUITY, NucleotideTokenizer, TextTokenizer, conversion_note
+from mdlm_dna.utils.errors import ConfigError
 
 MASK_CHARS = "-?"
 _TO_N = str.maketrans(IUPAC_AMBIGUITY, "N" * len(IUPAC_AMBIGUITY))

@@ -15,24 +15,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mdlm_dna.hf_export import BACKBONE_KEYS, BACKBONES, TEMPLATES, write_tokenizer_files
-
-if TYPE_CHECKING:
-    from mdlm_dna.train.classifier import TrainedClassifier
+from mdlm_dna.artifacts.hf_export import BACKBONE_KEYS, BACKBONES, TEMPLATES, write_tokenizer_files
+from mdlm_dna.utils.protocols import SequenceClassifier
 
 CLASSIFIER_FORMAT = "mdlm-dna-classifier"
 HF_PREFIX = "model."
 
 
-def _inner(clf: TrainedClassifier):
+def _inner(clf: SequenceClassifier):
     return clf.model.model if hasattr(clf.model, "on_test") else clf.model  # unwrap Conjoin
 
 
-def classifier_settings(clf: TrainedClassifier) -> tuple[dict[str, Any], dict[str, Any]]:
+def classifier_settings(clf: SequenceClassifier) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config.json's ``classifier`` section, its ``backbone`` section) for the remote code."""
-    from mdlm_dna.tokenizers import NucleotideTokenizer
+    from mdlm_dna.data.tokenizers import NucleotideTokenizer
 
     spec, head = clf.spec, dict(clf.spec.get("head") or {})
     section = {"kind": spec["classifier"], "num_classes": int(spec["num_classes"]), "input_len": int(spec["input_len"]),
@@ -52,7 +50,7 @@ def classifier_settings(clf: TrainedClassifier) -> tuple[dict[str, Any], dict[st
     return section, settings
 
 
-def _card(clf: TrainedClassifier, metrics: dict[str, Any]) -> str:
+def _card(clf: SequenceClassifier, metrics: dict[str, Any]) -> str:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     task = str(clf.spec.get("task") or metrics.get("task") or "classification")
@@ -90,15 +88,19 @@ def _card(clf: TrainedClassifier, metrics: dict[str, Any]) -> str:
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
-def export_classifier(clf: TrainedClassifier, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None,
+def export_classifier(clf: SequenceClassifier, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None,
                       overwrite: bool = True) -> Path:
     """Write the folder (see the module docstring); the same folder rules as ``DiffusionLM.save_pretrained``."""
     from safetensors.torch import save_file
 
-    from mdlm_dna.api import _usual_permissions, package_version
-    from mdlm_dna.checkpoints import EXPORT_FORMAT_VERSION
-    from mdlm_dna.export_folder import check_export_folder, install_files
-    from mdlm_dna.tokenizers import NucleotideTokenizer
+    from mdlm_dna.artifacts.checkpoints import EXPORT_FORMAT_VERSION
+    from mdlm_dna.artifacts.export_folder import (
+        check_export_folder,
+        install_files,
+        usual_permissions,
+    )
+    from mdlm_dna.data.tokenizers import NucleotideTokenizer
+    from mdlm_dna.utils.resources import package_version
 
     out = Path(out_dir).expanduser()
     protected = (clf.source,) if clf.source is not None else ()
@@ -137,7 +139,7 @@ def export_classifier(clf: TrainedClassifier, out_dir: str | os.PathLike, metric
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=1))
         (tmp / "README.md").write_text(_card(clf, metrics))
-        _usual_permissions(tmp)
+        usual_permissions(tmp)
         install_files(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mdlm_dna.errors import ConfigError
-from mdlm_dna.resources import config_dir
+from mdlm_dna.utils.errors import ConfigError
+from mdlm_dna.utils.resources import config_dir
 
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_][\w.\-]*)\s*:(?:\s+(?P<rest>.*))?$")
 _SKIPPED = ("hydra", "defaults")  # Hydra's own settings; the defaults list is documented as config groups
@@ -162,7 +162,7 @@ def command_names(configs: Path | None = None, package: Path | None = None) -> l
     True
     """
     configs = configs or config_dir()
-    package = package or Path(__file__).resolve().parent
+    package = package or Path(__file__).resolve().parents[1]  # the mdlm_dna package: one module per command
     return sorted(p.stem for p in configs.glob("*.yaml") if (package / f"{p.stem}.py").is_file())
 
 
@@ -198,7 +198,7 @@ def help_text(name: str, configs: Path | None = None) -> str:
     """The ``python -m mdlm_dna.<name> --help`` text: usage, purpose, every key with default and comment.
 
     Registered as the OmegaConf resolver ``${command_help:NAME}`` (see
-    :func:`mdlm_dna.resources.register_resolvers`) and used by each command YAML as
+    :func:`mdlm_dna.utils.resources.register_resolvers`) and used by each command YAML as
     ``hydra.help.template``; ``$`` is doubled because Hydra formats the template with ``string.Template``.
     """
     configs = configs or config_dir()

@@ -21,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-from mdlm_dna.errors import UserError
+from mdlm_dna.utils.errors import UserError
 
 MANIFEST = ".mdlm-dna-files.json"
 # what exports wrote before the manifest existed (format_version 1): only these may be replaced or removed
@@ -132,3 +132,11 @@ def install_files(staged: Path, out: Path) -> Path:
                 stale.unlink()
     shutil.rmtree(staged, ignore_errors=True)
     return out
+
+
+def usual_permissions(folder: Path) -> None:
+    """Files and folders readable as the umask allows: ``mkdtemp`` makes the folder private, an export is shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)

@@ -229,7 +229,7 @@ def build_tokenizer(tokenizer_cfg: dict | None):
         return NucleotideTokenizer()
     if path and not Path(path).expanduser().is_dir():
         # a checkpoint that moved to another machine: its run config names a folder that is not here
-        from mdlm_dna.resources import data_dir
+        from mdlm_dna.utils.resources import data_dir
 
         shipped = data_dir() / "tokenizers" / name
         if not shipped.is_dir():

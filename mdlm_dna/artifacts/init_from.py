@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.utils.errors import ConfigError
 
 log = logging.getLogger("mdlm_dna.init_from")
 
@@ -98,7 +98,7 @@ def init_from(module: nn.Module, source: str, cache_dir: str | None = None) -> d
 
     Raises ``ConfigError`` naming the differences when the source's architecture or tokenizer differs.
     """
-    from mdlm_dna.checkpoints import load_module
+    from mdlm_dna.artifacts.checkpoints import load_module
 
     try:
         src, _ = load_module(source, use_ema=True, cache_dir=cache_dir)

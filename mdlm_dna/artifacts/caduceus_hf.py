@@ -53,8 +53,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..tokenizers import NucleotideTokenizer
-from .caduceus import Caduceus, make_config
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
+from mdlm_dna.models.caduceus import Caduceus, make_config
 
 REFERENCE_VOCAB: dict[str, int] = {
     "[CLS]": 0, "[SEP]": 1, "[BOS]": 2, "[MASK]": 3, "[PAD]": 4, "[RESERVED]": 5, "[UNK]": 6,

@@ -31,7 +31,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, validate_call
 
-from mdlm_dna.errors import ConfigError
+from mdlm_dna.utils.errors import ConfigError
 
 T = TypeVar("T", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mdlm_dna.metrics import SeqsLike, kmer_spectrum, reverse_complement_ids, to_ids
+from mdlm_dna.evaluation.metrics import SeqsLike, kmer_spectrum, reverse_complement_ids, to_ids
 
 
 def kmer_features(seqs: SeqsLike, k: int = 4) -> np.ndarray:

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mdlm_dna.errors import ConfigError, DataError
-from mdlm_dna.rundir import check_not_in_use
+from mdlm_dna.utils.errors import ConfigError, DataError
+from mdlm_dna.utils.rundir import check_not_in_use
 
 RUN_FILES = frozenset({"config.json", "config.yaml", "model.safetensors", "classifier.json", "classifier.safetensors",
                        "label_mapping.json", "metrics.json", "metrics.csv", "results.csv", "results.md", "README.md",
@@ -23,7 +23,7 @@ def _part_of(out: Path, folder: Path) -> bool:
     output written there (``RUN/eval.json``, ``MODEL/variants.tsv``) is not, so a command can be run again."""
     import json
 
-    from mdlm_dna.export_folder import MANIFEST
+    from mdlm_dna.artifacts.export_folder import MANIFEST
 
     rel = out.resolve().relative_to(folder.resolve())
     if rel.name in RUN_FILES or rel.name == MANIFEST or rel.suffix in (".ckpt", ".safetensors", ".py"):

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mdlm_dna.metrics import SeqLike, SeqsLike, to_ids
-from mdlm_dna.tokenizers import BASES, SOFT_MASK_BIT
+from mdlm_dna.data.tokenizers import BASES, SOFT_MASK_BIT
+from mdlm_dna.evaluation.metrics import SeqLike, SeqsLike, to_ids
 
 ALPHAS = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -141,7 +141,8 @@ def ecoli_splits(cache_dir: str | None = None) -> dict[str, np.ndarray]:
     from omegaconf import OmegaConf
 
     from mdlm_dna.data.datamodule import load_split_genome
-    from mdlm_dna.resources import config_dir, register_resolvers
+    from mdlm_dna.utils.resolvers import register_resolvers
+    from mdlm_dna.utils.resources import config_dir
 
     register_resolvers()
     g = OmegaConf.to_container(OmegaConf.load(config_dir() / "genome" / "ecoli.yaml"), resolve=True)

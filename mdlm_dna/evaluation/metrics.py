@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdlm_dna.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer
+from mdlm_dna.data.tokenizers import SOFT_MASK_BIT, NucleotideTokenizer
 
 KS = (1, 2, 3, 4, 5, 6)
 MAX_RUN = 20  # homopolymer runs longer than this are counted as MAX_RUN

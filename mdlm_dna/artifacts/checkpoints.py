@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 
-from mdlm_dna.errors import CheckpointError
-from mdlm_dna.resources import config_dir, data_dir, register_resolvers
+from mdlm_dna.utils.errors import CheckpointError
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import config_dir, data_dir
 
-log = logging.getLogger("mdlm_dna.checkpoints")
+log = logging.getLogger("mdlm_dna.artifacts.checkpoints")
 __all__ = ["CheckpointError", "LoadedFrom", "load_module", "locate", "shipped_models"]
 
 EXPORT_FORMAT = "mdlm-dna"
@@ -300,7 +301,7 @@ def _module_from_export(path: Path, use_ema: bool):
 
 
 def _module_from_caduceus(path: Path):
-    from mdlm_dna.models.caduceus_hf import backbone_kind, config_from_reference, load_caduceus, read_config
+    from mdlm_dna.artifacts.caduceus_hf import backbone_kind, config_from_reference, load_caduceus, read_config
     from mdlm_dna.train.lit_module import DiffusionModule
 
     ref = read_config(path)
@@ -319,7 +320,7 @@ def _module_from_caduceus(path: Path):
 
 
 def _module_from_mdlm_hf(path: Path):
-    from mdlm_dna.models import mdlm_hf
+    from mdlm_dna.artifacts import mdlm_hf
     from mdlm_dna.train.lit_module import DiffusionModule
 
     backbone, ours = mdlm_hf.load_pretrained(path)

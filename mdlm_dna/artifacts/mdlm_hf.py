@@ -81,9 +81,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..resources import data_dir
-from .caduceus_hf import read_state_dict, rename
-from .dit import DiT, DiTConfig
+from mdlm_dna.artifacts.caduceus_hf import read_state_dict, rename
+from mdlm_dna.models.dit import DiT, DiTConfig
+from mdlm_dna.utils.resources import data_dir
 
 MODEL_TYPE = "mdlm"
 MLP_RATIO = 4  # DDiTBlock's default, never set from the config in the reference
@@ -339,7 +339,7 @@ def check_tokenizer(info: Mapping[str, Any], tokenizer: Any) -> None:
 def load_pretrained(path: str | Path, tokenizer_path: str | None = None) -> tuple[DiT, dict[str, Any]]:
     """(backbone, run config) for an MDLM Hugging Face folder: what ``DiffusionModule(config)`` needs, whose
     ``objective.backbone`` then takes ``backbone.state_dict()``. The tokenizer is checked against the rows."""
-    from ..tokenizers import build_tokenizer
+    from mdlm_dna.data.tokenizers import build_tokenizer
 
     config_tokenizer = tokenizer_path or gpt2_tokenizer_path()
     tokenizer = build_tokenizer({"name": "gpt2", "path": config_tokenizer})
