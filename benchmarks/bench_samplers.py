@@ -22,19 +22,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import sync_device
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mdlm_dna.diffusion.mdlm import MDLM  # noqa: E402
-from mdlm_dna.diffusion.noise import LogLinear  # noqa: E402
-from mdlm_dna.diffusion.samplers import AncestralSampler, CachedAncestralSampler, masked_init  # noqa: E402
-from mdlm_dna.models.dit import DiT, DiTConfig  # noqa: E402
-from mdlm_dna.tokenizers import NucleotideTokenizer  # noqa: E402
+from mdlm_dna.diffusion.mdlm import MDLM
+from mdlm_dna.diffusion.noise import LogLinear
+from mdlm_dna.diffusion.samplers import AncestralSampler, CachedAncestralSampler, masked_init
+from mdlm_dna.models.dit import DiT, DiTConfig
+from mdlm_dna.tokenizers import NucleotideTokenizer
 
 
 def tiny_model(d_model: int, n_layers: int, n_heads: int = 2) -> MDLM:
@@ -74,13 +72,11 @@ def measure(model: MDLM, length: int, batch: int, steps: list[int], device: torc
                 row["predicted s"] = predicted
                 continue
             g = torch.Generator(device=device).manual_seed(0)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync_device(device)
             t0 = time.perf_counter()
             with autocast:
                 out = sampler(model, x, g)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync_device(device)
             sec = time.perf_counter() - t0
             per_step[name] = sec / T
             res[name] = (out.ids, sec)
