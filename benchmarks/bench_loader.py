@@ -10,7 +10,7 @@ counted), and windows/s and bases/s are printed. The "GPU needs" column is an ES
 measurement: the tokens/s one GPU would consume training the ``dit_small`` model, from its
 training FLOPs per token (6 x parameters, plus 12 x layers x d_model x L for attention) at an
 assumed bf16 utilisation of an H100 (``--peak-tflops`` x ``--mfu``), unless ``--gpu-tokens-per-s L=TPS``
-gives a measured figure for that L (benchmarks/gpu_suite.py passes the training tokens/s it measured).
+gives a measured figure for that L (benchmarks/gpu_suite passes the training tokens/s it measured).
 Head-room = loader bases/s / GPU tokens/s. Memory: the token cache on disk and the resident memory of the
 reading process. The default genome is A. thaliana chromosome 1 where the shared data folder has it, else
 the shipped E. coli genome.

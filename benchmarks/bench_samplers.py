@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_samplers.py [--length 128 --batch 8 --steps 128 512 1000]
     python benchmarks/bench_samplers.py --device cuda --bf16 --length 1024 --batch 64 --steps 1000 10000 \\
-        --d-model 256 --n-layers 4 --n-heads 4 --budget 60 --json rows.json      # what gpu_suite.py runs
+        --d-model 256 --n-layers 4 --n-heads 4 --budget 60 --json rows.json      # what gpu_suite/sampling.py runs
 
 The model is a DiT without time conditioning (random weights: speed does not depend on training),
 so the cache is exact and both samplers give the same samples (on a GPU under bf16, a forward pass over a

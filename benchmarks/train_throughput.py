@@ -4,12 +4,12 @@
     python benchmarks/train_throughput.py --tiny                  # CPU-sized smoke run (what the tests run)
     python benchmarks/train_throughput.py --models dit_small --lengths 1024 --profile   # + torch.profiler summary
     python benchmarks/train_throughput.py --models dit_small --lengths 1024 8192 --checkpointing-from 8192 \
-        --peak-tflops 790 --timeout 120 --budget 150 --json rows.json      # what benchmarks/gpu_suite.py runs
+        --peak-tflops 790 --timeout 120 --budget 150 --json rows.json      # what benchmarks/gpu_suite/dit.py runs
 
 One step = the MDLM loss (forward), backward, fused AdamW and the EMA update, under bf16 autocast on
 CUDA, exactly as ``DiffusionModule`` trains. MFU = FLOPs per token (mdlm_dna/train/flops.py: 6 x the
 per-token weights plus the attention term) x tokens/s / peak FLOP/s (``--peak-tflops``, default the H100
-SXM's 989 dense bf16; benchmarks/gpu_suite.py passes the matmul rate it measured). Each (model, L, mode) row
+SXM's 989 dense bf16; benchmarks/gpu_suite passes the matmul rate it measured). Each (model, L, mode) row
 runs in a fresh subprocess so peak memory is its own; ``--timeout`` bounds a row and ``--budget`` the whole
 table (rows not started by then are listed as skipped), and ``--json`` is rewritten after every row, so a
 caller that has to stop this script keeps the rows done.
