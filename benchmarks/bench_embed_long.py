@@ -12,34 +12,20 @@ reports how far its features are from the tiled ones (they differ: the network n
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from common import add_model_option, arg_parser, time_calls
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mdlm_dna import DiffusionLM  # noqa: E402
-
-
-def best_of(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+from mdlm_dna import DiffusionLM
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="ecoli")
+    ap = arg_parser(__doc__)
+    add_model_option(ap)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1000, 4000, 16000, 100000])
     ap.add_argument("--whole-max", type=int, default=16000, help="longest sequence embedded whole")
     ap.add_argument("--repeats", type=int, default=2)
@@ -50,15 +36,15 @@ def main() -> None:
     rows = []
     for n in args.lengths:
         seq = "".join(rng.choice(list("ACGT"), n))
-        tiled_s, tiled = best_of(lambda s=seq: m.embed([s], pooling=None, progress=False)[0], args.repeats)
-        row = {"model": args.model, "window": m.seq_len, "length": n, "tiled_s": round(tiled_s, 3),
+        tiled = time_calls(lambda s=seq: m.embed([s], pooling=None, progress=False)[0], args.repeats)
+        row = {"model": args.model, "window": m.seq_len, "length": n, "tiled_s": round(tiled.best, 3),
                "whole_s": None, "whole_vs_tiled_max_abs": None}
         if n <= args.whole_max:
             ids = torch.tensor([m.encode(seq)])
             with torch.no_grad():
-                whole_s, whole = best_of(lambda x=ids: m.backbone.hidden_states(x)[0].float().numpy(),
-                                         args.repeats)
-            row.update(whole_s=round(whole_s, 3), whole_vs_tiled_max_abs=float(np.abs(whole - tiled).max()))
+                whole = time_calls(lambda x=ids: m.backbone.hidden_states(x)[0].float().numpy(), args.repeats)
+            row.update(whole_s=round(whole.best, 3),
+                       whole_vs_tiled_max_abs=float(np.abs(whole.result - tiled.result).max()))
         row.update(threads=torch.get_num_threads(), omp=os.environ.get("OMP_NUM_THREADS"), cpu=platform.processor()
                    or platform.machine())
         rows.append(row)

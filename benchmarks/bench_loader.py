@@ -10,7 +10,7 @@ counted), and windows/s and bases/s are printed. The "GPU needs" column is an ES
 measurement: the tokens/s one GPU would consume training the ``dit_small`` model, from its
 training FLOPs per token (6 x parameters, plus 12 x layers x d_model x L for attention) at an
 assumed bf16 utilisation of an H100 (``--peak-tflops`` x ``--mfu``), unless ``--gpu-tokens-per-s L=TPS``
-gives a measured figure for that L (benchmarks/gpu_suite.py passes the training tokens/s it measured).
+gives a measured figure for that L (benchmarks/gpu_suite passes the training tokens/s it measured).
 Head-room = loader bases/s / GPU tokens/s. Memory: the token cache on disk and the resident memory of the
 reading process. The default genome is A. thaliana chromosome 1 where the shared data folder has it, else
 the shipped E. coli genome.
@@ -23,24 +23,20 @@ import gzip
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import model_config
 from torch.utils.data import DataLoader
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from omegaconf import OmegaConf  # noqa: E402
-
-from mdlm_dna.data.fasta import load_genome, open_genome_pyfaidx  # noqa: E402
-from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
-from mdlm_dna.data.windows import RandomWindows, split_genome  # noqa: E402
-from mdlm_dna.models import build_backbone  # noqa: E402
-from mdlm_dna.utils.resources import config_dir, data_file  # noqa: E402
+from mdlm_dna.data.fasta import load_genome, open_genome_pyfaidx
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
+from mdlm_dna.data.windows import RandomWindows, split_genome
+from mdlm_dna.models import build_backbone
+from mdlm_dna.utils.resources import data_file
 
 ATHA = "/work/shared/data/genomes/wheel_chromosomes/AthaTAIR10_chr1_GCF_000001735.4_TAIR10.1_genomic.fna.gz"
 PATHS = ("array", "pyfaidx")
@@ -58,7 +54,7 @@ def proc_mem() -> dict[str, int]:
 
 def gpu_need(seq_len: int, peak_tflops: float, mfu: float) -> tuple[int, float]:
     """(parameters, tokens/s) of one GPU training dit_small at seq_len: an estimate, see the module docstring."""
-    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / "dit_small.yaml"))
+    cfg = model_config("dit_small")
     tok = NucleotideTokenizer()
     with torch.device("meta"):
         model = build_backbone(cfg, vocab_size=tok.vocab_size, complement_ids=tok.complement_ids)

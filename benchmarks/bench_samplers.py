@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_samplers.py [--length 128 --batch 8 --steps 128 512 1000]
     python benchmarks/bench_samplers.py --device cuda --bf16 --length 1024 --batch 64 --steps 1000 10000 \\
-        --d-model 256 --n-layers 4 --n-heads 4 --budget 60 --json rows.json      # what gpu_suite.py runs
+        --d-model 256 --n-layers 4 --n-heads 4 --budget 60 --json rows.json      # what gpu_suite/sampling.py runs
 
 The model is a DiT without time conditioning (random weights: speed does not depend on training),
 so the cache is exact and both samplers give the same samples (on a GPU under bf16, a forward pass over a
@@ -22,19 +22,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import sync_device
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
-from mdlm_dna.diffusion.mdlm import MDLM  # noqa: E402
-from mdlm_dna.diffusion.noise import LogLinear  # noqa: E402
-from mdlm_dna.diffusion.samplers import AncestralSampler, CachedAncestralSampler, masked_init  # noqa: E402
-from mdlm_dna.models.dit import DiT, DiTConfig  # noqa: E402
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
+from mdlm_dna.diffusion.mdlm import MDLM
+from mdlm_dna.diffusion.noise import LogLinear
+from mdlm_dna.diffusion.samplers import AncestralSampler, CachedAncestralSampler, masked_init
+from mdlm_dna.models.dit import DiT, DiTConfig
 
 
 def tiny_model(d_model: int, n_layers: int, n_heads: int = 2) -> MDLM:
@@ -74,13 +72,11 @@ def measure(model: MDLM, length: int, batch: int, steps: list[int], device: torc
                 row["predicted s"] = predicted
                 continue
             g = torch.Generator(device=device).manual_seed(0)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync_device(device)
             t0 = time.perf_counter()
             with autocast:
                 out = sampler(model, x, g)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync_device(device)
             sec = time.perf_counter() - t0
             per_step[name] = sec / T
             res[name] = (out.ids, sec)

@@ -29,22 +29,18 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 import yaml
+from common import ROOT, arg_parser, peak_rss_bytes, sync_device, time_calls, write_record
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
+from mdlm_dna.models import build_backbone
+from mdlm_dna.models.selective_scan import SCAN_KERNEL, selective_scan
 
-from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
-from mdlm_dna.models import build_backbone  # noqa: E402
-from mdlm_dna.models.selective_scan import SCAN_KERNEL, selective_scan  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 ISSUE_SHAPES = [(8, 1536, 1024, 16), (8, 512, 8192, 16), (1, 512, 131072, 16)]  # batch, D, L, N
 ISSUE_MODEL_SHAPES = [(8, 1024), (1, 131072)]  # batch, L of the Caduceus-PS training step
 
@@ -75,10 +71,6 @@ def _inputs(batch, dim, n, length, device, dtype, layout="mamba"):
         "B": seq(n), "C": seq(n), "D": torch.ones(dim, device=device),
         "z": seq(dim), "delta_bias": torch.zeros(dim, device=device),
     }
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def _model_step(args: dict, device: torch.device, dtype: torch.dtype):
@@ -135,31 +127,21 @@ def _measure(args: dict, out: mp.Queue) -> None:
     try:
         body = (_model_step if args["kind"] == "model" else _scan_step)(args, device, dtype)
 
-        def step():
-            body()
-            if cuda:
-                torch.cuda.synchronize()
-
         if args["memory"]:  # one step; peak growth over the inputs (and, for the model, its weights)
             # imports and compilation first, on a tiny input: their memory (Numba's LLVM) is not the step's
             tiny = {**args, "batch": 1, "length": min(args["length"], 16), "dim": min(args.get("dim", 16), 32)}
             (_model_step if args["kind"] == "model" else _scan_step)(tiny, device, dtype)()
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated() if cuda else _peak_rss_bytes()
-            step()
-            peak = torch.cuda.max_memory_allocated() - base if cuda else _peak_rss_bytes() - base
+            base = torch.cuda.memory_allocated() if cuda else peak_rss_bytes()
+            body()
+            sync_device(device)
+            peak = torch.cuda.max_memory_allocated() - base if cuda else peak_rss_bytes() - base
             out.put({"peak_mib": peak / 2**20})
             return
-        t0 = time.perf_counter()
-        step()  # warm-up (kernel import, Triton or Numba compilation or cache load, autotuning of cuBLAS)
-        first = time.perf_counter() - t0
-        times = []
-        for _ in range(args["repeats"]):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        t = min(times)
+        # the first step alone: kernel import, Triton or Numba compilation or cache load, autotuning of cuBLAS
+        first = time_calls(body, 1, device=device).best
+        t = time_calls(body, args["repeats"], device=device).best
         out.put({"ms": 1e3 * t, "tokens_per_s": args["batch"] * args["length"] / t, "first_s": first})
     except Exception as err:  # out of memory, or the CUDA kernel missing
         out.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"})
@@ -230,7 +212,7 @@ def _print(title: str, rows: list[dict], keys: list[str]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 8192, 131072])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dim", type=int, default=512, help="channels D (d_model * expand)")
@@ -330,8 +312,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                  f"(forward + backward + update), {a.dtype}, {where}")
         tables.append((title, _print("\n" + title, model_rows, ["B", "L"])))
     if a.record:
-        from record import write_record
-
         body = "\n\n".join(f"{t}\n\n{d.to_markdown(index=False, floatfmt=',.2f')}" for t, d in tables)
         write_record(a.record, "Selective scan benchmark", body)
     if a.json:

@@ -9,13 +9,13 @@ Defaults to the shipped Tiny Shakespeare (1.1 MB), split into paragraphs.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import arg_parser
 
 from mdlm_dna.data.text import ShuffledRows, TextBlocks, build_blocks, split_documents
 from mdlm_dna.data.tokenizers import build_tokenizer
@@ -28,7 +28,7 @@ TOKENIZERS = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--files", nargs="*", default=[data_file("text/tinyshakespeare.txt")])
     ap.add_argument("--repeat", type=int, default=3, help="copies of the corpus, for a longer measurement")
     ap.add_argument("--reads", type=int, default=20_000, help="training rows read back")

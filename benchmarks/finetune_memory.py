@@ -11,18 +11,13 @@ the data included) is its own. The data are ``--rows`` random sequences of ``--l
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
-import resource
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from common import Stopwatch, arg_parser, compose_config, peak_rss_bytes, write_record
 
 
 def _table(path: Path, rows: int, length: int, seed: int) -> None:
@@ -34,20 +29,16 @@ def _table(path: Path, rows: int, length: int, seed: int) -> None:
 def _one(overrides: list[str], out: str, threads: int, queue) -> None:
     """Child process: one fine-tuning run; reports its peak resident set (GiB) and seconds."""
     import torch
-    from hydra import compose, initialize_config_dir
 
     from mdlm_dna.finetune import finetune
     from mdlm_dna.utils.resolvers import register_resolvers
-    from mdlm_dna.utils.resources import config_dir
 
     torch.set_num_threads(threads)
     register_resolvers()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="finetune", overrides=overrides)
-    t0 = time.perf_counter()
-    finetune(cfg, Path(out))
-    queue.put({"seconds": round(time.perf_counter() - t0, 1),
-               "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)})
+    cfg = compose_config("finetune", overrides)
+    with Stopwatch() as watch:
+        finetune(cfg, Path(out))
+    queue.put({"seconds": round(watch.seconds, 1), "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2)})
 
 
 def measure(model: str, setting: str, rows: int, length: int, batch: int, threads: int, folder: Path) -> dict:
@@ -67,7 +58,7 @@ def measure(model: str, setting: str, rows: int, length: int, batch: int, thread
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--model", default="caduceus_ps")
     ap.add_argument("--settings", nargs="+", default=["auto", "false"], help="values of model.checkpointing")
     ap.add_argument("--rows", type=int, default=1024, help="training sequences (one epoch)")
@@ -85,8 +76,6 @@ def main() -> None:
     md = table.to_markdown(index=False)
     print(md)
     if args.record:
-        from record import write_record
-
         write_record(args.record, "Fine-tuning memory: activation checkpointing on and off", md,
                      "peak_rss_gib: maximum resident set of the whole fine-tuning process; seconds: one epoch "
                      "plus validation and test.")

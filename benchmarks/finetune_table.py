@@ -10,20 +10,17 @@ prints one Markdown table with wall-clock training time per row and writes it to
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from pathlib import Path
 
 import pandas as pd
-from hydra import compose, initialize_config_dir
+from common import Stopwatch, arg_parser, compose_config
 
 from mdlm_dna.finetune import finetune, to_markdown
-from mdlm_dna.utils.resources import config_dir
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--ckpt", help="pretraining checkpoint for the 'pretrained' row (omit to skip that row)")
     ap.add_argument("--model", default="dit_tiny", help="backbone config for the 'from scratch' row")
     ap.add_argument("--out", default="outputs/finetune_table")
@@ -34,11 +31,10 @@ def main() -> None:
         rows["pretrained"] = [f"ckpt={args.ckpt}"]
     tables, seconds = [], {}
     for name, extra in rows.items():
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name="finetune", overrides=[*args.overrides, *extra])
-        t0 = time.perf_counter()
-        table = finetune(cfg, Path(args.out) / name)
-        seconds[name] = time.perf_counter() - t0
+        cfg = compose_config("finetune", [*args.overrides, *extra])
+        with Stopwatch() as watch:
+            table = finetune(cfg, Path(args.out) / name)
+        seconds[name] = watch.seconds
         runs = sorted((Path(args.out) / name).rglob("metrics.json"))
         table["parameters"] = json.loads(runs[0].read_text())["parameters"]
         table["wall_s"] = round(seconds[name], 1)

@@ -28,20 +28,14 @@ import argparse
 import json
 import math
 import statistics
-import sys
-import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from common import Stopwatch, append_run, arg_parser, compose_config, read_runs
+from seed_stats import interval
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from seed_stats import append_run, interval, read_runs  # noqa: E402  (benchmarks/ is the script's folder)
-
-from mdlm_dna.data.genomic_benchmarks import GB_TASKS  # noqa: E402
-from mdlm_dna.finetune import finetune  # noqa: E402
-from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
-from mdlm_dna.utils.resources import config_dir  # noqa: E402
+from mdlm_dna.data.genomic_benchmarks import GB_TASKS
+from mdlm_dna.finetune import finetune
+from mdlm_dna.utils.resolvers import register_resolvers
 
 ROWS = {"cnn": ["classifier=cnn"], "dit": ["init=null", "model=dit_tiny"],
         "caduceus": ["init=null", "model=caduceus_ps"]}
@@ -85,12 +79,11 @@ def finetune_run(overrides: list[str], out: Path) -> dict:
     >>> sorted(m)[:3]  # doctest: +SKIP
     ['accuracy', 'cpu_s', 'epochs']
     """
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="finetune", overrides=overrides)
-    t0, c0 = time.perf_counter(), time.process_time()
-    finetune(cfg, out)
+    cfg = compose_config("finetune", overrides)
+    with Stopwatch() as watch:
+        finetune(cfg, out)
     m = json.loads((out / "metrics.json").read_text())
-    return {**m, "train_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1)}
+    return {**m, "train_s": round(watch.seconds, 1), "cpu_s": round(watch.cpu_seconds, 1)}
 
 
 def run_row(data: str, task: str, row: str, seed: int, m: dict, overrides: list[str]) -> dict:
@@ -144,7 +137,7 @@ def table(rows: list[dict], published: dict[str, dict[str, float]] | None = None
 
 def main() -> None:
     register_resolvers()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--tasks", nargs="+", default=None, help="default: the nine (with --tables: those of TABLE_FILES)")
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--pretrained", nargs="*", default=["ecoli"], help="init= sources, one row each")

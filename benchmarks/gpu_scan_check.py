@@ -13,17 +13,15 @@ when it imports. Prints a table; exits 1 if any row fails.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
+from common import arg_parser
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mdlm_dna.models.selective_scan import SCAN_KERNEL, selective_scan  # noqa: E402
+from mdlm_dna.models.selective_scan import SCAN_KERNEL, selective_scan
 
 TOL = {torch.float32: (6e-4, 2e-3), torch.bfloat16: (3e-2, 5e-2)}
 SHAPES = [  # batch, D, L, N, groups
@@ -105,7 +103,7 @@ def check(device: str = "cuda", max_elements: float = 2e8, backends: list[str] |
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--max-elements", type=float, default=2e8, help="skip shapes with more B*D*L than this")
     ap.add_argument("--device", default="cuda", help="cpu only under TRITON_INTERPRET=1, at tiny sizes")
     ap.add_argument("--backends", nargs="+", choices=["triton", "cuda"], default=None,

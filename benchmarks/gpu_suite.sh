@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of mdlm-dna from one prepared command (issue 19); the logic is in gpu_suite.py.
+# Every GPU figure of mdlm-dna from one prepared command (issue 19); the logic is in gpu_suite/ (a module per step).
 #
 #   bash benchmarks/gpu_suite.sh                          # the device machine: $OUT/gpu_suite.{md,json,log}
 #   bash benchmarks/gpu_suite.sh --dry-run --out DIR      # a CPU at tiny sizes (tests/test_gpu_suite.py)
@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-$(command -v python3 || command -v python)}"
 export PYTHONUNBUFFERED=1
-exec "$PY" benchmarks/gpu_suite.py "$@"
+exec "$PY" benchmarks/gpu_suite "$@"

@@ -17,16 +17,12 @@ printed and written to ``benchmarks/gue_table.md``.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from common import append_run, arg_parser, read_runs
+from genomic_benchmarks_table import FIELDS, finetune_run, run_row, table
 
-from genomic_benchmarks_table import FIELDS, finetune_run, run_row, table  # noqa: E402  (benchmarks/ folder)
-from seed_stats import append_run, read_runs  # noqa: E402
-
-from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
+from mdlm_dna.utils.resolvers import register_resolvers
 
 TASKS = ("prom_core_tata", "prom_core_notata", "prom_core_all", "prom_300_tata")
 ROWS = {
@@ -50,7 +46,7 @@ def task_overrides(data_dir: Path, task: str) -> list[str]:
 
 def main() -> None:
     register_resolvers()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/gue/prom"), help="GUE's prom/ folder")
     ap.add_argument("--tasks", nargs="+", default=["prom_core_tata"], choices=TASKS)
     ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), help="none: only --pretrained rows")

@@ -25,7 +25,6 @@ training windows x_t: a different model family and different features from the j
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from common import arg_parser, compose_config
 
 from mdlm_dna import DiffusionLM
 from mdlm_dna.classifier import train_classifier
@@ -48,23 +48,18 @@ DEFAULT_PATHS = [f"ecoli={data_file('GCF_000005845.2_ASM584v2_genomic.fna.gz')}"
 
 
 def train_model(paths: list[str], seq_len: int, steps: int, overrides: list[str], out: Path) -> Path:
-    from hydra import compose, initialize_config_dir
-
     from mdlm_dna.pretrain import run
-    from mdlm_dna.utils.resources import config_dir
 
     mapping = ", ".join(f"{p.split('=', 1)[0]}: {p.split('=', 1)[1]}" for p in paths)
     args = ["genome=labelled", f"genome.paths={{{mapping}}}", f"data.seq_len={seq_len}", f"trainer.max_steps={steps}",
             f"trainer.val_check_interval={steps}", f"checkpoint.every_n_train_steps={steps}", "data.val_max_windows=64",
             "trainer.enable_progress_bar=false", "model.time_conditioning=false", "optim.lr=3e-3", *overrides]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="pretrain", overrides=args)
-    run(cfg, out)
+    run(compose_config("pretrain", args), out)
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--ckpt", help="a class-conditional model (run folder, .ckpt, export); default: train one")
     ap.add_argument("--paths", nargs="+", default=DEFAULT_PATHS, help="CLASS=FASTA, when training")
     ap.add_argument("--seq-len", type=int, default=64)

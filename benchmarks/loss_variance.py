@@ -23,13 +23,13 @@ of the per-token loss in nats, its standard error, and the variance relative to 
 
 from __future__ import annotations
 
-import argparse
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import add_model_option, arg_parser
 
 from mdlm_dna import DiffusionLM
 from mdlm_dna.api import reference_windows
@@ -72,8 +72,8 @@ def estimates(model: DiffusionLM, x0: torch.Tensor, mode: str, repeats: int, num
 
 
 def main(argv: list[str] | None = None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="ecoli")
+    ap = arg_parser(__doc__)
+    add_model_option(ap)
     ap.add_argument("--batch", type=int, default=32, help="G: rows of one training batch")
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--steps", type=int, nargs="*", default=[0, 1000], help="0: continuous time; T: discrete")

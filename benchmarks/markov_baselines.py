@@ -11,10 +11,10 @@ its negative log-likelihood, so a model below a row has provably learned more th
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import pandas as pd
+from common import arg_parser
 
 from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits
 
@@ -51,7 +51,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--max-order", type=int, default=8)
     ap.add_argument("--out", help="also write the table as CSV here")
     ap.add_argument("--cache-dir", help="token cache of the genome (default: the package's)")

@@ -30,22 +30,18 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
 from itertools import combinations
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from common import append_run, arg_parser, compose_config, read_runs
+from seed_stats import interval
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from seed_stats import append_run, interval, read_runs  # noqa: E402  (benchmarks/ is the script's folder)
-
-from mdlm_dna.artifacts.checkpoints import load_module  # noqa: E402
-from mdlm_dna.evaluate import evaluate  # noqa: E402
-from mdlm_dna.pretrain import run  # noqa: E402
-from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
-from mdlm_dna.utils.resources import config_dir, data_dir  # noqa: E402
+from mdlm_dna.artifacts.checkpoints import load_module
+from mdlm_dna.evaluate import evaluate
+from mdlm_dna.pretrain import run
+from mdlm_dna.utils.resolvers import register_resolvers
+from mdlm_dna.utils.resources import data_dir
 
 OBJECTIVES = ("ar", "mdlm", "sedd", "d3pm")
 DMEL4 = data_dir() / "genome_samples" / "DmelanDM6_4_GCF_000001215.4_Release_6_plus_ISO1_MT_genomic.fna.gz"
@@ -55,9 +51,6 @@ GENOMES = {"ecoli": ["genome=ecoli"], "dmel4": ["genome=fasta", f"genome.path={D
 PAPER_PPL = {"ar": 3.067, "mdlm": 3.199, "sedd": 3.216, "plaid": 3.240}
 FIELDS = ["genome", "objective", "seed", "steps", "tokens", "params", "bpb", "t_samples", "windows", "train_s",
           "eval_s", "overrides"]
-def compose_config(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name=name, overrides=overrides)
 
 
 def train_and_score(genome: str, objective: str, seed: int, args: argparse.Namespace) -> dict:
@@ -180,7 +173,7 @@ def ablation_table(base: list[dict], variants: list[dict]) -> str:
 
 def main() -> None:
     register_resolvers()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arg_parser(__doc__)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--genomes", nargs="+", default=list(GENOMES), choices=list(GENOMES))

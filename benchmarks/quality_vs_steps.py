@@ -19,18 +19,15 @@ Samples are model-window long (``seq_len``, 128 bases for the CPU default), draw
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import add_model_option, arg_parser
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mdlm_dna.api import DiffusionLM, reference_windows  # noqa: E402
-from mdlm_dna.data.tokenizers import NucleotideTokenizer  # noqa: E402
-from mdlm_dna.evaluation.metrics import (  # noqa: E402
+from mdlm_dna.api import DiffusionLM, reference_windows
+from mdlm_dna.data.tokenizers import NucleotideTokenizer
+from mdlm_dna.evaluation.metrics import (
     gc_content,
     js_distance,
     kmer_spectrum,
@@ -59,8 +56,8 @@ def row(name: str, seqs: list[str], judge: DiffusionLM, reference: list[str], se
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="ecoli", help="the diffusion model (shipped name, run, .ckpt)")
+    parser = arg_parser(__doc__)
+    add_model_option(parser, help_="the diffusion model (shipped name, run, .ckpt)")
     parser.add_argument("--judge", required=True, help="an AR model of the same genome (run folder or .ckpt)")
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16, 32, 64, 128, 256, 1024])
     parser.add_argument("--samples", type=int, default=256)

@@ -18,7 +18,6 @@ Rows go to ``benchmarks/recipe_runs.csv`` (one per evaluation); ``benchmarks/rec
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -28,8 +27,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # seed_stats, run from anywhere
+from common import ROOT, arg_parser, model_config, pretrain_config, read_runs, time_calls
+
 RUNS = ROOT / "runs" / "recipe"
 STEP_TIMES = ROOT / "benchmarks" / "recipe_step_times.csv"
 RESULTS = ROOT / "benchmarks" / "recipe_runs.csv"
@@ -134,36 +133,28 @@ def model_of(name: str) -> str:
 
 def measure_shape(shape: Shape, model: str = "dit_tiny", steps: int = 10) -> float:
     """Median seconds of one optimizer step (MDLM loss, backward, AdamW, EMA), in this process."""
+    import itertools
+
     import torch
-    from omegaconf import OmegaConf
 
     from mdlm_dna.train.lit_module import DiffusionModule
-    from mdlm_dna.utils.resolvers import register_resolvers
-    from mdlm_dna.utils.resources import config_dir
 
-    register_resolvers()
     d, n, h, seq_len, batch = shape
-    m = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / f"{model}.yaml"))
-    m.update(d_model=d, n_layers=n, **({"n_heads": h} if h else {}))
-    base = OmegaConf.to_container(OmegaConf.load(config_dir() / "pretrain.yaml"))
-    base.pop("defaults"), base.pop("hydra")
-    base.update(model=m, noise={"name": "loglinear"}, objective={"name": "mdlm"},
-                data={"seq_len": seq_len, "batch_size": batch, "tokenizer": {"name": "nucleotide"}})
-    module = DiffusionModule(base)
+    sizes = {"d_model": d, "n_layers": n, **({"n_heads": h} if h else {})}
+    module = DiffusionModule(pretrain_config(model, seq_len, batch, **sizes))
     obj = module.objective
     opt = torch.optim.AdamW(obj.parameters(), lr=1e-3)
     x = torch.randint(0, 4, (batch, seq_len))
-    times = []
-    for i in range(steps + 2):
-        t0 = time.perf_counter()
-        loss = obj.nelbo(x, generator=torch.Generator().manual_seed(i)).per_token
+    seeds = itertools.count()
+
+    def step() -> None:
+        loss = obj.nelbo(x, generator=torch.Generator().manual_seed(next(seeds))).per_token
         opt.zero_grad()
         loss.backward()
         opt.step()
         module.ema.update(obj)
-        times.append(time.perf_counter() - t0)
-    times = sorted(times[2:])
-    return times[len(times) // 2]
+
+    return time_calls(step, steps, warmup=2).middle
 
 
 def measure(names: list[str], threads: int = 2) -> dict[str, float]:
@@ -235,15 +226,12 @@ def train_flops(name: str, steps: int | None = None) -> float:
     >>> f"{train_flops('c5_s0'):.3g}"  # 300 steps of 32 x 128 bases, 5.5 MFLOPs per token
     '6.77e+12'
     """
-    from omegaconf import OmegaConf
-
     from mdlm_dna.data.tokenizers import BASES, SPECIAL_TOKENS
     from mdlm_dna.train.flops import flops_per_token
-    from mdlm_dna.utils.resources import config_dir
 
     shape, changes, _ = CANDIDATES.get(name, (DEFAULT_SHAPE, {}, False))
     d, n, h, seq_len, batch = shape
-    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / f"{changes.get('model', 'dit_tiny')}.yaml"))
+    cfg = model_config(changes.get("model", "dit_tiny"))
     cfg.update(d_model=d, n_layers=n, causal=changes.get("model.causal") == "true")
     steps = steps_for(name) if steps is None else steps
     total = steps * batch * seq_len * flops_per_token(cfg, len(BASES) + len(SPECIAL_TOKENS), seq_len)
@@ -449,7 +437,6 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     import statistics
 
     import pandas as pd
-    from seed_stats import read_runs
 
     groups: dict[tuple[str, float], list[float]] = {}
     rec = pd.read_csv(RESULTS)
@@ -525,7 +512,7 @@ def plot(path: Path = PLOT) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--measure", action="store_true", help="only measure the step times")
     ap.add_argument("--run", nargs="*", default=None, help="candidates to run (default: all)")
     ap.add_argument("--table", action="store_true", help="only print the table")

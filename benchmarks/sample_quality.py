@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import MODEL_HELP, add_model_option, arg_parser
 
 from mdlm_dna.evaluation.markov import MarkovChain, ecoli_splits, ids_to_strings
 from mdlm_dna.evaluation.metrics import (
@@ -248,9 +249,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="ecoli",
-                    help="shipped model name, run folder, .ckpt or export folder; or markovK / uniform")
+    ap = arg_parser(__doc__)
+    add_model_option(ap, help_=f"{MODEL_HELP}; or markovK / uniform")
     ap.add_argument("--samples", help="a FASTA of samples to judge instead of sampling --model")
     ap.add_argument("--num-samples", type=int, default=256)
     ap.add_argument("--length", type=int, default=1024)

@@ -1,12 +1,9 @@
-"""Runs over seeds: their CSV record (one row per finished run, so an interrupted table resumes) and means
-with 95 % Student-t intervals."""
+"""Runs over seeds: means with 95 % Student-t intervals (their CSV record: ``common.read_runs`` / ``append_run``)."""
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
-from pathlib import Path
 
 # two-sided 95 % Student-t quantiles by degrees of freedom (df > 30: normal)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -27,20 +24,3 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     sd = statistics.stdev(values)
     return mean, sd, t_quantile(len(values) - 1) * sd / math.sqrt(len(values))
 
-
-def read_runs(path: Path) -> list[dict]:
-    """The recorded runs (values as strings); none when the file does not exist yet."""
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def append_run(path: Path, row: dict, fields: list[str]) -> None:
-    """Record one finished run; the header goes in with the first row."""
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)

@@ -4,12 +4,12 @@
     python benchmarks/train_throughput.py --tiny                  # CPU-sized smoke run (what the tests run)
     python benchmarks/train_throughput.py --models dit_small --lengths 1024 --profile   # + torch.profiler summary
     python benchmarks/train_throughput.py --models dit_small --lengths 1024 8192 --checkpointing-from 8192 \
-        --peak-tflops 790 --timeout 120 --budget 150 --json rows.json      # what benchmarks/gpu_suite.py runs
+        --peak-tflops 790 --timeout 120 --budget 150 --json rows.json      # what benchmarks/gpu_suite/dit.py runs
 
 One step = the MDLM loss (forward), backward, fused AdamW and the EMA update, under bf16 autocast on
 CUDA, exactly as ``DiffusionModule`` trains. MFU = FLOPs per token (mdlm_dna/train/flops.py: 6 x the
 per-token weights plus the attention term) x tokens/s / peak FLOP/s (``--peak-tflops``, default the H100
-SXM's 989 dense bf16; benchmarks/gpu_suite.py passes the matmul rate it measured). Each (model, L, mode) row
+SXM's 989 dense bf16; benchmarks/gpu_suite passes the matmul rate it measured). Each (model, L, mode) row
 runs in a fresh subprocess so peak memory is its own; ``--timeout`` bounds a row and ``--budget`` the whole
 table (rows not started by then are listed as skipped), and ``--json`` is rewritten after every row, so a
 caller that has to stop this script keeps the rows done.
@@ -17,7 +17,6 @@ caller that has to stop this script keeps the rows done.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import sys
@@ -26,14 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from omegaconf import OmegaConf
+from common import arg_parser, pretrain_config, sync_device
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from mdlm_dna.train.flops import H100_SXM_BF16_TFLOPS, flops_per_token  # noqa: E402
-from mdlm_dna.utils.resolvers import register_resolvers  # noqa: E402
-from mdlm_dna.utils.resources import config_dir  # noqa: E402
+from mdlm_dna.train.flops import H100_SXM_BF16_TFLOPS, flops_per_token
 
 # tokens per step: batch = TOKENS // L (at least 1)
 GPU_TOKENS = 32 * 1024
@@ -44,22 +38,9 @@ MAX_LEN = {"dit_tiny": 8192, "dit_small": 8192}  # attention is quadratic: 131k 
 
 def config_for(model: str, length: int, batch: int, compile_: bool = False, checkpointing: bool = False,
                tiny: bool = False) -> dict:
-    """The pretrain config (as a dict) of ``model`` at this window length and batch: MDLM, log-linear noise."""
-    register_resolvers()
-    model_cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "model" / f"{model}.yaml"))
-    if tiny:
-        model_cfg.update(TINY.get(model, {}))
-    model_cfg.update(compile=compile_, checkpointing=checkpointing)
-    base = OmegaConf.to_container(OmegaConf.load(config_dir() / "pretrain.yaml"))
-    base.pop("defaults", None)
-    base.pop("hydra", None)
-    base.update(
-        model=model_cfg,
-        noise={"name": "loglinear"},
-        objective={"name": "mdlm"},
-        data={"seq_len": length, "batch_size": batch, "tokenizer": {"name": "nucleotide"}},
-    )
-    return base
+    """The pretrain config (as a dict) of ``model`` at this window length and batch (``tiny``: CPU-sized widths)."""
+    sizes = TINY.get(model, {}) if tiny else {}
+    return pretrain_config(model, length, batch, **sizes, compile=compile_, checkpointing=checkpointing)
 
 
 def _measure(args: dict, queue) -> None:
@@ -96,21 +77,17 @@ def _measure_row(model: str, length: int, batch: int, compile_: bool, checkpoint
         if module.ema is not None:
             module.ema.update(obj)
 
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
     t0 = time.perf_counter()
     for i in range(warmup):
         step(i)
-    sync()
+    sync_device(dev)
     warmup_s = time.perf_counter() - t0
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for i in range(steps):
         step(warmup + i)
-    sync()
+    sync_device(dev)
     step_s = (time.perf_counter() - t0) / steps
     tokens_s = batch * length / step_s
     fpt = flops_per_token(config["model"], module.tokenizer.vocab_size, length)
@@ -130,7 +107,7 @@ def _measure_row(model: str, length: int, batch: int, compile_: bool, checkpoint
         with torch_profile(activities=acts) as prof:
             for i in range(3):
                 step(10_000 + i)
-            sync()
+            sync_device(dev)
         key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
         row["profile"] = prof.key_averages().table(sort_by=key, row_limit=15)
     return row
@@ -151,7 +128,7 @@ def _run_row(args: dict, timeout: float | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--lengths", nargs="*", type=int, default=None)
     ap.add_argument("--modes", nargs="*", default=["eager", "compiled"], choices=["eager", "compiled"])

@@ -29,20 +29,17 @@ the table.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import arg_parser, compose_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mdlm_dna.analysis.genes import call_genes, codon_position_track, gene_snvs, train_gene_finder, upstream_offsets  # noqa: E402
-from mdlm_dna.analysis.probs import centred_windows, positions_log_probs  # noqa: E402
-from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits  # noqa: E402
+from mdlm_dna.analysis.genes import call_genes, codon_position_track, gene_snvs, train_gene_finder, upstream_offsets
+from mdlm_dna.analysis.probs import centred_windows, positions_log_probs
+from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits
 
 HERE = Path(__file__).resolve().parent
 COMPARISONS = (("stop_gained", "synonymous"), ("missense", "synonymous"))
@@ -166,19 +163,15 @@ def train_baseline(run_dir: Path, steps: int = 600, seed: int = 0, objective: st
     record = run_dir / "train_seconds.txt"
     if existing:
         return existing[0], float(record.read_text()) if record.exists() else float("nan")
-    from hydra import compose, initialize_config_dir
-
     from mdlm_dna.pretrain import run
     from mdlm_dna.utils.resolvers import register_resolvers
-    from mdlm_dna.utils.resources import config_dir
 
     register_resolvers()
     overrides = ["genome=ecoli", f"objective={objective}", *(["model.causal=true"] if objective == "ar" else []),
                  f"seed={seed}", f"trainer.max_steps={steps}",
                  f"trainer.val_check_interval={steps}", f"checkpoint.every_n_train_steps={steps}",
                  "trainer.enable_progress_bar=false", "resume=null"]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="pretrain", overrides=overrides)
+    cfg = compose_config("pretrain", overrides)
     t = time.perf_counter()
     ckpt = Path(run(cfg, run_dir)["last_ckpt"])
     seconds = time.perf_counter() - t
@@ -495,7 +488,7 @@ def to_markdown(record: pd.DataFrame) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = arg_parser(__doc__)
     ap.add_argument("--per-class", type=int, default=500, help="variants scored per class (seeded subsample)")
     ap.add_argument("--max-order", type=int, default=10, help="Markov chains of order 0..this")
     ap.add_argument("--ic-sites", type=int, default=1500, help="random bases inside and outside genes (each)")

@@ -17,19 +17,16 @@ import argparse
 import gzip
 import os
 import platform
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from common import time_calls
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from mdlm_dna.api import DiffusionLM  # noqa: E402
-from mdlm_dna.utils.resources import data_file  # noqa: E402
+from mdlm_dna.api import DiffusionLM
+from mdlm_dna.utils.resources import data_file
 
 RECORD = Path(__file__).with_name("vep_speed.md")
 
@@ -57,13 +54,6 @@ def random_variants(name: str, seq: str, n_snv: int, n_indel: int, seed: int = 0
     return pd.DataFrame(rows, columns=["chrom", "pos", "ref", "alt"])
 
 
-def timed(model: DiffusionLM, table: pd.DataFrame, fasta: Path, **kwargs) -> tuple[float, float, pd.DataFrame]:
-    """(wall seconds, CPU seconds of this process, scores): on a busy machine the CPU time is the steadier one."""
-    start, cpu = time.perf_counter(), time.process_time()
-    out = model.variant_effects(table, fasta, progress=False, **kwargs)
-    return time.perf_counter() - start, time.process_time() - cpu, out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--snvs", type=int, default=500)
@@ -83,7 +73,7 @@ def main() -> None:
         fasta, name, seq = genome_fasta(Path(tmp))
         variants = random_variants(name, seq, args.snvs, args.indels)
         snvs, indels = variants.iloc[: args.snvs], variants.iloc[args.snvs :]
-        timed(model, snvs.iloc[:200], fasta)  # warm-up (and the FASTA index)
+        model.variant_effects(snvs.iloc[:200], fasta, progress=False)  # warm-up (and the FASTA index)
         for label, table, kw in [
             ("SNV, forward strand", snvs, {}),
             ("SNV, both strands", snvs, {"strands": "both"}),
@@ -91,13 +81,11 @@ def main() -> None:
         ]:
             if len(table) == 0:
                 continue
-            times, cpus = [], []
-            for _ in range(args.repeats):
-                seconds, cpu, out = timed(model, table, fasta, batch_size=args.batch_size, **kw)
-                assert (out["status"] == "scored").all(), out["status"].value_counts()
-                times.append(seconds)
-                cpus.append(cpu)
-            best, median, cpu = min(times), float(np.median(times)), min(cpus)
+            # on a busy machine the CPU time of this process is the steadier figure
+            t = time_calls(lambda table=table, kw=kw: model.variant_effects(
+                table, fasta, progress=False, batch_size=args.batch_size, **kw), args.repeats)
+            assert (t.result["status"] == "scored").all(), t.result["status"].value_counts()
+            best, median, cpu = t.best, t.median, min(t.cpu_seconds)
             rows.append({"variants": label, "n": len(table), "repeats": args.repeats,
                          "wall_s (best)": round(best, 2), "wall_s (median)": round(median, 2),
                          "variants/s wall (best)": round(len(table) / best, 1),

@@ -11,7 +11,7 @@ x86_64:
   the tests ran with), and antlr4-python3-runtime, which PyPI has only as an sdist, built here into a
   pure-Python wheel;
 - hatchling and its requirements (resolved by pip), so that ``pip install --no-index -e .`` can build the project there;
-- mamba-ssm's sdist (its CUDA kernels are compiled on the device, for that GPU only: gpu_suite.py patches
+- mamba-ssm's sdist (its CUDA kernels are compiled on the device, for that GPU only: gpu_suite/environment.py patches
   setup.py). A prebuilt ``mamba_ssm-*.whl`` already in the folder (the suite puts one in its output when
   it is small enough) is kept, and the suite installs it instead of building.
 

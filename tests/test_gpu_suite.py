@@ -7,6 +7,7 @@ table and in the JSON, with the fields the issue asks for (date, GPU, versions, 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -18,16 +19,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the suite is the package gpu_suite there, beside common.py
+
+from gpu_suite.environment import patch_mamba_setup  # noqa: E402
+from gpu_suite.framework import Suite  # noqa: E402
+from gpu_suite.report import render_table  # noqa: E402
+
 NEEDS_TRITON = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 COLUMNS = ["step", "what", "result", "status", "note", "date", "GPU", "torch", "CUDA", "Triton", "command"]
-
-
-def _suite_module():
-    spec = importlib.util.spec_from_file_location("gpu_suite", ROOT / "benchmarks" / "gpu_suite.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_suite"] = mod  # dataclasses look the module up by name
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +125,8 @@ def test_dry_run_is_quick(dry_run):
 
 
 def test_a_step_past_its_limit_is_killed_with_its_children(tmp_path):
-    gs = _suite_module()
-    args = gs.argparse.Namespace(dry_run=True, budget_s=60.0)
-    s = gs.Suite(args=args, out=tmp_path, work=tmp_path)
+    args = argparse.Namespace(dry_run=True, budget_s=60.0)
+    s = Suite(args=args, out=tmp_path, work=tmp_path)
     t0 = time.monotonic()
     # a child that starts a grandchild: both must go when the limit is hit
     pid_file = tmp_path / "grandchild.pid"
@@ -152,22 +150,20 @@ def _running(pid: int) -> bool:
 
 
 def test_table_cells_are_escaped(tmp_path):
-    gs = _suite_module()
-    s = gs.Suite(args=gs.argparse.Namespace(dry_run=True, budget_s=60.0), out=tmp_path, work=tmp_path)
+    s = Suite(args=argparse.Namespace(dry_run=True, budget_s=60.0), out=tmp_path, work=tmp_path)
     s.add("x", "a | b", {"n": 1234567.0, "ok": True, "curve": [(1, 2.0)], "missing": None}, note="line\nbreak")
-    table = gs.render_table(s)
+    table = render_table(s)
     row = table.strip().splitlines()[-1]
     assert "a \\| b" in row and "n 1,234,567; ok yes" in row and "curve" not in row and "line break" in row
 
 
 def test_mamba_setup_patch_builds_one_architecture(tmp_path, monkeypatch):
-    gs = _suite_module()
     setup = tmp_path / "setup.py"
     setup.write_text(
         "from __future__ import annotations\nimport os\n\ncc_flag = ['-gencode', 'arch=compute_75,code=sm_75',"
         " '-gencode', 'arch=compute_90,code=sm_90']\nnvcc = ['-O3'] + cc_flag\n"
     )
-    assert gs.patch_mamba_setup(setup)
+    assert patch_mamba_setup(setup)
     code = compile(setup.read_text(), str(setup), "exec")  # the __future__ import still comes first
     monkeypatch.setenv("MDLM_GENCODE", "arch=compute_90,code=sm_90")
     ns: dict = {}
@@ -179,4 +175,4 @@ def test_mamba_setup_patch_builds_one_architecture(tmp_path, monkeypatch):
     assert len(ns["nvcc"]) == 5  # unset: setup.py's own list
     other = tmp_path / "other.py"
     other.write_text("flags = []\n")
-    assert not gs.patch_mamba_setup(other)  # an unknown setup.py is left alone (the full build runs)
+    assert not patch_mamba_setup(other)  # an unknown setup.py is left alone (the full build runs)
