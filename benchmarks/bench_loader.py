@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import model_config
+from common import model_config, write_record
 from torch.utils.data import DataLoader
 
 from mdlm_dna.data.fasta import load_genome, open_genome_pyfaidx
@@ -98,8 +98,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="H100 SXM dense bf16 peak")
     ap.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation")
     ap.add_argument("--bgzip", action="store_true", help="also time pyfaidx on the bgzipped file itself")
+    ap.add_argument("--record", type=Path, default=None, help="also write the report as a Markdown record here")
     args = ap.parse_args(argv)
     measured = _measured(args.gpu_tokens_per_s)
+    report: list[str] = []
+
+    def say(text: str) -> None:
+        print(text)
+        report.append(text)
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench_loader_"))
@@ -123,11 +129,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.bgzip:
             paths["pyfaidx (bgzip)"] = open_genome_pyfaidx(src, cache_dir=tmp)
         fai = sorted(tmp.glob("*.fai"))
-        print(
+        say(
             f"genome: {src.name}: {len(arr):,} bases, {len(arr.records)} record(s), "
             f"{arr.stats['iupac_to_n']} IUPAC codes"
         )
-        print(
+        say(
             f"one-off: unpack {t_unpack:.1f} s, token cache build {t_cache:.1f} s "
             f"({len(arr) / t_cache / 1e6:.1f} Mb/s), pyfaidx .fai {t_fai:.2f} s"
         )
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             same = all(
                 torch.equal(check["array"][i]["input_ids"], check[k][i]["input_ids"]) for k in paths for i in range(64)
             )
-            print(f"pyfaidx windows identical to array windows (64 x 4096 bases, RC included): {same}")
+            say(f"pyfaidx windows identical to array windows (64 x 4096 bases, RC included): {same}")
 
         rows = []
         for L in args.lengths:
@@ -163,16 +169,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         mem3 = proc_mem()
 
         hdr = "| L | path | workers | batch | windows | windows/s | bases/s | GPU needs tokens/s | head-room |"
-        print(
+        say(
             f"\nMeasured on {os.cpu_count()} CPU core(s) (shared with other jobs); {args.seconds:g} s per cell; "
             f"torch threads 1.\nGPU column: measured where marked (m), else an ESTIMATE (est.): dit_small "
             f"({n_params / 1e6:.1f} M parameters), 6 x params + 12 x layers x d_model x L FLOPs per token, H100 bf16 "
             f"peak {args.peak_tflops:.0f} TFLOP/s at an assumed {args.mfu:.0%} utilisation.\n"
         )
-        print(hdr)
-        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        say(hdr)
+        say("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for L, name, w, bs, n, wps, bps, need, room in rows:
-            print(
+            say(
                 f"| {L:,} | {name} | {w} | {bs} | {n:,} | {wps:,.0f} | {bps / 1e6:,.1f} M "
                 f"| {need / 1e3:,.0f} k {'(m)' if L in measured else '(est.)'} | {room:,.0f}x |"
             )
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.json:
             args.json.write_text(json.dumps(out, indent=1))
         ids_bytes = arr.ids_file.stat().st_size
-        print(
+        say(
             "\nMemory of the index:\n"
             f"- array path: token cache {ids_bytes / 1e6:.1f} MB on disk (1 byte/base), "
             f"memory-mapped read-only: opening it adds {(mem1['RssAnon'] - mem0['RssAnon']) / 1e6:.2f} MB private "
@@ -195,6 +201,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.record:
+        write_record(args.record, "Genome loader: windows per second by reading path", "\n".join(report))
     return out
 
 

@@ -20,7 +20,7 @@ from mdlm_dna.models.dit import DiT as OurDiT
 from mdlm_dna.models.dit import DiTConfig
 
 pytest.importorskip("transformers")
-TEMPLATES = Path(__file__).parents[1] / "mdlm_dna" / "hf_export"
+TEMPLATES = Path(__file__).parents[1] / "mdlm_dna" / "artifacts" / "hf_export"
 
 
 def tiny_model(*overrides: str) -> DiffusionLM:
