@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import ROOT, arg_parser, model_config, pretrain_config, read_runs, time_calls
+from common import ROOT, arg_parser, model_config, pretrain_config, read_runs, time_calls, write_record
 
 RUNS = ROOT / "runs" / "recipe"
 STEP_TIMES = ROOT / "benchmarks" / "recipe_step_times.csv"
@@ -382,6 +382,7 @@ def markov_mdlm_floor(order: int, length: int = 128, windows: int = 150, draws: 
 # in order, mean over the same test region)
 REFERENCES = {"Markov order 2": 1.9664, "Markov order 6": 1.9378, "GeCo3 (compressor)": 1.892}
 PAPER_CLAIMS = ROOT / "benchmarks" / "paper_claims_runs.csv"
+TABLE_RECORD = ROOT / "benchmarks" / "recipe_table.md"
 SHIPPED = ROOT / "data" / "models" / "ecoli"
 PLOT = ROOT / "benchmarks" / "recipe_flops.png"
 BASELINE = ("c5_s0", "c5_s1", "c5_s2")  # the default recipe's seeds: paired differences are taken against them
@@ -471,6 +472,17 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     return out
 
 
+def standings() -> str:
+    """The curve's points as a table, best last: each series at each training budget (mean over seeds, standard
+    error over seeds where there are several), with the reference lines of the plot."""
+    rows = [(b, f"| {series} | {flops:.3g} | {b:.4f} | {'' if se != se else f'{se:.4f}'} | {n} |")
+            for series, pts in curve_points().items() for flops, b, se, n in pts]
+    rows += [(v, f"| *{label}* | | {v:.4f} | | |") for label, v in REFERENCES.items()]
+    lines = ["| model | training FLOPs | test bits/base (mean over seeds) | standard error over seeds | seeds |",
+             "|---|---:|---:|---:|---:|"]
+    return "\n".join(lines + [text for _, text in sorted(rows, key=lambda r: -r[0])])
+
+
 def plot(path: Path = PLOT) -> Path:
     """Test bits/base against training FLOPs (log axis): AR and MDLM curves (mean over seeds, +- standard error
     over seeds), the recipes, the AR-initialised MDLM, the shipped model, and the Markov / GeCo3 lines."""
@@ -524,7 +536,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     names = list(CANDIDATES) if not args.run else args.run
     if args.table:
-        print(table())
+        body = ("## Standings (the points of `recipe_flops.png`)\n\n" + standings()
+                + "\n\n## Every run\n\n" + table())
+        print(body)
+        write_record(TABLE_RECORD, "Recipe sweep: test bits/base against training FLOPs", body,
+                     note="MDLM figures are NELBO bounds (16 noise draws per test window), AR ones exact; CPU "
+                          "seconds: training at one thread.")
         return
     if args.plot:
         print(f"wrote {plot()}")
