@@ -241,10 +241,10 @@ def train_flops(name: str, steps: int | None = None) -> float:
 def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int = 128,
                save: str | None = None) -> dict[str, float]:
     """Test bits/base of a checkpoint with its standard error: every non-overlapping ``length``-base window of
-    the E. coli test split (1,813 of 128) scored with ``t_samples`` noise draws (``DiffusionLM.score``, the same
-    noise for every model), the standard error over windows (window-to-window spread plus the Monte-Carlo
-    noise of the NELBO estimate). AR scores are exact (one draw). ``save``: a .npy file for the per-window bits/base
-    (paired differences between models: ``paired``)."""
+    the E. coli test split (1,813 of 128) scored with ``t_samples`` noise draws (``DiffusionLM.score`` with
+    ``common_noise=False``: independent noise per window, the same for every model), the standard error over
+    windows (window-to-window spread plus the Monte-Carlo noise of the NELBO estimate). AR scores are exact (one
+    draw). ``save``: a .npy file for the per-window bits/base (paired differences between models: ``paired``)."""
     import math
 
     import numpy as np
@@ -256,7 +256,7 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
     ids = ecoli_splits()["test"]
     seqs = ["".join(BASES[i] for i in ids[a : a + length]) for a in range(0, len(ids) - length + 1, length)]
     model = DiffusionLM.from_pretrained(str(ckpt), use_ema=use_ema)
-    df = model.score(seqs, t_samples=t_samples, progress=False)
+    df = model.score(seqs, t_samples=t_samples, progress=False, common_noise=False)  # a mean over windows
     bits = df["bits_per_base"]
     if save:
         np.save(save, bits.to_numpy())

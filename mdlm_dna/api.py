@@ -356,6 +356,7 @@ class DiffusionLM:
         progress: bool | None = None,
         count_n: bool | None = None,
         label: str | int | None = None,
+        common_noise: bool = True,
     ) -> pd.DataFrame:
         """Per-sequence NELBO (an upper bound on -log p; exact NLL for AR) and bits per base (text: token).
 
@@ -366,6 +367,11 @@ class DiffusionLM:
         scored under the same noise (differences of scores have low variance). DNA: ``tokens`` and bits/base
         are over the A/C/G/T bases, N bases being given context, unless ``count_n`` (default: the run's
         ``data.count_n``). ``label``: -log p(x | class) of a class-conditional model.
+
+        ``common_noise=False`` keys each sequence's noise also by its index in ``seqs``: use it when the scores are
+        averaged over many sequences (a test-set figure). Under common noise every window of a length sits at the
+        same ``t_samples`` noise levels, so such a mean keeps the Monte-Carlo error of ``t_samples`` draws (on the
+        E. coli test split, 1,813 windows x 16 shared draws read 0.02 bits/base below the independent estimate).
         """
         from mdlm_dna.evaluation.common_noise import batch_noise
 
@@ -391,7 +397,8 @@ class DiffusionLM:
             total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
             counted = self.module.counted_positions(x0, count_n)
             extra = {} if labels is None else {"labels": torch.full((len(rows),), labels, device=self.device)}
-            noise = batch_noise(seed, [w for _, w, _ in rows], n, draws, self.device)
+            keys = [(w, None if common_noise else i) for i, w, _ in rows]
+            noise = batch_noise(seed, keys, n, draws, self.device)
             for k in range(draws):
                 out = self.objective.nelbo(x0, generator=noise[k], counted=counted, **extra)
                 total += out.per_sequence.double()

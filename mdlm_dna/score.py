@@ -46,6 +46,7 @@ class ScoreConfig(CommandConfig):
     t_samples: PositiveInt = 16
     batch_size: PositiveInt = 64
     seed: Int = 0
+    common_noise: bool = True
     count_n: bool | None = None
     use_ema: bool = True
     device: Device = "auto"
@@ -69,7 +70,7 @@ def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
             except TokenizerError as e:
                 raise DataError(str(e)) from None
     table = model.score(seqs, t_samples=cfg.t_samples, batch_size=cfg.batch_size, seed=cfg.seed,
-                        progress=cfg.progress, count_n=cfg.count_n)
+                        progress=cfg.progress, count_n=cfg.count_n, common_noise=cfg.common_noise)
     table.insert(0, "name", names)
     table.to_csv(out, sep="\t", index=False)
     unit = f"bits_per_{model.unit}"

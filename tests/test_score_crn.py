@@ -50,3 +50,20 @@ def test_sequences_of_equal_length_get_the_same_noise_with_low_discrepancy_times
         assert torch.equal(g.mask_uniform[0], g.mask_uniform[1]) and torch.equal(g.t_uniform[0], g.t_uniform[1])
     times = np.sort([float(g.t_uniform[0]) for g in full])
     np.testing.assert_allclose(np.diff(times), 0.25, atol=1e-6)  # one time per quarter of [0, 1)
+
+
+def test_without_common_noise_each_sequence_draws_its_own_noise_so_a_mean_over_many_averages_it_out():
+    """Under common noise, copies of one sequence score identically (every window at the same noise levels:
+    a mean over them keeps the error of ``t_samples`` draws); with ``common_noise=False`` each copy gets its
+    own noise, deterministic for its place in the input, and the mean over copies approaches a many-draw score."""
+    m = tiny()
+    for p in m.backbone.parameters():  # off the uniform initialisation: the NELBO must depend on the noise
+        p.data.add_(0.3 * torch.randn_like(p))
+    a = dna(32, 7)
+    shared = m.score([a] * 64, t_samples=2)["nelbo_nats"].to_numpy()
+    own = m.score([a] * 64, t_samples=2, common_noise=False)["nelbo_nats"].to_numpy()
+    again = m.score([a] * 64, t_samples=2, common_noise=False)["nelbo_nats"].to_numpy()
+    assert np.ptp(shared) == 0.0 and np.unique(own).size == 64 and np.array_equal(own, again)
+    reference = m.score([a], t_samples=512)["nelbo_nats"].iloc[0]
+    spread = own.std(ddof=1)
+    assert abs(own.mean() - reference) < 4 * spread / np.sqrt(64) + 4 * spread / np.sqrt(256)
