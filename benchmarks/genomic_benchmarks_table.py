@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
 from common import Stopwatch, append_run, arg_parser, compose_config, read_runs
-from seed_stats import interval
+from seed_stats import mean_sd_text
 
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS
 from mdlm_dna.finetune import finetune
@@ -121,13 +120,10 @@ def table(rows: list[dict], published: dict[str, dict[str, float]] | None = None
         mine = [r for r in rows if r["task"] == task]
         for row in dict.fromkeys(r["row"] for r in mine):
             runs = [r for r in mine if r["row"] == row]
-            acc, sd, half = interval([float(r["accuracy"]) for r in runs])
-            mcc, mcc_sd, _ = interval([float(r["mcc"]) for r in runs])
-            span = f"{acc - half:.3f} .. {acc + half:.3f}" if not math.isnan(half) else "-"
-            sd_txt = "" if math.isnan(sd) else f" ± {sd:.3f}"
-            mcc_txt = f"{mcc:.3f}" + ("" if math.isnan(mcc_sd) else f" ± {mcc_sd:.3f}")
+            acc_txt, span = mean_sd_text([float(r["accuracy"]) for r in runs])
+            mcc_txt, _ = mean_sd_text([float(r["mcc"]) for r in runs])
             lines.append(f"| {task} | {row} | {len(runs)} | {int(runs[0]['train']):,} / {int(runs[0]['test']):,} | "
-                         f"{acc:.3f}{sd_txt} | {span} | {mcc_txt} | {float(runs[0]['majority']):.3f} |"
+                         f"{acc_txt} | {span} | {mcc_txt} | {float(runs[0]['majority']):.3f} |"
                          + (f" {statistics.fmean(float(r['cpu_s']) for r in runs):,.0f} |" if cost else ""))
         for source, accs in published.items():
             if task in accs:

@@ -18,13 +18,12 @@ table resumes. The Markdown table (test MCC, GUE's metric: mean ± sd over seeds
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 
 from common import append_run, arg_parser, read_runs
 from genomic_benchmarks_table import FIELDS, finetune_run, run_row
-from seed_stats import interval
+from seed_stats import mean_sd_text
 
 from mdlm_dna.utils.resolvers import register_resolvers
 
@@ -73,13 +72,10 @@ def gue_table(rows: list[dict], published: dict[str, dict[str, float]] | None = 
         mine = [r for r in rows if r["task"] == task]
         for row in dict.fromkeys(r["row"] for r in mine):
             runs = [r for r in mine if r["row"] == row]
-            mcc, sd, half = interval([float(r["mcc"]) for r in runs])
-            acc, acc_sd, _ = interval([float(r["accuracy"]) for r in runs])
-            span = "-" if math.isnan(half) else f"{mcc - half:.3f} .. {mcc + half:.3f}"
-            pm = "" if math.isnan(sd) else f" ± {sd:.3f}"
-            acc_pm = "" if math.isnan(acc_sd) else f" ± {acc_sd:.3f}"
+            mcc_txt, span = mean_sd_text([float(r["mcc"]) for r in runs])
+            acc_txt, _ = mean_sd_text([float(r["accuracy"]) for r in runs])
             cpu = statistics.fmean(float(r["cpu_s"]) for r in runs)
-            lines.append(f"| {task} | {row} | {len(runs)} | {mcc:.3f}{pm} | {span} | {acc:.3f}{acc_pm} | "
+            lines.append(f"| {task} | {row} | {len(runs)} | {mcc_txt} | {span} | {acc_txt} | "
                          f"{int(runs[0]['train']):,} / {int(runs[0]['test']):,} | {cpu:,.0f} |")
         for source, values in published.items():
             if task in values:

@@ -24,3 +24,17 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     sd = statistics.stdev(values)
     return mean, sd, t_quantile(len(values) - 1) * sd / math.sqrt(len(values))
 
+
+def mean_sd_text(values: list[float]) -> tuple[str, str]:
+    """A table's two cells for runs over seeds: "mean ± sd" (the mean alone for one run) and the 95 % t-interval
+    ("-" for one run).
+
+    >>> mean_sd_text([0.5, 0.7])
+    ('0.600 ± 0.141', '-0.671 .. 1.871')
+    >>> mean_sd_text([0.5])
+    ('0.500', '-')
+    """
+    mean, sd, half = interval(values)
+    spread = "" if math.isnan(sd) else f" ± {sd:.3f}"
+    span = "-" if math.isnan(half) else f"{mean - half:.3f} .. {mean + half:.3f}"
+    return f"{mean:.3f}{spread}", span
