@@ -118,6 +118,13 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
                                       SOURCE: "ar600"}, False),
     "ar600_mdlm300_noshift": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "300", SOURCE: "ar600"}, False),
     "mdlm857": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "857"}, False),
+    # the AR start kept, not overwritten: a small adaptation learning rate (Dream / DiffuLLaMA adapt at ~1e-5 to
+    # 2e-5 against pretraining's ~3e-4; here the pretraining rate is 2e-3). AR 300 (seed 1) + MDLM 300 = the FLOPs
+    # of MDLM 600 from scratch (1.9555, 3 seeds)
+    "ar300s1_mdlm300_lr2e-4": (DEFAULT_SHAPE, {**CONV5, "model.input_shift": "true", "trainer.max_steps": "300",
+                                               "optim.lr": "2e-4", "seed": "1", SOURCE: "ar300_s1"}, False),
+    "ar300s1_mdlm300_lr6e-4": (DEFAULT_SHAPE, {**CONV5, "model.input_shift": "true", "trainer.max_steps": "300",
+                                               "optim.lr": "6e-4", "seed": "1", SOURCE: "ar300_s1"}, False),
 }
 
 

@@ -36,16 +36,20 @@ from mdlm_dna.utils.validation import PositiveInt, checked
 
 SPEC_FILE, WEIGHTS_FILE = "classifier.json", "classifier.safetensors"
 
-def build_classifier(cfg: Mapping[str, Any], num_classes: int, input_len: int) -> tuple[nn.Module, str, dict]:
+def build_classifier(cfg: Mapping[str, Any], num_classes: int, max_length: int) -> tuple[nn.Module, str, dict]:
     """The classifier network, a short description (for the results table) and its spec: what
-    :func:`load_classifier` needs to make the same network again without the pretrained source."""
+    :func:`load_classifier` needs to make the same network again without the pretrained source.
+
+    ``max_length``: the longest input it is built for (finetune's ``data.max_length``, else the task's longest
+    sequence). The CNN baseline pads or cuts every input to exactly that length; a backbone classifier reads
+    shorter inputs whole and only refuses longer ones."""
     tok = NucleotideTokenizer()
     head = dict(cfg["head"])
     spec: dict[str, Any] = {"classifier": cfg["classifier"], "head": head, "num_classes": int(num_classes),
-                            "input_len": int(input_len)}
+                            "max_length": int(max_length)}
     if cfg["classifier"] == "cnn":
         spec["cnn"] = dict(cfg.get("cnn") or {})
-        model: nn.Module = build_cnn(num_classes, input_len, pad_id=tok.pad_id, **spec["cnn"])
+        model: nn.Module = build_cnn(num_classes, max_length, pad_id=tok.pad_id, **spec["cnn"])
         desc = "cnn_baseline"
     elif cfg["classifier"] == "backbone":
         source = cfg.get("init") or cfg.get("ckpt")
@@ -87,6 +91,19 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, input_len: int) -
     return model, desc, spec
 
 
+def with_max_length(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A spec with its length under ``max_length``: classifiers saved before 0.3 wrote it as ``input_len``, a name
+    that said "the CNN's fixed input length" for a key that backbone classifiers use as an upper bound.
+
+    >>> with_max_length({"classifier": "cnn", "input_len": 70})
+    {'classifier': 'cnn', 'max_length': 70}
+    """
+    spec = dict(spec)
+    if "max_length" not in spec and "input_len" in spec:
+        spec["max_length"] = spec.pop("input_len")
+    return spec
+
+
 def save_classifier(run_dir: str | Path, model: nn.Module, spec: Mapping[str, Any]) -> None:
     """classifier.json (spec, class names) + classifier.safetensors, each written whole and renamed."""
     from safetensors.torch import save_model
@@ -105,14 +122,14 @@ class TrainedClassifier(nn.Module):
 
     def __init__(self, model: nn.Module, spec: Mapping[str, Any], source: Path | None = None):
         super().__init__()
-        self.model, self.spec, self.source = model.eval(), dict(spec), source
+        self.model, self.spec, self.source = model.eval(), with_max_length(spec), source
         self.classes: list[str] = [str(c) for c in spec.get("classes") or range(int(spec["num_classes"]))]
         self.noise_aware = bool(spec.get("noise_aware", False))
 
     @property
     def input_len(self) -> int | None:
         """The length every input is padded or cut to (the CNN baseline's); None: any length is read whole."""
-        return int(self.spec["input_len"]) if self.spec.get("classifier") == "cnn" else None
+        return int(self.spec["max_length"]) if self.spec.get("classifier") == "cnn" else None
 
     def class_index(self, label: str | int) -> int:
         if str(label) in self.classes:
@@ -136,7 +153,7 @@ class TrainedClassifier(nn.Module):
     def max_length(self) -> int:
         """The longest input the classifier was built for (finetune's max_length, else its longest sequence); unlike
         :attr:`input_len` also for backbone classifiers, which read shorter inputs whole."""
-        return int(self.spec["input_len"])
+        return int(self.spec["max_length"])
 
     @checked
     def predict(self, seqs: Sequence[str], names: Sequence[str] | None = None, batch_size: PositiveInt | None = None,
@@ -183,13 +200,14 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Tra
         spec = json.loads(spec_file.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{spec_file}: cannot be read as JSON ({e})") from e
-    needed = ("classifier", "head", "num_classes", "input_len")
+    spec = with_max_length(spec) if isinstance(spec, dict) else spec
+    needed = ("classifier", "head", "num_classes", "max_length")
     missing = [k for k in needed if not isinstance(spec, dict) or k not in spec]
     if missing:
         raise CheckpointError(f"{spec_file}: no {', '.join(missing)} (not written by finetune, or damaged)")
     try:
         model, _, _ = build_classifier({**spec, "init": None, "ckpt": None}, int(spec["num_classes"]),
-                                       int(spec["input_len"]))
+                                       int(spec["max_length"]))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{spec_file}: does not describe a classifier this package builds ({e})") from e
     weights = path / WEIGHTS_FILE

@@ -76,7 +76,7 @@ def run_one(cfg: dict[str, Any], data: TaskData, seed: int, run_dir: Path, max_l
     pl.seed_everything(seed, workers=True, verbose=False)
     dcfg = ClassificationDataConfig(**{**cfg["data"], "max_length": max_length})
     dm = ClassificationDataModule(data, dcfg, seed=seed)
-    model, desc, spec = build_classifier(cfg, dm.num_classes, input_len=max_length or dm.max_seq_len())
+    model, desc, spec = build_classifier(cfg, dm.num_classes, max_length=max_length or dm.max_seq_len())
     noise_aware = bool(cfg.get("noise_aware", False))
     module = ClassifierModule(model, dm.num_classes, cfg["optim"], noise_aware=noise_aware)
     if noise_aware:

@@ -185,7 +185,7 @@ def test_noise_aware_inputs_follow_the_masked_forward_process():
 
 def test_saved_classifier_reloads_with_the_same_outputs(tmp_path):
     cfg = {"classifier": "cnn", "head": {"pooling": "mean"}, "cnn": {"channels": [8, 4], "hidden": 16}}
-    model, desc, spec = build_classifier(cfg, num_classes=3, input_len=30)
+    model, desc, spec = build_classifier(cfg, num_classes=3, max_length=30)
     save_classifier(tmp_path, model, {**spec, "classes": ["a", "b", "c"], "noise_aware": True})
     clf = load_classifier(tmp_path)
     ids = torch.randint(0, 6, (5, 30))

@@ -200,12 +200,12 @@ def test_classifier_takes_backbone_config_and_weights_from_a_checkpoint(tmp_path
     ckpt = tmp_path / "pre.ckpt"
     torch.save({"hyper_parameters": {"config": config}, "state_dict": module.state_dict()}, ckpt)
     cfg = OmegaConf.to_container(compose_finetune(f"ckpt={ckpt}", "model=caduceus_ps"), resolve=True)
-    model, desc, _ = build_classifier(cfg, num_classes=2, input_len=100)
+    model, desc, _ = build_classifier(cfg, num_classes=2, max_length=100)
     assert desc.startswith("dit pretrained")
     assert model.backbone.d_model == config["model"]["d_model"] == 32
     ref = module.objective.backbone.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in model.backbone.state_dict().items())
-    scratch, desc, _ = build_classifier({**cfg, "ckpt": None}, num_classes=2, input_len=100)
+    scratch, desc, _ = build_classifier({**cfg, "ckpt": None}, num_classes=2, max_length=100)
     assert desc == "caduceus_ps from scratch" and scratch.backbone.d_model == 64
 
 

@@ -86,7 +86,7 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(runs, tmp_path):
     with pytest.raises(CheckpointError, match="classifier.json: cannot be read as JSON"):
         load_classifier(broken)
     (broken / "classifier.json").write_text(json.dumps({"classifier": "cnn", "head": {}}))
-    with pytest.raises(CheckpointError, match="no num_classes, input_len"):
+    with pytest.raises(CheckpointError, match="no num_classes, max_length"):
         load_classifier(broken)
     spec = json.loads((runs["cnn"] / "classifier.json").read_text())
     (broken / "classifier.json").write_text(json.dumps(spec))
@@ -143,3 +143,20 @@ def test_classifier_export_loads_as_automodel_and_in_predict(runs, kind, tmp_pat
         from mdlm_dna import DiffusionLM
 
         DiffusionLM.from_pretrained(folder)
+
+
+def test_a_classifier_saved_with_the_old_input_len_key_loads_and_predicts_the_same(runs, tmp_path):
+    """Specs written before the key was renamed (``input_len`` -> ``max_length``) still load, unchanged in effect."""
+    for kind in ("cnn", "dit"):
+        spec = json.loads((runs[kind] / "classifier.json").read_text())
+        assert "max_length" in spec and "input_len" not in spec
+        old = tmp_path / kind
+        old.mkdir()
+        spec["input_len"] = spec.pop("max_length")
+        (old / "classifier.json").write_text(json.dumps(spec))
+        (old / "classifier.safetensors").write_bytes((runs[kind] / "classifier.safetensors").read_bytes())
+        new_clf, old_clf = load_classifier(runs[kind]), load_classifier(old)
+        assert old_clf.max_length == new_clf.max_length and old_clf.input_len == new_clf.input_len
+        assert (old_clf.input_len is None) == (kind == "dit")
+        seqs = pd.read_csv(TEST)["sequence"].tolist()[:6]
+        pd.testing.assert_frame_equal(old_clf.predict(seqs), new_clf.predict(seqs))

@@ -33,12 +33,13 @@ def classifier_settings(clf: SequenceClassifier) -> tuple[dict[str, Any], dict[s
     from mdlm_dna.data.tokenizers import NucleotideTokenizer
 
     spec, head = clf.spec, dict(clf.spec.get("head") or {})
-    section = {"kind": spec["classifier"], "num_classes": int(spec["num_classes"]), "input_len": int(spec["input_len"]),
-               "pooling": head.get("pooling", "mean"), "pad_mode": head.get("pad_mode", "pad"),
+    section = {"kind": spec["classifier"], "num_classes": int(spec["num_classes"]),
+               "max_length": int(spec["max_length"]), "pooling": head.get("pooling", "mean"),
+               "pad_mode": head.get("pad_mode", "pad"),
                "conjoin_test": bool(head.get("conjoin_test")), "conjoin_wrapper": hasattr(clf.model, "on_test"),
                "complement_ids": list(NucleotideTokenizer.complement_ids)}
-    if spec["classifier"] == "cnn":
-        return {**section, "cnn": dict(spec.get("cnn") or {})}, {"name": "cnn"}
+    if spec["classifier"] == "cnn":  # the remote code's CNN pads or cuts every input to input_len
+        return {**section, "input_len": int(spec["max_length"]), "cnn": dict(spec.get("cnn") or {})}, {"name": "cnn"}
     name = str(spec["model"]["name"])
     if name not in BACKBONES:
         raise ValueError(f"backbone {name!r} has no transformers remote code")
