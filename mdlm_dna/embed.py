@@ -25,16 +25,22 @@ from mdlm_dna.data.seqio import read_sequences
 from mdlm_dna.utils.errors import ConfigError
 from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
-from mdlm_dna.utils.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
+from mdlm_dna.utils.validation import (
+    Int,
+    ModelCommandConfig,
+    PositiveInt,
+    Required,
+    from_pretrained_kwargs,
+    parse_config,
+)
 
 register_resolvers()
 INPUT_SUFFIXES = (".gz", ".fa", ".fasta", ".fna", ".csv", ".tsv", ".txt")
 
 
-class EmbedConfig(CommandConfig):
+class EmbedConfig(ModelCommandConfig):
     """configs/embed.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
 
-    ckpt: Required
     input: Required
     column: str = "sequence"
     out: str | None = None
@@ -42,10 +48,7 @@ class EmbedConfig(CommandConfig):
     layer: Int | None = None
     rc: Literal["mean"] | None = None
     batch_size: PositiveInt = 64
-    use_ema: bool = True
-    device: Device = "auto"
     progress: bool | None = None
-    cache_dir: str | None = None
 
 
 def output_path(input_path: str, out: str | None, per_position: bool) -> Path:
@@ -89,8 +92,7 @@ def embed(cfg: DictConfig | dict[str, Any]) -> Path:
     out = output_path(cfg.input, cfg.out, per_position=pooling is None)
     check_output(out, cfg.input)
     names, seqs = read_sequences(str(cfg.input), column=str(cfg.column))
-    model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=cfg.use_ema, device=str(cfg.device),
-                                        cache_dir=cfg.cache_dir)
+    model = DiffusionLM.from_pretrained(str(cfg.ckpt), **from_pretrained_kwargs(cfg))
     features = model.embed(seqs, pooling=pooling, batch_size=cfg.batch_size, progress=cfg.progress,
                            layer=cfg.layer, rc=cfg.rc)
     with open(out, "wb") as fh:  # a file handle: numpy adds no extension of its own

@@ -36,12 +36,12 @@ from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
 from mdlm_dna.utils.validation import (
     CommandConfig,
-    Device,
     Int,
+    ModelCommandConfig,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
-    Required,
+    from_pretrained_kwargs,
     parse_config,
 )
 
@@ -54,10 +54,9 @@ class GuidanceConfig(CommandConfig):
     classifier: str | None = None
 
 
-class SampleConfig(CommandConfig):
+class SampleConfig(ModelCommandConfig):
     """configs/sample.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
 
-    ckpt: Required
     num_samples: PositiveInt = 64
     length: PositiveInt | None = None
     steps: PositiveInt = 256
@@ -73,15 +72,12 @@ class SampleConfig(CommandConfig):
     guidance: GuidanceConfig = GuidanceConfig()
     dtype: Literal["float64", "float32"] = "float64"
     batch_size: PositiveInt = 16
-    use_ema: bool = True
     seed: Int = 0
-    device: Device = "auto"
     output: str | None = None
     metrics: bool = True
     reference_windows: PositiveInt = 512
     plots: bool = True
     genome_path: str | None = None
-    cache_dir: str | None = None
     progress: bool | None = None
 
     @model_validator(mode="after")
@@ -118,8 +114,7 @@ def _plots(ids, ref, stem: Path) -> list[str]:
 def generate(cfg: DictConfig | dict[str, Any], out_dir: str | Path = ".") -> dict[str, Any]:
     """Sample as ``cfg`` says; write the FASTA, the JSON report and plots; return the report."""
     cfg = _config(cfg)
-    model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
-                                        cache_dir=cfg.get("cache_dir"))
+    model = DiffusionLM.from_pretrained(str(cfg.ckpt), **from_pretrained_kwargs(cfg))
     out_dir = Path(out_dir)
     fasta = Path(cfg.output) if cfg.output else out_dir / ("samples.txt" if model.is_text else "samples.fa")
     check_output_file(fasta, "output", create_folder=True)  # before the work: a folder a pretrain writes is refused

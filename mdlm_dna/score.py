@@ -24,7 +24,14 @@ from mdlm_dna.data.tokenizers import TokenizerError
 from mdlm_dna.utils.errors import DataError
 from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
-from mdlm_dna.utils.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
+from mdlm_dna.utils.validation import (
+    Int,
+    ModelCommandConfig,
+    PositiveInt,
+    Required,
+    from_pretrained_kwargs,
+    parse_config,
+)
 
 register_resolvers()
 
@@ -36,10 +43,9 @@ def _suffixless(path: Path) -> Path:
     return path.with_name(name)
 
 
-class ScoreConfig(CommandConfig):
+class ScoreConfig(ModelCommandConfig):
     """configs/score.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
 
-    ckpt: Required
     input: Required
     column: str = "sequence"
     out: str | None = None
@@ -48,10 +54,7 @@ class ScoreConfig(CommandConfig):
     seed: Int = 0
     common_noise: bool = True
     count_n: bool | None = None
-    use_ema: bool = True
-    device: Device = "auto"
     progress: bool | None = None
-    cache_dir: str | None = None
 
 
 def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
@@ -61,8 +64,7 @@ def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     out = Path(cfg.out) if cfg.out else Path(f"{_suffixless(Path(str(cfg.input)))}.scores.tsv")
     check_output_file(out, "out", inputs=[str(cfg.input)])  # before the work: not the input, a writable folder
     names, seqs = read_sequences(str(cfg.input), column=str(cfg.column))
-    model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
-                                        cache_dir=cfg.cache_dir)
+    model = DiffusionLM.from_pretrained(str(cfg.ckpt), **from_pretrained_kwargs(cfg))
     if not model.is_text:  # a bad character names the file and the record, before any scoring
         for name, seq in zip(names, seqs):
             try:

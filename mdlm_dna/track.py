@@ -20,15 +20,14 @@ from mdlm_dna.cli.entry import command_config, user_errors
 from mdlm_dna.cli.paths import check_input_files, check_output_file, local_path
 from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
-from mdlm_dna.utils.validation import CommandConfig, Device, PositiveInt, Required, parse_config
+from mdlm_dna.utils.validation import ModelCommandConfig, PositiveInt, Required, from_pretrained_kwargs, parse_config
 
 register_resolvers()
 
 
-class TrackConfig(CommandConfig):
+class TrackConfig(ModelCommandConfig):
     """configs/track.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
 
-    ckpt: Required
     fasta: Required
     bed: Required
     out: Required
@@ -36,10 +35,7 @@ class TrackConfig(CommandConfig):
     strands: Literal["forward", "reverse", "both"] = "forward"
     label: str | None = None
     batch_size: PositiveInt = 128
-    use_ema: bool = True
-    device: Device = "auto"
     progress: bool | None = None
-    cache_dir: str | None = None
 
 
 def track(cfg: DictConfig | dict[str, Any]) -> Path:
@@ -54,8 +50,7 @@ def track(cfg: DictConfig | dict[str, Any]) -> Path:
     out = check_output_file(cfg.out, "out", [cfg.fasta, cfg.bed, *local_path(cfg.ckpt)])
     genome = open_fasta(cfg.fasta)
     spans = merged_intervals(cfg.bed, {name: len(genome[name]) for name in genome.keys()})  # checked before loading
-    model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
-                                        cache_dir=cfg.cache_dir)
+    model = DiffusionLM.from_pretrained(str(cfg.ckpt), **from_pretrained_kwargs(cfg))
     path = track(model, cfg.fasta, cfg.bed, stat=cfg.stat, out=out, strands=cfg.strands, label=cfg.label,
                  batch_size=cfg.batch_size, progress=cfg.progress)
     print(f"{cfg.stat} over {sum(e - s for _, s, e in spans):,} bases in {len(spans)} intervals -> {path}")

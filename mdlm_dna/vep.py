@@ -22,17 +22,23 @@ from mdlm_dna.cli.entry import command_config, user_errors
 from mdlm_dna.cli.paths import check_input_files, check_output_file, local_path
 from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
-from mdlm_dna.utils.validation import CommandConfig, Device, Int, PositiveInt, Required, parse_config
+from mdlm_dna.utils.validation import (
+    Int,
+    ModelCommandConfig,
+    PositiveInt,
+    Required,
+    from_pretrained_kwargs,
+    parse_config,
+)
 
 register_resolvers()
 TSV_SUFFIXES = (".tsv", ".tsv.gz", ".txt", ".txt.gz", ".tab")
 VCF_SUFFIXES = (".vcf", ".vcf.gz", ".vcf.bgz")
 
 
-class VepConfig(CommandConfig):
+class VepConfig(ModelCommandConfig):
     """configs/vep.yaml's keys, typed (the YAML holds the defaults and the documentation)."""
 
-    ckpt: Required
     vcf: Required
     fasta: Required
     out: str | None = None
@@ -43,10 +49,7 @@ class VepConfig(CommandConfig):
     seed: Int = 0
     label: str | None = None
     batch_size: PositiveInt = 128
-    use_ema: bool = True
-    device: Device = "auto"
     progress: bool | None = None
-    cache_dir: str | None = None
 
 
 def default_out(vcf: str) -> Path:
@@ -69,8 +72,7 @@ def vep(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
     from mdlm_dna.analysis.vcf import read_variants, write_vcf
 
     table = read_variants(cfg.vcf)
-    model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), device=str(cfg.device),
-                                        cache_dir=cfg.cache_dir)
+    model = DiffusionLM.from_pretrained(str(cfg.ckpt), **from_pretrained_kwargs(cfg))
     scores = model.variant_effects(table, cfg.fasta, strands=cfg.strands, on_mismatch=cfg.on_mismatch,
                                    t_samples=cfg.t_samples, seed=cfg.seed, label=cfg.label,
                                    batch_size=cfg.batch_size, progress=cfg.progress)

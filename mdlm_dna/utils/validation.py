@@ -123,6 +123,21 @@ class CommandConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, validate_default=True)
 
 
+class ModelCommandConfig(CommandConfig):
+    """Base of a command that loads one model: the four keys every such command has, typed once."""
+
+    ckpt: Required
+    use_ema: bool = True
+    device: Device = "auto"
+    cache_dir: str | None = None
+
+
+def from_pretrained_kwargs(cfg: Any) -> dict[str, Any]:
+    """What ``DiffusionLM.from_pretrained(cfg.ckpt, **...)`` takes from a ModelCommandConfig's keys (``cfg``: the
+    command's DictConfig or the model itself)."""
+    return {"use_ema": bool(cfg.use_ema), "device": str(cfg.device), "cache_dir": getattr(cfg, "cache_dir", None)}
+
+
 class Section(BaseModel):
     """A config group (``data``, ``optim``, ...) of which only some keys are checked; the rest pass through."""
 
