@@ -104,11 +104,18 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "c5_rc0": (DEFAULT_SHAPE, {**CONV5, "data.rc_prob": "0"}, False),  # no reverse-complement augmentation
     "c5_rc0_s1": (DEFAULT_SHAPE, {**CONV5, "data.rc_prob": "0", "seed": "1"}, False),
     "c5_rc0_s2": (DEFAULT_SHAPE, {**CONV5, "data.rc_prob": "0", "seed": "2"}, False),
+    # more optimizer steps on the same tokens: batch 16, 600 steps (its measured step cost is half the default's)
+    "c5_b16_s0": ((128, 4, 4, 128, 16), {**CONV5}, False),
+    "c5_b16_s1": ((128, 4, 4, 128, 16), {**CONV5, "seed": "1"}, False),
+    "c5_b16_s2": ((128, 4, 4, 128, 16), {**CONV5, "seed": "2"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
     "ar300_s2": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "2"}, False),
     "ar600": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "600"}, False),
+    # the middle of the curve (between 600 steps and the shipped model's 10,000): AR and MDLM at 1,200 steps
+    "ar1200": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "1200"}, False),
+    "c5_1200": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "1200"}, False),
     # the AR-initialised MDLM (init_from): AR 600 steps, then MDLM N steps, against MDLM from scratch at the
     # same total training FLOPs (AR's causal attention costs half: 600 AR steps = 557 MDLM steps): N = 43 matches
     # the 600-step MDLM runs of paper_claims_runs.csv (3 seeds), N = 300 the 857-step run

@@ -613,7 +613,7 @@ class DiffusionLM:
         }
 
     def save_pretrained(self, out_dir: str | os.PathLike, metrics: dict[str, Any] | None = None,
-                        overwrite: bool = True, transformers: bool | None = None) -> Path:
+                        overwrite: bool = True, transformers: bool | None = None, notes: str | None = None) -> Path:
         """Write config.json, model.safetensors (the weights in use: EMA by default), a README.md model card and,
         for the backbones it covers, transformers remote code with the tokenizer's files (``AutoModelForMaskedLM.
         from_pretrained(DIR, trust_remote_code=True)`` loads it without this package).
@@ -622,7 +622,9 @@ class DiffusionLM:
         package's folder alone), True refuses a model it does not cover, False never writes it.
         ``out_dir`` must be new, empty or an earlier export of this package (``overwrite``: replace the files it
         wrote; other files, e.g. ``.git``, stay); ``.``, a symlink, a run folder and any other non-empty folder
-        are refused. Written to a temporary folder first and moved into place: never half-written."""
+        are refused. Written to a temporary folder first and moved into place: never half-written.
+        ``notes``: Markdown for the card's "Notes" section (provenance, results measured elsewhere); kept in
+        config.json, so a re-export of the folder keeps it unless new notes are given."""
         from safetensors.torch import save_file
 
         from mdlm_dna.artifacts.export_folder import check_export_folder, install_files
@@ -639,6 +641,8 @@ class DiffusionLM:
             warnings.warn(f"{out}: written without transformers remote code: {why_not}", stacklevel=2)
         out.parent.mkdir(parents=True, exist_ok=True)
         old_metrics = dict(self.loaded.metadata.get("metrics", {})) if self.loaded else {}
+        if notes is None and self.loaded:
+            notes = self.loaded.metadata.get("notes")
         meta = {
             "format": EXPORT_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -649,6 +653,7 @@ class DiffusionLM:
             "training": self.training_record(),
             "metrics": {**old_metrics, **(metrics or {})},
             "run_config": portable_config(self.config),
+            **({"notes": str(notes)} if notes else {}),
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:

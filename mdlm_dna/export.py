@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from mdlm_dna.api import DiffusionLM
 from mdlm_dna.artifacts.export_folder import check_export_folder
 from mdlm_dna.cli.entry import command_config, user_errors
+from mdlm_dna.utils.errors import ConfigError
 from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
 from mdlm_dna.utils.rundir import check_not_in_use
@@ -42,6 +43,24 @@ class ExportConfig(CommandConfig):
     private: bool = False
     cache_dir: str | None = None
     transformers: bool | None = None
+    card_notes: str | None = None
+
+
+def read_card_notes(path: str | None) -> str | None:
+    """The Markdown of ``card_notes=FILE`` (None: keep the folder's earlier notes, if any)."""
+    if path is None:
+        return None
+    file = Path(str(path)).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"card_notes={path}: {'a folder, not a file' if file.exists() else 'no such file'} "
+                          "(a Markdown file whose text becomes the model card's Notes section)")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"card_notes={path}: cannot be read as UTF-8 text ({e})") from e
+    if not text.strip():
+        raise ConfigError(f"card_notes={path}: the file is empty")
+    return text
 
 
 def export(cfg: DictConfig | dict[str, Any]) -> Path:
@@ -55,6 +74,7 @@ def export(cfg: DictConfig | dict[str, Any]) -> Path:
     check_export_folder(Path(str(cfg.out)).expanduser(), protected=run_folders)  # before any work: ., symlinks, ...
     if (source / "classifier.json").is_file():  # a fine-tune's run folder: an AutoModelForSequenceClassification
         return _export_classifier(source, Path(str(cfg.out)).expanduser(), cfg)
+    notes = read_card_notes(cfg.card_notes)  # before any work: a missing file is an error now, not after the evaluation
     model = DiffusionLM.from_pretrained(str(cfg.ckpt), use_ema=bool(cfg.use_ema), cache_dir=cfg.cache_dir)
     metrics: dict[str, Any] = {}
     splits = [s for s in ("validation", "test") if cfg.get(s)]
@@ -65,7 +85,7 @@ def export(cfg: DictConfig | dict[str, Any]) -> Path:
                                         cache_dir=cfg.cache_dir)
         print(f"{split}: {metrics[split][f'bits_per_{model.unit}']:.4f} bits/{model.unit} "
               f"({metrics[split]['windows']} windows x {cfg.t_samples} draws)")
-    out = model.save_pretrained(str(cfg.out), metrics=metrics, transformers=cfg.get("transformers"))
+    out = model.save_pretrained(str(cfg.out), metrics=metrics, transformers=cfg.get("transformers"), notes=notes)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(f"exported {model} -> {out} ({size / 1e6:.2f} MB)")
     if cfg.push_to:
@@ -79,8 +99,10 @@ def _export_classifier(run: Path, out: Path, cfg: Any) -> Path:
     import json
 
     from mdlm_dna.classifier import load_classifier
-    from mdlm_dna.utils.errors import ConfigError
 
+    if cfg.get("card_notes"):
+        raise ConfigError("card_notes: a classifier's card is written from its fine-tune's metrics; edit its README.md "
+                          "after export")
     if cfg.push_to:
         raise ConfigError("push_to: upload a classifier's folder with `huggingface-cli upload REPO DIR` after export")
     metrics_file = run / "metrics.json"

@@ -141,3 +141,24 @@ def test_export_cli_out_dot_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
                         capsys)
     assert code == 2 and err.strip().startswith("error: out=.: the current directory") and "Traceback" not in err
     assert not (tmp_path / "config.json").exists() and (tmp_path / "notes.txt").read_text() == "x"
+
+
+def test_card_notes_go_into_the_card_and_survive_a_re_export(tmp_path, monkeypatch, capsys):
+    from mdlm_dna.export import export
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("Pretrained on corpus X (built by `make_corpus.py`).\n\n| task | MCC |\n|---|---|\n| a | 0.5 |\n")
+    first = export({"ckpt": "ecoli", "out": str(tmp_path / "a"), "validation": False, "test": False,
+                    "card_notes": str(notes)})
+    card = (first / "README.md").read_text()
+    assert "## Notes" in card and "built by `make_corpus.py`" in card and "| a | 0.5 |" in card
+    assert card.index("## Notes") < card.index("## Usage")
+    again = export({"ckpt": str(first), "out": str(tmp_path / "b"), "validation": False, "test": False})
+    assert "built by `make_corpus.py`" in (again / "README.md").read_text()  # kept from config.json
+    plain = export({"ckpt": "ecoli", "out": str(tmp_path / "c"), "validation": False, "test": False})
+    assert "## Notes" not in (plain / "README.md").read_text()
+    for bad, message in ((tmp_path / "missing.md", "no such file"), (tmp_path, "a folder, not a file")):
+        code, err = run_cli("mdlm_dna.export", ["ckpt=ecoli", f"out={tmp_path / 'd'}", "validation=false",
+                                                "test=false", f"card_notes={bad}"], monkeypatch, capsys)
+        assert code == 2 and f"card_notes={bad}: {message}" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()

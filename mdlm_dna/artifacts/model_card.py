@@ -139,6 +139,7 @@ def model_card(model: LanguageModel, meta: dict[str, Any]) -> str:
         "For diffusion objectives the NELBO is an upper bound on the negative log-likelihood (and the perplexity "
         "an upper bound); the AR baseline's is exact.",
         "",
+        *(["## Notes", "", str(meta["notes"]).strip(), ""] if meta.get("notes") else []),
         "## Usage",
         "```python",
         "from mdlm_dna import DiffusionLM",
