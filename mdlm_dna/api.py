@@ -584,6 +584,8 @@ class DiffusionLM:
             "split": split,
             "nelbo_nats_per_token": float(raw[f"{prefix}/nelbo"]),
             f"bits_per_{self.unit}": float(raw[f"{prefix}/bpb"]),
+            # standard error over the split's windows (each averaged over its t_samples noise draws)
+            f"bits_per_{self.unit}_se": float(raw.get(f"{prefix}/bpb_se", float("nan"))),
             "perplexity": float(raw[f"{prefix}/ppl"]),
             "ema": bool(self.loaded.ema) if self.loaded else None,
             "windows": len(loader.dataset),

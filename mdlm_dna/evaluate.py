@@ -77,7 +77,8 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     prefix = "test" if cfg.split == "test" else "val"
     weights = "EMA" if result["ema"] else "raw"
     print(f"{prefix} NELBO: {result['nelbo_nats_per_token']:.4f} nats/token | "
-          f"{result[f'bits_per_{model.unit}']:.4f} bits/{model.unit} | perplexity {result['perplexity']:.4f} "
+          f"{result[f'bits_per_{model.unit}']:.4f} +- {result[f'bits_per_{model.unit}_se']:.4f} bits/{model.unit} | "
+          f"perplexity {result['perplexity']:.4f} "
           f"({weights} weights, {result['windows']} windows)")
     if cfg.output:
         Path(cfg.output).write_text(json.dumps(result, indent=1))

@@ -82,7 +82,7 @@ def test_outputs_of_a_run(ecoli_prefix, tmp_path):
     d = tmp_path / "r"
     assert (d / "checkpoints/last.ckpt").exists() and (d / "config.yaml").exists() and (d / "metrics.csv").exists()
     assert _state(d / "checkpoints/last.ckpt")["global_step"] == 7  # saved at the end, not only every N steps
-    assert set(res["metrics"]) == {"val/nelbo", "val/bpb", "val/ppl"}
+    assert set(res["metrics"]) == {"val/nelbo", "val/bpb", "val/ppl", "val/bpb_se"}
     assert res["metrics"]["val/bpb"] == pytest.approx(res["metrics"]["val/nelbo"] / 0.6931471805599453)
     # the saved config is resolved (no interpolations) and names the genome
     assert str(ecoli_prefix) in (d / "config.yaml").read_text() and "${" not in (d / "config.yaml").read_text()

@@ -127,17 +127,21 @@ def model_card(model: LanguageModel, meta: dict[str, Any]) -> str:
         f"- command: `{train.get('command') or 'not recorded'}`",
         "",
         "## Evaluation",
-        f"| split | NELBO (nats/token) | bits/{unit} | perplexity |",
-        "|---|---|---|---|",
+        f"| split | NELBO (nats/token) | bits/{unit} | standard error | windows x noise draws | perplexity |",
+        "|---|---|---|---|---|---|",
     ]
     for split in ("validation", "test"):
         r = metrics.get(split) or {}
+        se = r.get(f"bits_per_{unit}_se")
+        draws = f"{r['windows']:,} x {r.get('t_samples', 1)}" if r.get("windows") else "-"
         lines.append(f"| {split} | {_fmt(r.get('nelbo_nats_per_token'))} | {_fmt(r.get(f'bits_per_{unit}'))} | "
+                     f"{'not recorded' if se is None or se != se else _fmt(se)} | {draws} | "
                      f"{_fmt(r.get('perplexity'))} |")
     lines += [
         "",
         "For diffusion objectives the NELBO is an upper bound on the negative log-likelihood (and the perplexity "
-        "an upper bound); the AR baseline's is exact.",
+        "an upper bound); the AR baseline's is exact. The standard error is over the split's windows, each "
+        "averaged over its noise draws.",
         "",
         *(["## Notes", "", str(meta["notes"]).strip(), ""] if meta.get("notes") else []),
         "## Usage",

@@ -32,6 +32,7 @@ from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import build_backbone
 from mdlm_dna.train.ema import EMA
 from mdlm_dna.train.schedules import warmup_schedule
+from mdlm_dna.train.window_spread import WindowSpread
 
 LN2 = math.log(2.0)
 EVAL_NOISE_BLOCK = 256  # evaluation windows share one seeded draw per block of this many indices
@@ -216,6 +217,8 @@ class DiffusionModule(pl.LightningModule):
         self._compiled = False
         self.val_nelbo = MeanMetric()
         self.test_nelbo = MeanMetric()
+        self.val_spread = WindowSpread()  # the figures' standard errors over windows
+        self.test_spread = WindowSpread()
 
     def setup(self, stage: str) -> None:
         world = self._trainer.world_size if self._trainer else 1
@@ -291,9 +294,11 @@ class DiffusionModule(pl.LightningModule):
             self.ema.update(self.objective)
 
     # ----- evaluation -----------------------------------------------------------------------
-    def _eval_step(self, batch, batch_idx: int, metric: MeanMetric, stream: int) -> None:
+    def _eval_step(self, batch, batch_idx: int, metric: MeanMetric, spread: WindowSpread, stream: int) -> None:
         x0 = batch["input_ids"]
-        for k in range(int(self.config.get("eval", {}).get("t_samples", 1))):
+        draws = int(self.config.get("eval", {}).get("t_samples", 1))
+        per_window = torch.zeros(x0.shape[0], device=x0.device)
+        for k in range(draws):
             if "index" in batch:
                 g = drawn_noise(batch["index"], x0.shape[1], EVAL_NOISE_BLOCK, self._eval_time_sampling(),
                                 key=(self.seed, stream, k), stride=GOLDEN)
@@ -305,19 +310,24 @@ class DiffusionModule(pl.LightningModule):
                 out = self.objective.nelbo(x0, generator=g, counted=self.counted_positions(x0))
             tokens = out.num_tokens.sum()  # A/C/G/T positions unless data.count_n; a batch of all N weighs 0
             metric.update(out.per_sequence.sum() / tokens.clamp_min(1), weight=tokens)
+            per_window += out.per_sequence.detach().float()
+        counted = out.num_tokens > 0  # windows of N bases only carry no figure
+        spread.update(per_window[counted] / draws / out.num_tokens[counted])
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, batch_idx, self.val_nelbo, stream=1)
+        self._eval_step(batch, batch_idx, self.val_nelbo, self.val_spread, stream=1)
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, batch_idx, self.test_nelbo, stream=2)
+        self._eval_step(batch, batch_idx, self.test_nelbo, self.test_spread, stream=2)
 
-    def _log_eval(self, prefix: str, metric: MeanMetric) -> None:
-        nelbo = metric.compute()
+    def _log_eval(self, prefix: str, metric: MeanMetric, spread: WindowSpread) -> None:
+        nelbo, se = metric.compute(), spread.compute()
         metric.reset()
+        spread.reset()
         self.log(f"{prefix}/nelbo", nelbo, prog_bar=True)
         self.log(f"{prefix}/bpb", nelbo / LN2, prog_bar=True)
         self.log(f"{prefix}/ppl", torch.exp(nelbo))
+        self.log(f"{prefix}/bpb_se", se / LN2)  # over windows (each averaged over its noise draws)
 
     def on_validation_epoch_start(self):
         if self.ema is not None:
@@ -326,10 +336,10 @@ class DiffusionModule(pl.LightningModule):
     def on_validation_epoch_end(self):
         if self.ema is not None:
             self.ema.restore(self.objective)
-        self._log_eval("val", self.val_nelbo)
+        self._log_eval("val", self.val_nelbo, self.val_spread)
 
     def on_test_epoch_end(self):
-        self._log_eval("test", self.test_nelbo)
+        self._log_eval("test", self.test_nelbo, self.test_spread)
 
     # ----- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
