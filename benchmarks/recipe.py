@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -456,7 +457,7 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     groups: dict[tuple[str, float], list[float]] = {}
     rec = pd.read_csv(RESULTS)
     rec = rec[rec["weights"] == "EMA"]
-    default = {*BASELINE, "mdlm857"}
+    default = {*BASELINE, "mdlm857", "c5_1200"}
     done = set(rec["name"])
     # the same trainings recorded twice: conv5 = c5_s0, conv5_seed1 = c5_s1 (scored by mdlm_dna.evaluate before
     # this round; conv5_seed1 stands for seed 1 until c5_s1 is run), ar600 = paper_claims' AR seed 0
@@ -466,8 +467,9 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
         if name in ("conv5", "ar600") or (name == "conv5_seed1" and "c5_s1" in done):
             continue
         changes = CANDIDATES.get(name, (None, {}, None))[1]
-        series = ("AR" if changes.get("objective") == "ar" else "AR -> MDLM (init_from)" if SOURCE in changes
-                  else "MDLM, default recipe" if name in default else f"recipe: {name}")
+        family = re.sub(r"_s\d+$", "", name)  # seeds of one recipe are one point
+        series = ("AR" if changes.get("objective") == "ar" else f"AR -> MDLM: {family}" if SOURCE in changes
+                  else "MDLM, default recipe" if name in default else f"recipe: {family}")
         groups.setdefault((series, train_flops(name, int(steps)) if name in CANDIDATES else
                            train_flops("c5_s0", int(steps))), []).append(float(bpb))
     for r in read_runs(PAPER_CLAIMS):
@@ -508,19 +510,25 @@ def plot(path: Path = PLOT) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.2))
     styles = {"AR": dict(color="tab:blue", marker="o", ls="-"),
               "MDLM, default recipe": dict(color="tab:red", marker="s", ls="-"),
-              "AR -> MDLM (init_from)": dict(color="tab:purple", marker="*", ms=13, ls="none"),
+              "AR -> MDLM": dict(color="tab:purple", marker="*", ms=13, ls="none"),
               "shipped ecoli (MDLM, 10,000 steps)": dict(color="tab:red", marker="D", ls="none")}
-    labelled_recipe = False
+    labelled = set()
     for series, pts in curve_points().items():
         x, y, e = zip(*[(f, b, 0.0 if se != se else se) for f, b, se, _ in pts])
         if series in styles:
             ax.errorbar(x, y, yerr=e, label=series, capsize=3, **styles[series])
+            continue
+        kind = "AR -> MDLM" if series.startswith("AR -> MDLM") else "recipe"
+        first = kind not in labelled
+        labelled.add(kind)
+        if kind == "AR -> MDLM":
+            ax.errorbar(x, y, yerr=e, capsize=3, label="AR -> MDLM (init_from)" if first else None,
+                        **styles["AR -> MDLM"])
         else:
-            ax.plot(x, y, "o", color="grey", alpha=0.6, ms=5,
-                    label=None if labelled_recipe else "other recipes (one seed each)")
-            labelled_recipe = True
-            ax.annotate(series.removeprefix("recipe: "), (x[0], y[0]), fontsize=6, color="grey",
-                        xytext=(3, 2), textcoords="offset points")
+            ax.errorbar(x, y, yerr=e, fmt="o", color="grey", alpha=0.6, ms=5, capsize=2,
+                        label="other recipes (+- over seeds where several)" if first else None)
+        ax.annotate(series.split(": ", 1)[-1], (x[0], y[0]), fontsize=6, color="grey", xytext=(3, 2),
+                    textcoords="offset points")
     for (label, value), color in zip(REFERENCES.items(), ("tab:olive", "tab:green", "black")):
         ax.axhline(value, color=color, ls="--", lw=1)
         ax.text(0.01, value, f"{label} {value}", color=color, fontsize=8, va="bottom",
