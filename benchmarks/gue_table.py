@@ -54,6 +54,18 @@ PUBLISHED_MCC = {
         "prom_core_all": 0.7033, "prom_core_notata": 0.7158, "prom_core_tata": 0.7297, "prom_300_tata": 0.7943},
 }
 GUE_FIELDS = [*FIELDS[:-1], "cpu_s", FIELDS[-1]]
+# How the table names a recorded row (the CSV keeps the row as run: its init= source)
+LABELS = {
+    "cnn": "CNN (the GenomicBenchmarks baseline)",
+    "dit": "dit from scratch (conv_kernel=5, the default)",
+    "dit conv_kernel=0": "dit from scratch, conv_kernel=0",
+    "dit rc_prob=0.5": "dit from scratch, reverse-complement augmentation p=0.5",
+    "dit conjoin_test": "dit from scratch, RC augmentation + conjoined test (Caduceus-PH protocol)",
+    "pretrained runs/gue_corpus/ar": "dit, AR-pretrained on the task corpus, 300 steps (= shipped gue_promoters)",
+    "pretrained runs/gue_corpus/ar1000": "dit, AR-pretrained on the task corpus, 1,000 steps",
+    "pretrained runs/gue_corpus/mdlm": "dit, MDLM-pretrained on the task corpus, 300 steps",
+    "pretrained ecoli": "dit, MDLM-pretrained on E. coli (shipped ecoli)",
+}
 
 
 def task_overrides(data_dir: Path, task: str) -> list[str]:
@@ -80,7 +92,7 @@ def gue_table(rows: list[dict], published: dict[str, dict[str, float]] | None = 
             mcc_txt, span = mean_sd_text([float(r["mcc"]) for r in runs])
             acc_txt, _ = mean_sd_text([float(r["accuracy"]) for r in runs])
             cpu = statistics.fmean(float(r["cpu_s"]) for r in runs)
-            lines.append(f"| {task} | {row} | {len(runs)} | {mcc_txt} | {span} | {acc_txt} | "
+            lines.append(f"| {task} | {LABELS.get(row, row)} | {len(runs)} | {mcc_txt} | {span} | {acc_txt} | "
                          f"{int(runs[0]['train']):,} / {int(runs[0]['test']):,} | {cpu:,.0f} |")
         for source, values in published.items():
             if task in values:
@@ -92,7 +104,8 @@ def main() -> None:
     register_resolvers()
     ap = arg_parser(__doc__)
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/gue/prom"), help="GUE's prom/ folder")
-    ap.add_argument("--tasks", nargs="+", default=["prom_core_tata"], choices=TASKS)
+    ap.add_argument("--tasks", nargs="+", choices=TASKS,
+                    help="tasks to run (default prom_core_tata) and to show (default: every task recorded)")
     ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS), help="none: only --pretrained rows")
     ap.add_argument("--pretrained", nargs="*", default=["ecoli"], help="init= sources, one row each")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -106,12 +119,12 @@ def main() -> None:
     key = " ".join(args.overrides)
 
     def recorded() -> list[dict]:
-        return [r for r in read_runs(args.csv) if r["overrides"] == key and r["task"] in args.tasks]
+        return [r for r in read_runs(args.csv) if r["overrides"] == key and r["task"] in (args.tasks or TASKS)]
 
     if not args.table_only:
         done = {(r["task"], r["row"], int(r["seed"])) for r in recorded()}
         for seed in args.seeds:  # seed-major: an interrupted table has whole seeds
-            for task in args.tasks:
+            for task in args.tasks or ["prom_core_tata"]:
                 for row, extra in rows.items():
                     if (task, row, seed) in done:
                         continue
