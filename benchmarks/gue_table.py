@@ -56,7 +56,7 @@ PUBLISHED_MCC = {
 GUE_FIELDS = [*FIELDS[:-1], "cpu_s", FIELDS[-1]]
 # How the table names a recorded row (the CSV keeps the row as run: its init= source)
 LABELS = {
-    "cnn": "CNN (the GenomicBenchmarks baseline)",
+    "cnn": "cnn (the GenomicBenchmarks CNN baseline)",
     "dit": "dit from scratch (conv_kernel=5, the default)",
     "dit conv_kernel=0": "dit from scratch, conv_kernel=0",
     "dit rc_prob=0.5": "dit from scratch, reverse-complement augmentation p=0.5",
