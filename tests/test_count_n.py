@@ -75,7 +75,7 @@ def test_eval_bits_per_base_counts_acgt_positions_only_by_default(count_n):
     """
     module = module_with_known_backbone(*(["data.count_n=true"] if count_n else []))
     assert module.count_n is count_n
-    module._eval_step({"input_ids": WINDOWS}, 0, module.test_nelbo, stream=2)
+    module._eval_step({"input_ids": WINDOWS}, 0, module.test_nelbo, module.test_spread, stream=2)
     got = float(module.test_nelbo.compute()) / math.log(2)
     assert got == pytest.approx(hand_bits_per_base(module, count_n), rel=1e-5)
 
@@ -85,7 +85,7 @@ def test_the_default_is_acgt_and_differs_from_counting_n():
     got = {}
     for count_n in (False, True):
         module = module_with_known_backbone(*(["data.count_n=true"] if count_n else []))
-        module._eval_step({"input_ids": WINDOWS}, 0, module.test_nelbo, stream=2)
+        module._eval_step({"input_ids": WINDOWS}, 0, module.test_nelbo, module.test_spread, stream=2)
         got[count_n] = float(module.test_nelbo.compute())
     assert module_with_known_backbone().count_n is False
     assert got[False] != pytest.approx(got[True], rel=1e-3)
