@@ -18,6 +18,7 @@ table resumes. The Markdown table (test MCC, GUE's metric: mean ± sd over seeds
 
 from __future__ import annotations
 
+import re
 import statistics
 from pathlib import Path
 
@@ -130,7 +131,9 @@ def main() -> None:
                         continue
                     overrides = [*task_overrides(args.data_dir, task), f"seed={seed}", "seeds=1", *extra,
                                  *args.overrides]
-                    out = args.out_dir / task / row.replace(" ", "_").replace("=", "") / f"seed-{seed}"
+                    # the overrides are part of the folder: two tables with other overrides never share a run
+                    variant = re.sub(r"[^A-Za-z0-9_.-]+", "_", key) or "default"
+                    out = args.out_dir / task / row.replace(" ", "_").replace("=", "") / variant / f"seed-{seed}"
                     result = run_row("gue", task, row, seed, finetune_run(overrides, out), args.overrides)
                     append_run(args.csv, result, GUE_FIELDS)
                     print(f"[gue_table] {task} {row} seed {seed}: accuracy {result['accuracy']:.4f} MCC "

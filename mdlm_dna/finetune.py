@@ -36,7 +36,7 @@ from mdlm_dna.data.genomic_benchmarks import GB_TASKS, TaskData, load_task
 from mdlm_dna.train.classifier import ClassifierModule
 from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
-from mdlm_dna.utils.rundir import check_not_in_use
+from mdlm_dna.utils.rundir import RunLock, check_not_in_use
 from mdlm_dna.utils.validation import (
     CommandConfig,
     Fraction,
@@ -246,19 +246,23 @@ def finetune(cfg: DictConfig | dict[str, Any], out_dir: str | Path) -> pd.DataFr
     check_not_in_use(out_dir, "fine-tune")
     tasks = task_configs(config["task"])
     seeds = [int(config["seed"]) + k for k in range(int(config.get("seeds", 1)))]
-    results = []
-    for task in tasks:
-        data = load_task(task, seed=0)  # seed 0: a held-out test fraction (tables only) is the same for every seed
-        if not results:  # the run's record, once its first data set has loaded: bad data leaves no folder
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
-        max_length = config["data"].get("max_length") or task.get("max_length")
-        for seed in seeds:
-            run_dir = out_dir / task["name"] / f"seed-{seed}" if len(tasks) > 1 or len(seeds) > 1 else out_dir
-            results.append(run_one(config, data, seed, run_dir, int(max_length) if max_length else None))
-    table = summarize(results)
-    table.to_csv(out_dir / "results.csv", index=False)
-    (out_dir / "results.md").write_text(to_markdown(table))
+    results, lock = [], None
+    try:
+        for task in tasks:
+            data = load_task(task, seed=0)  # seed 0: a held-out test fraction (tables only) is the same for all seeds
+            if lock is None:  # the run's record, once its first data set has loaded: bad data leaves no folder
+                lock = RunLock(out_dir, kind="fine-tune").acquire()  # two fine-tunes never write one folder
+                (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+            max_length = config["data"].get("max_length") or task.get("max_length")
+            for seed in seeds:
+                run_dir = out_dir / task["name"] / f"seed-{seed}" if len(tasks) > 1 or len(seeds) > 1 else out_dir
+                results.append(run_one(config, data, seed, run_dir, int(max_length) if max_length else None))
+        table = summarize(results)
+        table.to_csv(out_dir / "results.csv", index=False)
+        (out_dir / "results.md").write_text(to_markdown(table))
+    finally:
+        if lock is not None:
+            lock.release()
     if len(results) > 1:
         print(to_markdown(table))
     print(f"run folder: {out_dir}")

@@ -160,3 +160,18 @@ def test_a_classifier_saved_with_the_old_input_len_key_loads_and_predicts_the_sa
         assert (old_clf.input_len is None) == (kind == "dit")
         seqs = pd.read_csv(TEST)["sequence"].tolist()[:6]
         pd.testing.assert_frame_equal(old_clf.predict(seqs), new_clf.predict(seqs))
+
+
+def test_two_fine_tunes_never_write_one_run_folder(tmp_path):
+    """finetune holds the run folder's lock: a second one into the same folder (the GUE table once ran two knob
+    studies into one folder and both crashed on a shared metrics.csv) is a one-line error naming the holder."""
+    from mdlm_dna.utils.errors import RunDirError
+    from mdlm_dna.utils.rundir import RunLock
+
+    out = tmp_path / "ft"
+    with RunLock(out, kind="fine-tune"):
+        with pytest.raises(RunDirError, match="in use by a running fine-tune"):
+            tiny_finetune(out, "classifier=cnn", "+cnn.embedding_dim=8")
+    assert not (out / "metrics.json").exists()
+    tiny_finetune(out, "classifier=cnn", "+cnn.embedding_dim=8")  # released: the folder is usable again
+    assert (out / "metrics.json").is_file() and (out / ".lock").is_file()

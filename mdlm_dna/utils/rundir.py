@@ -50,8 +50,8 @@ def _pid_alive(pid: int) -> bool:
 class RunLock:
     """Exclusive use of ``run_dir`` for as long as the ``with`` block (or the process) lasts."""
 
-    def __init__(self, run_dir: str | os.PathLike):
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dir: str | os.PathLike, kind: str = "pretrain"):
+        self.run_dir, self.kind = Path(run_dir), kind  # kind: what holds it, for the messages of others
         self.path = self.run_dir / LOCK_NAME
         self._fd: int | None = None
 
@@ -87,6 +87,7 @@ class RunLock:
                 self.run_dir, previous["pid"], previous.get("host", "?"), "" if alive else ", no longer running",
             )  # fmt: skip
         record = {
+            "kind": self.kind,
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -183,5 +184,5 @@ def check_not_in_use(path: str | os.PathLike, what: str = "write") -> None:
     if folder is not None:
         h = RunLock(folder).holder()
         who = f"pid {h.get('pid', '?')} on {h.get('host', '?')}, started {h.get('started', '?')}"
-        raise RunDirError(f"{path}: cannot {what} there: {folder} is in use by a running pretrain ({who}); wait "
-                          "for it to finish, or write somewhere else")
+        raise RunDirError(f"{path}: cannot {what} there: {folder} is in use by a running {h.get('kind', 'pretrain')} "
+                          f"({who}); wait for it to finish, or write somewhere else")
