@@ -645,6 +645,8 @@ class DiffusionLM:
         old_metrics = dict(self.loaded.metadata.get("metrics", {})) if self.loaded else {}
         if notes is None and self.loaded:
             notes = self.loaded.metadata.get("notes")
+        # a re-export keeps the folder's own record of its training run (loading it turned EMA off in memory)
+        exported = self.loaded.metadata if self.loaded and self.loaded.kind in ("export", "shipped") else {}
         meta = {
             "format": EXPORT_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -654,7 +656,7 @@ class DiffusionLM:
             "vocab": None if self.is_text else list(self.tokenizer.vocab),
             "training": self.training_record(),
             "metrics": {**old_metrics, **(metrics or {})},
-            "run_config": portable_config(self.config),
+            "run_config": exported.get("run_config") or portable_config(self.config),
             **({"notes": str(notes)} if notes else {}),
         }
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
