@@ -118,6 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = {**{r: ROWS[r] for r in args.rows}, **{f"pretrained {p}": [f"init={p}"] for p in args.pretrained}}
     key = " ".join(args.overrides)
+    variant = re.sub(r"[^A-Za-z0-9_.-]+", "_", key) or "default"  # run folders: other overrides, other folders
 
     def recorded() -> list[dict]:
         return [r for r in read_runs(args.csv) if r["overrides"] == key and r["task"] in (args.tasks or TASKS)]
@@ -131,8 +132,6 @@ def main() -> None:
                         continue
                     overrides = [*task_overrides(args.data_dir, task), f"seed={seed}", "seeds=1", *extra,
                                  *args.overrides]
-                    # the overrides are part of the folder: two tables with other overrides never share a run
-                    variant = re.sub(r"[^A-Za-z0-9_.-]+", "_", key) or "default"
                     out = args.out_dir / task / row.replace(" ", "_").replace("=", "") / variant / f"seed-{seed}"
                     result = run_row("gue", task, row, seed, finetune_run(overrides, out), args.overrides)
                     append_run(args.csv, result, GUE_FIELDS)
