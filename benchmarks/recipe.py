@@ -60,6 +60,7 @@ SOURCE = "_init_from"  # a candidate key: start from the last checkpoint of that
 GROUPS = ("model", "objective")  # config groups: a group's choice goes before its keys
 
 # name -> (shape, changes to PINNED, evaluate the raw weights too)
+N2_B16 = {**CONV5, "trainer.max_steps": "1313"}
 CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     # the old default (lr 1e-3, time-conditioned, one uniform per batch) and the learning rate
     "old_default": (DEFAULT_SHAPE, {"optim.lr": "1e-3", "model.time_conditioning": "true",
@@ -109,6 +110,11 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "c5_b16_s0": ((128, 4, 4, 128, 16), {**CONV5}, False),
     "c5_b16_s1": ((128, 4, 4, 128, 16), {**CONV5, "seed": "1"}, False),
     "c5_b16_s2": ((128, 4, 4, 128, 16), {**CONV5, "seed": "2"}, False),
+    # both at once: half the depth and half the batch; steps = 300 x (0.209 / 0.0955) x (0.209 / 0.1045) = 1,313,
+    # the two measured step-cost ratios multiplied (not measured alone: the machine was busy)
+    "c5_n2_b16_s0": ((128, 2, 4, 128, 16), {**N2_B16}, False),
+    "c5_n2_b16_s1": ((128, 2, 4, 128, 16), {**N2_B16, "seed": "1"}, False),
+    "c5_n2_b16_s2": ((128, 2, 4, 128, 16), {**N2_B16, "seed": "2"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
