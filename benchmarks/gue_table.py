@@ -66,6 +66,7 @@ LABELS = {
     "pretrained runs/gue_corpus/ar1000": "dit, AR-pretrained on the task corpus, 1,000 steps",
     "pretrained runs/gue_corpus/mdlm": "dit, MDLM-pretrained on the task corpus, 300 steps",
     "pretrained ecoli": "dit, MDLM-pretrained on E. coli (shipped ecoli)",
+    "pretrained gue_promoters": "dit, init=gue_promoters (shipped: AR-pretrained on the task corpus, 300 steps)",
 }
 
 
