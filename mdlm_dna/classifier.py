@@ -63,6 +63,10 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, max_length: int) 
             spec["model"] = dict(module.config["model"])
             weights = "EMA" if loaded.ema else "raw"
             desc = f"{module.config['model']['name']} pretrained ({loaded.kind}, {weights} weights)"
+            if cfg.get("bidirectional"):
+                backbone = bidirectional_copy(backbone, spec["model"], tok, source)
+                spec["model"]["causal"] = False
+                desc += ", causal mask dropped"
         else:
             spec["model"] = dict(cfg["model"])
             backbone = build_backbone(spec["model"], tok.vocab_size, tok.complement_ids)
@@ -89,6 +93,21 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, max_length: int) 
         )
         desc += ", conjoin"
     return model, desc, spec
+
+
+def bidirectional_copy(backbone: nn.Module, model_cfg: Mapping[str, Any], tok: NucleotideTokenizer,
+                       source: str) -> nn.Module:
+    """A causal (AR-pretrained) backbone as a bidirectional one: the same weights, no attention mask, its local
+    convolution's taps re-centred (``init_from``'s mapping from an AR source to an MDLM). A causal model reads
+    each position with its left context only; a classifier may use both sides."""
+    if not model_cfg.get("causal"):
+        raise ConfigError(f"bidirectional=true: init={source} is not causal (an AR model); its backbone already "
+                          "reads both sides")
+    from mdlm_dna.artifacts.init_from import conv_keys, map_backbone_state
+
+    target = build_backbone({**model_cfg, "causal": False}, tok.vocab_size, tok.complement_ids)
+    target.load_state_dict(map_backbone_state(backbone.state_dict(), True, False, conv_keys(target)))
+    return target.train()
 
 
 def with_max_length(spec: Mapping[str, Any]) -> dict[str, Any]:

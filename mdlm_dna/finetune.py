@@ -210,6 +210,7 @@ class FinetuneConfig(CommandConfig):
     init: str | None = None
     ckpt: str | None = None
     use_ema: bool = True
+    bidirectional: bool = False
     classifier: Literal["backbone", "cnn"] = "backbone"
     seed: Seed = 1
     seeds: PositiveInt = 1
@@ -224,6 +225,9 @@ class FinetuneConfig(CommandConfig):
     @model_validator(mode="after")
     def _rules(self) -> FinetuneConfig:
         source = self.init or self.ckpt
+        if self.bidirectional and not source:
+            raise ValueError("bidirectional=true drops an AR-pretrained backbone's causal mask: it needs init=SOURCE "
+                             "(from scratch, set model.causal instead)")
         if self.classifier == "cnn" and source:
             raise ValueError(f"classifier=cnn trains the CNN baseline from scratch: init={source} would be ignored; "
                              "drop init, or use classifier=backbone to fine-tune it")

@@ -12,7 +12,9 @@ import torch
 
 from mdlm_dna import DiffusionLM
 from mdlm_dna.artifacts.checkpoints import shipped_models
+from mdlm_dna.artifacts.init_from import causal_to_centred, conv_keys
 from mdlm_dna.classifier import build_classifier
+from mdlm_dna.utils.errors import ConfigError
 from mdlm_dna.utils.resources import data_dir
 
 NAME = "gue_promoters"
@@ -63,3 +65,30 @@ def test_finetune_init_by_name_starts_from_its_weights(promoters):
     loaded = model.backbone.state_dict()
     assert shipped.keys() == loaded.keys()
     assert all(torch.equal(shipped[k], loaded[k]) for k in shipped)
+
+
+def test_bidirectional_finetune_drops_the_causal_mask_and_keeps_the_weights(promoters):
+    """bidirectional=true: the AR backbone's weights, its convolution re-centred, and positions that now read their
+    right-hand context (a change at the last base moves the first position's state; in the causal source it
+    cannot). A non-causal source is refused by name."""
+    cfg = {"classifier": "backbone", "init": NAME, "use_ema": True, "bidirectional": True,
+           "head": {"pooling": "mean", "dropout": 0.0, "freeze_backbone": False, "pad_mode": "pad"}}
+    model, desc, spec = build_classifier(cfg, num_classes=2, max_length=70)
+    assert spec["model"]["causal"] is False and "causal mask dropped" in desc
+    source = promoters.module.objective.backbone
+    conv = conv_keys(model.backbone)
+    assert conv, "the shipped model has a local convolution to re-centre"
+    for key, value in source.state_dict().items():
+        want = causal_to_centred(value) if key in conv else value
+        assert torch.equal(model.backbone.state_dict()[key], want), key
+
+    ids = torch.as_tensor(promoters.module.tokenizer.encode("ACGT" * 10))[None]
+    changed = ids.clone()
+    changed[0, -1] = ids[0, 0]  # the last base (T) becomes an A
+    with torch.no_grad():
+        for net, reads_right in ((source.eval(), False), (model.backbone.eval(), True)):
+            first = [net.hidden_states(t)[0, 0] for t in (ids, changed)]
+            assert (not torch.allclose(first[0], first[1], atol=1e-6)) is reads_right
+
+    with pytest.raises(ConfigError, match="not causal"):
+        build_classifier({**cfg, "init": "ecoli"}, num_classes=2, max_length=70)

@@ -87,7 +87,8 @@ def map_backbone_state(source: Mapping[str, torch.Tensor], source_causal: bool, 
     return out
 
 
-def _conv_keys(backbone: nn.Module) -> set[str]:
+def conv_keys(backbone: nn.Module) -> set[str]:
+    """The names of a backbone's depthwise-convolution weights (the taps a causal-to-centred mapping moves)."""
     return {f"{name}.weight" for name, m in backbone.named_modules()
             if isinstance(m, nn.Conv1d) and m.groups == m.in_channels and m.groups > 1}
 
@@ -114,7 +115,7 @@ def init_from(module: nn.Module, source: str, cache_dir: str | None = None) -> d
     shifted = [bool((c.get("model") or {}).get("input_shift")) for c in (src.config, module.config)]
     start_from = module.tokenizer.bos_id if shifted == [False, True] else None
     state = map_backbone_state(src.objective.backbone.state_dict(), source_causal, target_causal,
-                               _conv_keys(target), start_from)
+                               conv_keys(target), start_from)
     now = target.state_dict()
     bad = sorted(k for k in set(now) | set(state) if k not in now or k not in state or now[k].shape != state[k].shape)
     if bad:
