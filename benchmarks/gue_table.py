@@ -64,6 +64,7 @@ LABELS = {
     "dit conjoin_test": "dit from scratch, RC augmentation + conjoined test (Caduceus-PH protocol)",
     "pretrained runs/gue_corpus/ar": "dit, AR-pretrained on the task corpus, 300 steps (= shipped gue_promoters)",
     "pretrained runs/gue_corpus/ar1000": "dit, AR-pretrained on the task corpus, 1,000 steps",
+    "pretrained runs/gue_corpus/ar320": "dit, AR-pretrained on the task corpus, 320-base windows (batch 13), 300 steps",
     "pretrained runs/gue_corpus/mdlm": "dit, MDLM-pretrained on the task corpus, 300 steps",
     "pretrained ecoli": "dit, MDLM-pretrained on E. coli (shipped ecoli)",
     "pretrained gue_promoters": "dit, init=gue_promoters (shipped: AR-pretrained on the task corpus, 300 steps)",
