@@ -13,7 +13,9 @@ protocol (``configs/finetune.yaml``; the dev file is the validation set, the tes
 seeds for every row. Each finished run is one row of ``benchmarks/gue_runs.csv`` (with its wall-clock and CPU
 seconds), appended at once; runs already there (same task, row, seed and overrides) are skipped, so an interrupted
 table resumes. The Markdown table (test MCC, GUE's metric: mean ± sd over seeds and its 95 % t-interval via
-``seed_stats``; accuracy; mean CPU seconds per run) is printed and written to ``benchmarks/gue_table.md``.
+``seed_stats``; accuracy; mean CPU seconds per run) is printed and written to ``benchmarks/gue_table.md``:
+without overrides it shows every recorded run, a row per (row, overrides) with the overrides in its name; with
+overrides (``--table-only --md FILE -- OVERRIDES``) only that variant.
 """
 
 from __future__ import annotations
@@ -90,12 +92,13 @@ def gue_table(rows: list[dict], published: dict[str, dict[str, float]] | None = 
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
-        for row in dict.fromkeys(r["row"] for r in mine):
-            runs = [r for r in mine if r["row"] == row]
+        for row, overrides in dict.fromkeys((r["row"], r.get("overrides") or "") for r in mine):
+            runs = [r for r in mine if r["row"] == row and (r.get("overrides") or "") == overrides]
             mcc_txt, span = mean_sd_text([float(r["mcc"]) for r in runs])
             acc_txt, _ = mean_sd_text([float(r["accuracy"]) for r in runs])
             cpu = statistics.fmean(float(r["cpu_s"]) for r in runs)
-            lines.append(f"| {task} | {LABELS.get(row, row)} | {len(runs)} | {mcc_txt} | {span} | {acc_txt} | "
+            label = LABELS.get(row, row) + (f"; `{overrides}`" if overrides else "")
+            lines.append(f"| {task} | {label} | {len(runs)} | {mcc_txt} | {span} | {acc_txt} | "
                          f"{int(runs[0]['train']):,} / {int(runs[0]['test']):,} | {cpu:,.0f} |")
         for source, values in published.items():
             if task in values:
@@ -122,8 +125,10 @@ def main() -> None:
     key = " ".join(args.overrides)
     variant = re.sub(r"[^A-Za-z0-9_.-]+", "_", key) or "default"  # run folders: other overrides, other folders
 
-    def recorded() -> list[dict]:
-        return [r for r in read_runs(args.csv) if r["overrides"] == key and r["task"] in (args.tasks or TASKS)]
+    def recorded(every_variant: bool = False) -> list[dict]:
+        """This invocation's runs (its overrides); ``every_variant``: every recorded run of the tasks."""
+        return [r for r in read_runs(args.csv) if (every_variant or r["overrides"] == key)
+                and r["task"] in (args.tasks or TASKS)]
 
     if not args.table_only:
         done = {(r["task"], r["row"], int(r["seed"])) for r in recorded()}
@@ -139,8 +144,10 @@ def main() -> None:
                     append_run(args.csv, result, GUE_FIELDS)
                     print(f"[gue_table] {task} {row} seed {seed}: accuracy {result['accuracy']:.4f} MCC "
                           f"{result['mcc']:.4f} ({result['cpu_s']:.0f} CPU s)", flush=True)
-    text = (f"GUE ({args.data_dir}); default protocol of configs/finetune.yaml" + (f"; overrides: {key}" if key else "")
-            + "\n\n" + gue_table(recorded()) + "\n")
+    # the table of a run with overrides shows that variant; without, every variant, each row naming its overrides
+    text = (f"GUE ({args.data_dir}); default protocol of configs/finetune.yaml"
+            + (f"; overrides: {key}" if key else "; rows with overrides name them")
+            + "\n\n" + gue_table(recorded(every_variant=not key)) + "\n")
     args.md.write_text(text)
     print(text)
 

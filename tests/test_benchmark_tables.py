@@ -72,3 +72,15 @@ def test_gue_table_reads_the_task_folders_and_prints_cost_per_run(tmp_path):
     text = gb.table(runs, published={})
     assert "CPU s per run" in text and "| 0.750 ± 0.071 |" in text and "| 12 |" in text
     assert gue_table.GUE_FIELDS[-2:] == ["cpu_s", "overrides"]
+
+
+def test_gue_table_keeps_override_variants_apart_and_names_them():
+    import gue_table
+
+    base = {"task": "prom_core_tata", "row": "dit", "accuracy": 0.8, "train": 10, "test": 5, "cpu_s": 10.0}
+    runs = [{**base, "mcc": 0.6, "overrides": ""}, {**base, "mcc": 0.7, "overrides": ""},
+            {**base, "mcc": 0.2, "overrides": "data.batch_size=64"}]
+    text = gue_table.gue_table(runs, published={})
+    plain, variant = [line for line in text.splitlines() if line.startswith("| prom_core_tata")]
+    assert "| 2 | 0.650 ± 0.071 |" in plain and "batch_size" not in plain
+    assert "`data.batch_size=64`" in variant and "| 1 | 0.200 |" in variant
