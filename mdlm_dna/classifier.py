@@ -26,6 +26,7 @@ from torch import nn
 
 from mdlm_dna.artifacts.checkpoints import load_module
 from mdlm_dna.artifacts.hf_export.classifier_export import export_classifier
+from mdlm_dna.artifacts.init_from import conv_keys, map_backbone_state
 from mdlm_dna.data.tokenizers import NucleotideTokenizer, TokenizerError
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models.cnn_baseline import build_cnn
@@ -103,8 +104,6 @@ def bidirectional_copy(backbone: nn.Module, model_cfg: Mapping[str, Any], tok: N
     if not model_cfg.get("causal"):
         raise ConfigError(f"bidirectional=true: init={source} is not causal (an AR model); its backbone already "
                           "reads both sides")
-    from mdlm_dna.artifacts.init_from import conv_keys, map_backbone_state
-
     target = build_backbone({**model_cfg, "causal": False}, tok.vocab_size, tok.complement_ids)
     target.load_state_dict(map_backbone_state(backbone.state_dict(), True, False, conv_keys(target)))
     return target.train()
