@@ -157,7 +157,11 @@ def test_card_notes_go_into_the_card_and_survive_a_re_export(tmp_path, monkeypat
     assert "built by `make_corpus.py`" in (again / "README.md").read_text()  # kept from config.json
     run_config = [json.loads((f / "config.json").read_text())["run_config"] for f in (first, again)]
     assert run_config[0] == run_config[1] and run_config[0]["ema"]["enabled"] is True  # the training run's record
-    plain = export({"ckpt": "ecoli", "out": str(tmp_path / "c"), "validation": False, "test": False})
+    bare = shutil.copytree(first, tmp_path / "bare")  # a folder whose config.json holds no notes
+    config = json.loads((bare / "config.json").read_text())
+    del config["notes"]
+    (bare / "config.json").write_text(json.dumps(config))
+    plain = export({"ckpt": str(bare), "out": str(tmp_path / "c"), "validation": False, "test": False})
     assert "## Notes" not in (plain / "README.md").read_text()
     for bad, message in ((tmp_path / "missing.md", "no such file"), (tmp_path, "a folder, not a file")):
         code, err = run_cli("mdlm_dna.export", ["ckpt=ecoli", f"out={tmp_path / 'd'}", "validation=false",
