@@ -56,11 +56,11 @@ PINNED: dict[str, str] = {
 DEFAULT_STEPS = 300
 CONV5 = {"model.conv_kernel": "5"}  # the default since local mixing (recipe_results.md)
 AR = {"objective": "ar", "model.causal": "true", "model.conv_kernel": "5"}
+N2_B16 = {**CONV5, "trainer.max_steps": "1313"}  # depth 2 + batch 16: its step count, derived below
 SOURCE = "_init_from"  # a candidate key: start from the last checkpoint of that candidate's run (pretrain init_from)
 GROUPS = ("model", "objective")  # config groups: a group's choice goes before its keys
 
 # name -> (shape, changes to PINNED, evaluate the raw weights too)
-N2_B16 = {**CONV5, "trainer.max_steps": "1313"}
 CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     # the old default (lr 1e-3, time-conditioned, one uniform per batch) and the learning rate
     "old_default": (DEFAULT_SHAPE, {"optim.lr": "1e-3", "model.time_conditioning": "true",

@@ -105,7 +105,8 @@ def bidirectional_copy(backbone: nn.Module, model_cfg: Mapping[str, Any], tok: N
         raise ConfigError(f"bidirectional=true: init={source} is not causal (an AR model); its backbone already "
                           "reads both sides")
     target = build_backbone({**model_cfg, "causal": False}, tok.vocab_size, tok.complement_ids)
-    target.load_state_dict(map_backbone_state(backbone.state_dict(), True, False, conv_keys(target)))
+    target.load_state_dict(map_backbone_state(backbone.state_dict(), source_causal=True, target_causal=False,
+                                               conv_keys=conv_keys(target)))
     return target.train()
 
 

@@ -78,9 +78,10 @@ def test_bidirectional_finetune_drops_the_causal_mask_and_keeps_the_weights(prom
     source = promoters.module.objective.backbone
     conv = conv_keys(model.backbone)
     assert conv, "the shipped model has a local convolution to re-centre"
+    mapped = model.backbone.state_dict()
     for key, value in source.state_dict().items():
         want = causal_to_centred(value) if key in conv else value
-        assert torch.equal(model.backbone.state_dict()[key], want), key
+        assert torch.equal(mapped[key], want), key
 
     ids = torch.as_tensor(promoters.module.tokenizer.encode("ACGT" * 10))[None]
     changed = ids.clone()
