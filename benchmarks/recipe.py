@@ -115,6 +115,10 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "c5_n2_b16_s0": ((128, 2, 4, 128, 16), {**N2_B16}, False),
     "c5_n2_b16_s1": ((128, 2, 4, 128, 16), {**N2_B16, "seed": "1"}, False),
     "c5_n2_b16_s2": ((128, 2, 4, 128, 16), {**N2_B16, "seed": "2"}, False),
+    # the exact order-k chain denoiser under the network (model.markov_order): the network learns its residual.
+    # Same 300 steps as the default (each step costs more: the forward-backward over 4^k states; CPU-s recorded)
+    "c5_mk6_s0": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6"}, False),
+    "c5_mk4_s0": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "4"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),

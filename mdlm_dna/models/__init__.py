@@ -40,20 +40,26 @@ def build_backbone(
     """Build the backbone named by ``config['name']`` from the rest of the config.
 
     ``checkpointing`` (activation checkpointing per block: true, false or "auto", see ``recompute_blocks``)
-    is applied here; ``compile`` says how the trainer runs the backbone and is left to it
-    (``DiffusionModule.setup``).
+    is applied here, and so is ``markov_order`` (k > 0: the network learns the residual of an order-k chain's
+    exact posterior, ``markov_prior.ChainResidual``); ``compile`` says how the trainer runs the backbone and is
+    left to it (``DiffusionModule.setup``).
     """
     mode = config.get("checkpointing", False)
     if mode not in (True, False, "auto"):
         raise ValueError(f"model.checkpointing must be true, false or auto, got {mode!r}")
     cfg = {k: v for k, v in config.items() if k not in ("compile", "checkpointing")}
     name = cfg.pop("name", None)
+    markov_order = int(cfg.pop("markov_order", 0) or 0)
     if name not in _REGISTRY:
         raise ValueError(f"unknown backbone {name!r}; choose one of {available_backbones()}")
     module_name, builder = _REGISTRY[name].split(":")
     build = getattr(importlib.import_module(module_name), builder)
     backbone = build(cfg, vocab_size=vocab_size, complement_ids=complement_ids)
     backbone.gradient_checkpointing = mode
+    if markov_order:  # the exact order-k chain denoiser under the network (fitted by the trainer's setup)
+        from mdlm_dna.models.markov_prior import ChainResidual
+
+        backbone = ChainResidual(backbone, markov_order)
     return backbone
 
 

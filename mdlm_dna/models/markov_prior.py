@@ -1,0 +1,130 @@
+"""A Markov-chain prior under a denoiser: the network learns what an order-k chain does not know.
+
+An MDLM denoiser predicts each masked base from every visible base. For an order-k Markov chain that
+prediction has an exact form, the posterior of a hidden Markov model over k-mer states (forward-backward):
+``MarkovPosterior`` computes it for a whole batch of partly masked windows. ``ChainResidual`` adds its log
+to any backbone's logits, so a network whose last layer starts at zero (the DiT's does) starts as the exact
+chain denoiser and its training learns the residual: codon structure, repeats, anything beyond k bases.
+It is the diffusion analogue of GeCo3's neural mixer over context models.
+
+    python -m mdlm_dna.pretrain model.markov_order=6      # the chain is fitted on the training split at start
+
+The chain (add-alpha counts of the training split, alpha chosen on validation) is a buffer of the model:
+it is saved with the weights and never trained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+NUM_BASES = 4  # A, C, G, T are ids 0..3 of the nucleotide tokenizer; any other id constrains nothing
+OTHER_LOGIT = -10.0  # added to every non-base logit (N, special tokens): the chain gives them no mass
+
+
+class MarkovPosterior(nn.Module):
+    """log P(base at l | every visible base) under an order-``order`` chain, at every position.
+
+    >>> prior = MarkovPosterior(order=2)  # unfitted: uniform, so every posterior is uniform
+    >>> prior(torch.tensor([[0, 5, 2]])).exp().round(decimals=2).tolist()[0][1]
+    [0.25, 0.25, 0.25, 0.25]
+    """
+
+    def __init__(self, order: int):
+        super().__init__()
+        if order < 1:
+            raise ValueError(f"model.markov_order must be >= 1 (or 0 for no chain), got {order}")
+        self.order, self.num_states = order, NUM_BASES**order
+        self.register_buffer("trans", torch.full((self.num_states, NUM_BASES), 1.0 / NUM_BASES))
+        self.register_buffer("init", torch.full((self.num_states,), 1.0 / self.num_states))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        # digit j of state s (the base j places after the state's oldest one)
+        codes = torch.arange(self.num_states)
+        digits = torch.stack([(codes // NUM_BASES ** (order - 1 - j)) % NUM_BASES for j in range(order)])
+        self.register_buffer("digits", digits, persistent=False)
+
+    @torch.no_grad()
+    def load_chain(self, trans: np.ndarray, kmer_counts: np.ndarray, alpha: float) -> None:
+        """Set the chain: ``trans`` [4**k, 4] P(next | k-mer), ``kmer_counts`` [4**k] counts of the k-mers
+        (smoothed with ``alpha``: the distribution of the first k-mer of a window)."""
+        if trans.shape != (self.num_states, NUM_BASES) or kmer_counts.shape != (self.num_states,):
+            raise ValueError(f"an order-{self.order} chain needs [{self.num_states}, 4] probabilities and "
+                             f"[{self.num_states}] k-mer counts, got {trans.shape} and {kmer_counts.shape}")
+        init = kmer_counts.astype(np.float64) + alpha
+        self.trans.copy_(torch.as_tensor(trans, dtype=torch.float32))
+        self.init.copy_(torch.as_tensor(init / init.sum(), dtype=torch.float32))
+        self.fitted.fill_(True)
+
+    def _forward_step(self, a: torch.Tensor) -> torch.Tensor:
+        """P(next state) from P(state): s = (oldest, rest) -> s' = (rest, new base)."""
+        rest = self.num_states // NUM_BASES
+        p = self.trans.view(NUM_BASES, rest, NUM_BASES)
+        return (a.view(-1, NUM_BASES, rest, 1) * p).sum(1).reshape(-1, self.num_states)
+
+    def _backward_step(self, v: torch.Tensor) -> torch.Tensor:
+        """sum over s' of T(s, s') v(s')."""
+        rest = self.num_states // NUM_BASES
+        p = self.trans.view(NUM_BASES, rest, NUM_BASES)
+        return (v.view(-1, 1, rest, NUM_BASES) * p).sum(-1).reshape(-1, self.num_states)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[B, L] ids -> [B, L, 4] log posterior of each position's base given the visible bases of its row.
+
+        A visible base's own posterior is a point mass on it; masked, N, padding and special ids are hidden.
+        Rows shorter than ``order`` are read as if preceded by hidden positions."""
+        k = self.order
+        pad = max(0, k - input_ids.shape[1])
+        ids = torch.nn.functional.pad(input_ids, (pad, 0), value=NUM_BASES) if pad else input_ids
+        B, L = ids.shape
+        visible = ids < NUM_BASES
+        base = ids.clamp(max=NUM_BASES - 1)
+        # emission at each position, per newest base of the state: 1 where hidden, one-hot where visible
+        emit = torch.where(visible[:, :, None], torch.nn.functional.one_hot(base, NUM_BASES).float(), 1.0)
+        first = torch.ones(B, self.num_states, device=ids.device)
+        for j in range(k):  # the first state holds positions 0..k-1
+            first = first * (~visible[:, j, None] | (self.digits[j][None, :] == base[:, j, None])).float()
+        alphas = torch.empty(B, L - k + 1, self.num_states, device=ids.device)
+        a = self.init[None, :] * first
+        a = a / a.sum(-1, keepdim=True).clamp_min(1e-30)
+        alphas[:, 0] = a
+        for pos in range(k, L):
+            a = (self._forward_step(a).view(B, -1, NUM_BASES) * emit[:, pos, None]).view(B, -1)
+            a = a / a.sum(-1, keepdim=True).clamp_min(1e-30)
+            alphas[:, pos - k + 1] = a
+        post = torch.empty(B, L, NUM_BASES, device=ids.device)
+        b = torch.ones(B, self.num_states, device=ids.device)
+        for pos in range(L - 1, k - 1, -1):  # positions k..L-1: the newest base of the state there
+            post[:, pos] = (alphas[:, pos - k + 1] * b).view(B, -1, NUM_BASES).sum(1)
+            b = self._backward_step((b.view(B, -1, NUM_BASES) * emit[:, pos, None]).view(B, -1))
+            b = b / b.sum(-1, keepdim=True).clamp_min(1e-30)
+        g = alphas[:, 0] * b  # the first state: positions 0..k-1 are its digits
+        for j in range(k):
+            post[:, j] = g.view(B, NUM_BASES**j, NUM_BASES, -1).sum((1, 3))
+        post = post / post.sum(-1, keepdim=True).clamp_min(1e-30)
+        return post.clamp_min(1e-30).log()[:, pad:]
+
+
+class ChainResidual(nn.Module):
+    """A backbone whose logits are added to an order-k chain's log posterior (see the module docstring)."""
+
+    def __init__(self, backbone: nn.Module, order: int):
+        super().__init__()
+        self.backbone = backbone
+        self.prior = MarkovPosterior(order)
+        self.d_model = backbone.d_model
+
+    @property
+    def supports_attention_mask(self) -> bool:
+        return getattr(self.backbone, "supports_attention_mask", False)
+
+    def forward(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        logits = self.backbone(input_ids, sigma, **kwargs)
+        prior = self.prior(input_ids).to(logits.dtype)
+        other = torch.full((*prior.shape[:2], logits.shape[-1] - NUM_BASES), OTHER_LOGIT,
+                           dtype=logits.dtype, device=logits.device)
+        return logits + torch.cat([prior, other], dim=-1)
+
+    def hidden_states(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        return self.backbone.hidden_states(input_ids, sigma, **kwargs)

@@ -1,0 +1,90 @@
+"""The order-k chain under the denoiser (model.markov_order): its posterior is exact, the network starts as the
+chain, and a run fits it on its own training split and keeps it in its checkpoint."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from mdlm_dna.artifacts.checkpoints import load_module
+from mdlm_dna.evaluation.markov import MarkovChain, split_ids
+from mdlm_dna.models import build_backbone
+from mdlm_dna.models.markov_prior import OTHER_LOGIT, MarkovPosterior
+from mdlm_dna.pretrain import run
+
+from .conftest import TINY, compose_pretrain
+
+MASK = 5
+
+
+def brute_force_posterior(ids: list[int], init: np.ndarray, trans: np.ndarray, order: int) -> np.ndarray:
+    """P(base at l | visible bases) by enumerating every sequence that agrees with the visible bases."""
+    n = max(len(ids), order)
+    full = [MASK] * (n - len(ids)) + ids  # a short row is read as preceded by hidden positions
+    post = np.zeros((n, 4))
+    for x in itertools.product(range(4), repeat=n):
+        if any(t < 4 and t != b for t, b in zip(full, x)):
+            continue
+        state = int("".join(map(str, x[:order])), 4)
+        p = init[state]
+        for b in x[order:]:
+            p *= trans[state, b]
+            state = (state % 4 ** (order - 1)) * 4 + b
+        for pos, b in enumerate(x):
+            post[pos, b] += p
+    return (post / post.sum(1, keepdims=True))[n - len(ids):]
+
+
+@pytest.mark.parametrize("order, length", [(1, 5), (2, 6), (3, 6), (3, 2)])
+def test_posterior_is_exact(order, length):
+    rng = np.random.default_rng(order * 10 + length)
+    prior = MarkovPosterior(order)
+    prior.load_chain(rng.dirichlet(np.ones(4), size=4**order), rng.integers(1, 50, 4**order), alpha=0.5)
+    ids = torch.tensor(rng.integers(0, 4, (5, length)))
+    ids[torch.tensor(rng.random((5, length)) < 0.5)] = MASK
+    ids[0, 0], ids[1, -1] = 4, 6  # an N and a [PAD] constrain nothing either
+    got = prior(ids).exp().double().numpy()
+    init, trans = prior.init.double().numpy(), prior.trans.double().numpy()
+    for row in range(ids.shape[0]):
+        want = brute_force_posterior(ids[row].tolist(), init, trans, order)
+        np.testing.assert_allclose(got[row], want, atol=1e-5, err_msg=f"row {ids[row].tolist()}")
+
+
+def test_network_starts_as_the_chain():
+    """The DiT's output layer starts at zero: the wrapped model's bases get the chain's log posterior."""
+    torch.manual_seed(0)
+    cfg = {"name": "dit", "d_model": 32, "n_layers": 1, "n_heads": 2, "cond_dim": 32, "markov_order": 2}
+    model = build_backbone(cfg, vocab_size=10)
+    rng = np.random.default_rng(0)
+    model.prior.load_chain(rng.dirichlet(np.ones(4), size=16), rng.integers(1, 9, 16), alpha=1.0)
+    ids = torch.tensor([[0, MASK, 2, MASK, MASK, 3, 1]])
+    logits = model(ids, None)
+    torch.testing.assert_close(logits[..., :4], model.prior(ids))
+    assert (logits[..., 4:] == OTHER_LOGIT).all()
+    with pytest.raises(ValueError, match="markov_order must be >= 1"):
+        MarkovPosterior(0)
+
+
+def test_run_fits_the_chain_on_its_training_split(ecoli_prefix, tmp_path):
+    common = [*TINY, "genome=fasta", f"genome.path={ecoli_prefix}", "trainer.max_steps=2",
+              "trainer.val_check_interval=2", "eval.t_samples=4"]
+    cfg = compose_pretrain(*common, "model.markov_order=3")
+    res = run(cfg, tmp_path / "r")
+    plain = run(compose_pretrain(*common), tmp_path / "plain")  # same seed, same validation noise
+    module, _ = load_module(res["last_ckpt"])
+    prior = module.objective.backbone.prior
+    assert bool(prior.fitted)
+
+    from omegaconf import OmegaConf
+
+    from mdlm_dna.data.datamodule import load_split_genome
+
+    genome, splits = load_split_genome(OmegaConf.to_container(cfg.genome, resolve=True))
+    chain, _ = MarkovChain.fit_select_alpha(split_ids(genome, splits["train"]),
+                                            split_ids(genome, splits["validation"]), 3)
+    torch.testing.assert_close(prior.trans, torch.as_tensor(chain.probs(), dtype=torch.float32))
+    # after two steps the plain network knows little more than base composition; the chain knows 3-mers
+    assert res["metrics"]["val/bpb"] < plain["metrics"]["val/bpb"] - 0.01
