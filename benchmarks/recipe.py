@@ -118,7 +118,10 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     # the exact order-k chain denoiser under the network (model.markov_order): the network learns its residual.
     # Same 300 steps as the default (each step costs more: the forward-backward over 4^k states; CPU-s recorded)
     "c5_mk6_s0": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6"}, False),
-    "c5_mk4_s0": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "4"}, False),
+    "c5_mk6_s1": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6", "seed": "1"}, False),
+    "c5_mk6_s2": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6", "seed": "2"}, False),
+    "c5_mk5_s0": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "5"}, False),
+    "c5_mk6_1200": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6", "trainer.max_steps": "1200"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
@@ -257,7 +260,8 @@ def train_flops(name: str, steps: int | None = None) -> float:
     shape, changes, _ = CANDIDATES.get(name, (DEFAULT_SHAPE, {}, False))
     d, n, h, seq_len, batch = shape
     cfg = model_config(changes.get("model", "dit_tiny"))
-    cfg.update(d_model=d, n_layers=n, causal=changes.get("model.causal") == "true")
+    cfg.update(d_model=d, n_layers=n, causal=changes.get("model.causal") == "true",
+               markov_order=int(changes.get("model.markov_order", 0)))
     steps = steps_for(name) if steps is None else steps
     total = steps * batch * seq_len * flops_per_token(cfg, len(BASES) + len(SPECIAL_TOKENS), seq_len)
     return total + (train_flops(changes[SOURCE]) if SOURCE in changes else 0.0)

@@ -115,9 +115,13 @@ class ChainResidual(nn.Module):
         self.prior = MarkovPosterior(order)
         self.d_model = backbone.d_model
 
-    @property
-    def supports_attention_mask(self) -> bool:
-        return getattr(self.backbone, "supports_attention_mask", False)
+    def __getattr__(self, name: str):
+        """Anything else (``cfg``, the embedding, ``supports_attention_mask``) is the network's: code that reads
+        a backbone's settings reads them through the wrapper."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("backbone"), name)
 
     def forward(self, input_ids: torch.Tensor, sigma: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         logits = self.backbone(input_ids, sigma, **kwargs)

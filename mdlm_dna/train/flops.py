@@ -48,11 +48,19 @@ def mamba_flops_per_token(cfg: Mapping[str, Any], vocab_size: int, seq_len: int,
     return strands * (3 * forward * layers + 6 * d * vocab_size)  # + the output head, per strand
 
 
+def markov_flops_per_token(order: int) -> float:
+    """The chain under the network (``model.markov_order``): forward and backward passes over 4^k states, each
+    ~11 operations per state and position (transition multiply-add 8, emission 1, normalisation 2), and the
+    posterior's product and sum (2); computed once per training step, with no gradient."""
+    return 24.0 * 4**order if order else 0.0
+
+
 def flops_per_token(model_cfg: Mapping[str, Any], vocab_size: int, seq_len: int) -> float:
-    """Training FLOPs per token for the backbone a ``model`` config names."""
+    """Training FLOPs per token for the backbone a ``model`` config names (and the chain under it, if any)."""
     name = model_cfg["name"]
+    chain = markov_flops_per_token(int(model_cfg.get("markov_order", 0) or 0))
     if name == "dit":
-        return dit_flops_per_token(model_cfg, vocab_size, seq_len)
+        return dit_flops_per_token(model_cfg, vocab_size, seq_len) + chain
     if name in ("mamba", "bimamba", "caduceus_ps", "caduceus_ph"):
-        return mamba_flops_per_token(model_cfg, vocab_size, seq_len, name)
+        return mamba_flops_per_token(model_cfg, vocab_size, seq_len, name) + chain
     raise ValueError(f"no FLOP formula for backbone {name!r}")

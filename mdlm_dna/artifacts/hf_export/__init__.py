@@ -39,6 +39,8 @@ def unsupported(model: LanguageModel) -> str | None:
     if model.objective_name not in OBJECTIVES:
         return (f"objective {model.objective_name!r} has no transformers remote code "
                 f"(supported: {', '.join(OBJECTIVES)})")
+    if model.config["model"].get("markov_order"):
+        return "model.markov_order (the chain under the network) has no transformers remote code yet"
     return None
 
 
