@@ -28,6 +28,7 @@ from torch import nn
 
 from mdlm_dna.cli.entry import user_errors
 from mdlm_dna.data import build_datamodule
+from mdlm_dna.evaluation.markov import fit_markov_prior
 from mdlm_dna.train.callbacks import AtomicCheckpointIO, LastCheckpoint
 from mdlm_dna.train.lit_module import DiffusionModule
 from mdlm_dna.train.loggers import TrainingCurve, build_loggers
@@ -289,6 +290,7 @@ def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Cal
     # val/test metrics are torchmetrics sums already reduced over ranks before they are logged
     warnings.filterwarnings("ignore", message=r".*It is recommended to use `self\.log\('(val|test)/.*sync_dist=True.*")
     datamodule = build_datamodule(config, cache_dir=config.get("cache_dir"), tokenizer=module.tokenizer)
+    fit_markov_prior(module.objective.backbone, datamodule)  # model.markov_order: the chain under the network
 
     every = int(config["checkpoint"]["every_n_train_steps"])
     # stepNNNNNNN.ckpt copies; last.ckpt has one writer, LastCheckpoint (no version counter: never a -v1 copy)

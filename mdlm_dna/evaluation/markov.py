@@ -154,3 +154,19 @@ def split_ids(genome, intervals) -> np.ndarray | list[np.ndarray]:
     """The ids of a split's intervals (soft-mask bit cleared): one array for one interval, else a list."""
     parts = [np.asarray(genome.ids[iv.start : iv.end]) & ~np.uint8(SOFT_MASK_BIT) for iv in intervals]
     return parts[0] if len(parts) == 1 else parts
+
+
+def fit_markov_prior(backbone, datamodule) -> None:
+    """``model.markov_order``: fit the chain under the network (``models/markov_prior.py``) on the run's training
+    split, alpha chosen on validation; nothing to do for a backbone without one or with a fitted one (a resumed run
+    gets it back from its checkpoint)."""
+    prior = getattr(backbone, "prior", None)
+    if prior is None or bool(prior.fitted):
+        return
+    if not hasattr(datamodule, "splits"):
+        raise ValueError("model.markov_order needs a genome run: its chain is fitted on the genome's training "
+                         f"split, and this run's data ({type(datamodule).__name__}) has none")
+    datamodule.setup("fit")
+    train, validation = (split_ids(datamodule.genome, datamodule.splits[name]) for name in ("train", "validation"))
+    chain, _ = MarkovChain.fit_select_alpha(train, validation, prior.order)
+    prior.load_chain(chain.probs(), chain.counts[prior.order].sum(axis=1), chain.alpha)

@@ -226,29 +226,10 @@ class DiffusionModule(pl.LightningModule):
             # each rank its own dropout stream (a resumed run then restores each rank's saved state)
             seed = int(np.random.SeedSequence([self.seed, 3, self.global_rank]).generate_state(1)[0])
             torch.manual_seed(seed)
-        if stage == "fit":
-            self._fit_markov_prior()
         # compile in place (nn.Module.compile): parameter names, EMA and checkpoints stay as in eager mode
         if stage == "fit" and self.config["model"].get("compile", False) and not self._compiled:
             self.objective.backbone.compile()
             self._compiled = True
-
-    def _fit_markov_prior(self) -> None:
-        """``model.markov_order``: fit the chain under the network on the run's training split (alpha chosen on
-        validation), once; a resumed run gets it back from the checkpoint."""
-        prior = getattr(self.objective.backbone, "prior", None)
-        if prior is None or bool(prior.fitted):
-            return
-        from mdlm_dna.evaluation.markov import MarkovChain, split_ids
-
-        dm = self._trainer.datamodule if self._trainer else None
-        if dm is None or not hasattr(dm, "splits"):
-            raise ValueError("model.markov_order needs a genome run: its chain is fitted on the genome's training "
-                             f"split, and this run's data ({type(dm).__name__}) has none")
-        dm.setup("fit")
-        train, validation = (split_ids(dm.genome, dm.splits[name]) for name in ("train", "validation"))
-        chain, _ = MarkovChain.fit_select_alpha(train, validation, prior.order)
-        prior.load_chain(chain.probs(), chain.counts[prior.order].sum(axis=1), chain.alpha)
 
     # ----- training -------------------------------------------------------------------------
     def global_batch_size(self) -> int:
