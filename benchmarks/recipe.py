@@ -57,6 +57,8 @@ DEFAULT_STEPS = 300
 CONV5 = {"model.conv_kernel": "5"}  # the default since local mixing (recipe_results.md)
 AR = {"objective": "ar", "model.causal": "true", "model.conv_kernel": "5"}
 N2_B16 = {**CONV5, "trainer.max_steps": "1313"}  # depth 2 + batch 16: its step count, derived below
+CHAIN6 = "MDLM + order-6 chain (model.markov_order=6)"  # a curve of its own in the plot
+CHAIN6_RUNS = ("c5_mk6", "c5_mk6_1200")  # its runs (seeds of one recipe share a name up to _sN)
 SOURCE = "_init_from"  # a candidate key: start from the last checkpoint of that candidate's run (pretrain init_from)
 GROUPS = ("model", "objective")  # config groups: a group's choice goes before its keys
 
@@ -483,7 +485,8 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
         changes = CANDIDATES.get(name, (None, {}, None))[1]
         family = re.sub(r"_s\d+$", "", name)  # seeds of one recipe are one point
         series = ("AR" if changes.get("objective") == "ar" else f"AR -> MDLM: {family}" if SOURCE in changes
-                  else "MDLM, default recipe" if name in default else f"recipe: {family}")
+                  else "MDLM, default recipe" if name in default else CHAIN6 if family in CHAIN6_RUNS
+                  else f"recipe: {family}")
         groups.setdefault((series, train_flops(name, int(steps)) if name in CANDIDATES else
                            train_flops("c5_s0", int(steps))), []).append(float(bpb))
     for r in read_runs(PAPER_CLAIMS):
@@ -525,7 +528,8 @@ def plot(path: Path = PLOT) -> Path:
     styles = {"AR": dict(color="tab:blue", marker="o", ls="-"),
               "MDLM, default recipe": dict(color="tab:red", marker="s", ls="-"),
               "AR -> MDLM": dict(color="tab:purple", marker="*", ms=13, ls="none"),
-              "shipped ecoli (MDLM, 10,000 steps)": dict(color="tab:red", marker="D", ls="none")}
+              "shipped ecoli (MDLM, 10,000 steps)": dict(color="tab:red", marker="D", ls="none"),
+              CHAIN6: dict(color="tab:orange", marker="^", ls="-")}
     labelled = set()
     for series, pts in curve_points().items():
         x, y, e = zip(*[(f, b, 0.0 if se != se else se) for f, b, se, _ in pts])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mdlm_dna.artifacts.checkpoints import load_module
-from mdlm_dna.evaluation.markov import MarkovChain, split_ids
+from mdlm_dna.evaluation.markov import MarkovChain, fit_markov_prior, split_ids
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models.markov_prior import OTHER_LOGIT, MarkovPosterior
 from mdlm_dna.pretrain import run
@@ -88,3 +88,14 @@ def test_run_fits_the_chain_on_its_training_split(ecoli_prefix, tmp_path):
     torch.testing.assert_close(prior.trans, torch.as_tensor(chain.probs(), dtype=torch.float32))
     # after two steps the plain network knows little more than base composition; the chain knows 3-mers
     assert res["metrics"]["val/bpb"] < plain["metrics"]["val/bpb"] - 0.01
+
+
+def test_a_run_without_a_genome_is_refused():
+    model = build_backbone({"name": "dit", "d_model": 32, "n_layers": 1, "n_heads": 2, "cond_dim": 32,
+                            "markov_order": 2}, vocab_size=10)
+
+    class TextData:  # a datamodule with no genome splits
+        pass
+
+    with pytest.raises(ValueError, match="markov_order needs a genome run.*TextData"):
+        fit_markov_prior(model, TextData())

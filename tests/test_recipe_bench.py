@@ -40,3 +40,10 @@ def test_flops_count_the_source_and_match_the_600_step_mdlm():
     assert recipe.train_flops("ar600") == 600 * ar
     assert recipe.train_flops("ar600_mdlm43") == 600 * ar + 43 * mdlm
     assert abs(recipe.train_flops("ar600_mdlm43") / (600 * mdlm) - 1) < 1e-3
+
+
+def test_a_chain_candidate_counts_the_chain():
+    """model.markov_order=6: the forward-backward over 4^6 states, 24 operations per state and token, on top."""
+    assert "model.markov_order=6" in recipe.candidate_overrides("c5_mk6_s0")
+    chain = 300 * 32 * 128 * 24 * 4**6
+    assert recipe.train_flops("c5_mk6_s0") == recipe.train_flops("c5_s0") + chain
