@@ -172,7 +172,7 @@ class FinetuneTask(Section):
 
 
 class FinetuneHead(Section):
-    pooling: Literal["mean", "first", "last"] = "mean"
+    pooling: Literal["mean", "first", "last", "attention"] = "mean"
     dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
     freeze_backbone: bool = False
     pad_mode: Literal["pad", "group"] = "pad"

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from Bio.Seq import Seq
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from torch import nn
 
 from mdlm_dna.classifier import build_classifier
 from mdlm_dna.data.classification import collate
@@ -24,7 +25,7 @@ from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.finetune import finetune, task_configs
 from mdlm_dna.models import build_backbone
 from mdlm_dna.models.cnn_baseline import build_cnn
-from mdlm_dna.models.heads import Conjoin, SequenceClassifier, pool, reverse_complement_padded
+from mdlm_dna.models.heads import AttentionPool, Conjoin, SequenceClassifier, pool, reverse_complement_padded
 from mdlm_dna.train.lit_module import DiffusionModule
 from mdlm_dna.utils.resources import config_dir, data_dir
 from tests.conftest import TINY, compose_pretrain
@@ -87,7 +88,41 @@ def test_pooling_reads_real_positions_only():
         pool(h, lengths, "max")
 
 
-@pytest.mark.parametrize("pooling", ["mean", "first", "last"])
+def test_attention_pooling_starts_as_mean_and_learns_where_to_look():
+    """Untrained it is mean pooling; trained on a task whose signal sits at one position among noise it puts its
+    weight there; padding gets no weight whatever it holds."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([5, 1, 3])
+    h = torch.randn(3, 5, 4)
+    attn = AttentionPool(4)
+    torch.testing.assert_close(attn(h, lengths), pool(h, lengths, "mean"))
+    h_junk = h.clone()
+    h_junk[1, 1:] = 1e6
+    torch.testing.assert_close(attn(h_junk, lengths)[1], h[1, 0])
+    # one position of twelve carries the label (channel 0 flags it, channel 1 holds the label's sign), the rest is
+    # noise: averaged, the signal drowns; the attention pool learns to read it
+    x = torch.randn(256, 12, 4)
+    labels = torch.randint(0, 2, (256,))
+    x[:, 5, 0] = 4.0
+    x[:, 5, 1] = 2.0 * (2 * labels - 1)
+    full = torch.full((256,), 12)
+
+    def train_accuracy(pooler) -> float:
+        torch.manual_seed(1)
+        head = nn.Linear(4, 2)
+        params = [*head.parameters(), *(pooler.parameters() if isinstance(pooler, nn.Module) else [])]
+        opt = torch.optim.Adam(params, lr=0.05)
+        for _ in range(150):
+            opt.zero_grad()
+            F.cross_entropy(head(pooler(x, full)), labels).backward()
+            opt.step()
+        return float((head(pooler(x, full)).argmax(1) == labels).float().mean())
+
+    assert train_accuracy(AttentionPool(4)) > 0.97
+    assert train_accuracy(lambda h, n: pool(h, n, "mean")) < 0.9
+
+
+@pytest.mark.parametrize("pooling", ["mean", "first", "last", "attention"])
 def test_n_only_and_padded_sequences_give_finite_loss_and_gradients(pooling):
     model = SequenceClassifier(_tiny_dit(), num_classes=2, pooling=pooling)
     batch = _batch(["N" * 40, "ACGTTGCA" * 5, "NNA"])
@@ -159,8 +194,9 @@ def test_conjoin_is_invariant_to_reverse_complementing_the_input(backbone):
 # ---------------------------------------------------------------------------------------------- freezing, CNN
 
 
-def test_frozen_backbone_stays_fixed_while_the_head_trains():
-    model = SequenceClassifier(_tiny_dit(), 2, freeze_backbone=True, dropout=0.1)
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_frozen_backbone_stays_fixed_while_the_head_trains(pooling):
+    model = SequenceClassifier(_tiny_dit(), 2, freeze_backbone=True, dropout=0.1, pooling=pooling)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
@@ -173,6 +209,8 @@ def test_frozen_backbone_stays_fixed_while_the_head_trains():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
     assert not torch.equal(before["head.weight"], after["head.weight"])
+    if pooling == "attention":  # the pool is part of the head: it trains on a frozen backbone
+        assert not torch.equal(before["attention.score.weight"], after["attention.score.weight"])
 
 
 def test_cnn_baseline_shapes_follow_the_paper():

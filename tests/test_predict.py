@@ -41,10 +41,13 @@ def runs(tmp_path_factory):
         "cnn": tiny_finetune(root / "cnn", "classifier=cnn", "+cnn.embedding_dim=8"),
         "dit": tiny_finetune(root / "dit", "model=dit_tiny", "model.d_model=32", "model.n_layers=1",
                              "model.n_heads=2", "model.cond_dim=16", "head.conjoin_test=true"),
+        "dit_attention": tiny_finetune(root / "dit_attention", "model=dit_tiny", "model.d_model=32",
+                                       "model.n_layers=1", "model.n_heads=2", "model.cond_dim=16",
+                                       "head.pooling=attention"),
     }
 
 
-@pytest.mark.parametrize("kind", ["cnn", "dit"])
+@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention"])
 def test_rescoring_the_test_split_reproduces_finetune_metrics_exactly(runs, kind, tmp_path):
     run = runs[kind]
     saved = json.loads((run / "metrics.json").read_text())
@@ -111,7 +114,7 @@ def test_cli_bad_character_is_one_line_exit_2(runs, tmp_path, monkeypatch, capsy
     assert not (tmp_path / "in.predictions.tsv").exists()
 
 
-@pytest.mark.parametrize("kind", ["cnn", "dit"])
+@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention"])
 def test_classifier_export_loads_as_automodel_and_in_predict(runs, kind, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

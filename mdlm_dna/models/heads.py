@@ -3,7 +3,8 @@
 Batches are right-padded (``input_ids`` [B, L] with [PAD] after each sequence's ``lengths[b]`` real
 tokens). Pooling looks only at real positions: ``mean`` divides by the real length (never by L, and
 never by zero), ``last`` reads position ``lengths - 1`` (not -1, which is padding), ``first`` reads
-position 0. Ambiguous bases (N) are real input and are pooled like any base, so an all-N sequence
+position 0, ``attention`` weights the real positions by a learned softmax of their features (starting as
+``mean``: its scorer is zero at first), so a long input can be read where its signal is. Ambiguous bases (N) are real input and are pooled like any base, so an all-N sequence
 gives finite features and a finite loss.
 
 Pooling cannot undo what padding does inside the backbone. A backbone with
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-POOLINGS = ("mean", "first", "last")
+POOLINGS = ("mean", "first", "last", "attention")
 PAD_MODES = ("pad", "group")
 
 
@@ -32,7 +33,7 @@ def valid_mask(lengths: Tensor, seq_len: int) -> Tensor:
 
 
 def pool(hidden: Tensor, lengths: Tensor, mode: str = "mean") -> Tensor:
-    """[B, L, D] -> [B, D] over the first ``lengths[b]`` positions of each row."""
+    """[B, L, D] -> [B, D] over the first ``lengths[b]`` positions of each row (``attention``: ``AttentionPool``)."""
     if mode == "mean":
         w = valid_mask(lengths, hidden.shape[1]).to(hidden.dtype)[..., None]
         return (hidden * w).sum(dim=1) / w.sum(dim=1).clamp(min=1)
@@ -42,6 +43,28 @@ def pool(hidden: Tensor, lengths: Tensor, mode: str = "mean") -> Tensor:
         idx = (lengths - 1).clamp(min=0)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
     raise ValueError(f"unknown pooling {mode!r}; choose one of {POOLINGS}")
+
+
+class AttentionPool(nn.Module):
+    """[B, L, D] -> [B, D]: a softmax over each row's real positions of a learned score of their features.
+
+    The score starts at zero, so an untrained pool is exactly ``mean`` pooling; training moves the weight to
+    the positions that tell the classes apart (a promoter's core in a 300-base window).
+
+    >>> AttentionPool(4)(torch.ones(2, 3, 4), torch.tensor([3, 1])).tolist()
+    [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    """
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.score = nn.Linear(d_model, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, hidden: Tensor, lengths: Tensor) -> Tensor:
+        real = valid_mask(lengths.clamp(min=1), hidden.shape[1])  # an empty row reads its first position
+        score = self.score(hidden).squeeze(-1).float().masked_fill(~real, float("-inf"))
+        return (torch.softmax(score, dim=1).to(hidden.dtype)[..., None] * hidden).sum(dim=1)
 
 
 def reverse_complement_padded(input_ids: Tensor, lengths: Tensor, complement: Tensor, pad_id: int) -> Tensor:
@@ -74,6 +97,8 @@ class SequenceClassifier(nn.Module):
         self.pad_mode = pad_mode
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(int(backbone.d_model), num_classes)
+        if pooling == "attention":  # absent otherwise: classifiers with other poolings keep their parameter names
+            self.attention = AttentionPool(int(backbone.d_model))
         if freeze_backbone:
             self.backbone.requires_grad_(False)
 
@@ -83,26 +108,32 @@ class SequenceClassifier(nn.Module):
             self.backbone.eval()
         return self
 
+    def _hidden(self, input_ids: Tensor, **kwargs) -> Tensor:
+        """The backbone's states; without gradients when frozen (the attention pool still learns)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
+            return self.backbone.hidden_states(input_ids, **kwargs)
+
+    def _pool(self, hidden: Tensor, lengths: Tensor) -> Tensor:
+        return self.attention(hidden, lengths) if self.pooling == "attention" else pool(hidden, lengths, self.pooling)
+
     def features(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
         """Pooled backbone features [B, d_model]."""
         if self.pad_mode == "pad":
             padded = bool((lengths < input_ids.shape[1]).any())  # no mask for a full batch: keeps flash SDPA
             if padded and getattr(self.backbone, "supports_attention_mask", False):
                 mask = valid_mask(lengths.clamp(min=1), input_ids.shape[1])  # an empty row still attends to one key
-                return pool(self.backbone.hidden_states(input_ids, attention_mask=mask), lengths, self.pooling)
-            return pool(self.backbone.hidden_states(input_ids), lengths, self.pooling)
+                return self._pool(self._hidden(input_ids, attention_mask=mask), lengths)
+            return self._pool(self._hidden(input_ids), lengths)
         out = None  # group: one backbone call per distinct length, on unpadded ids
         for n in lengths.unique().tolist():
             rows = (lengths == n).nonzero().squeeze(1)
-            pooled = pool(self.backbone.hidden_states(input_ids[rows, :n]), lengths[rows], self.pooling)
+            pooled = self._pool(self._hidden(input_ids[rows, :n]), lengths[rows])
             out = pooled.new_empty(len(lengths), pooled.shape[1]) if out is None else out
             out = out.index_copy(0, rows, pooled)
         return out
 
     def forward(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
-            feats = self.features(input_ids, lengths)
-        return self.head(self.dropout(feats))
+        return self.head(self.dropout(self.features(input_ids, lengths)))
 
 
 class Conjoin(nn.Module):

@@ -506,6 +506,19 @@ def pool(hidden, lengths, mode):
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
 
 
+class AttentionPool(nn.Module):
+    """A softmax over each row's real positions of a learned score of their features."""
+
+    def __init__(self, d_model):
+        super().__init__()
+        self.score = nn.Linear(d_model, 1)
+
+    def forward(self, hidden, lengths):
+        real = torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths.clamp(min=1)[:, None]
+        score = self.score(hidden).squeeze(-1).float().masked_fill(~real, float("-inf"))
+        return (torch.softmax(score, dim=1).to(hidden.dtype)[..., None] * hidden).sum(dim=1)
+
+
 class BackboneClassifier(nn.Module):
     """backbone features -> pooling over real positions -> linear head."""
 
@@ -515,18 +528,23 @@ class BackboneClassifier(nn.Module):
         self.is_dit = backbone_settings["name"] == "dit"
         self.backbone = BACKBONES[backbone_settings["name"]](backbone_settings, vocab_size)
         self.head = nn.Linear(int(backbone_settings["d_model"]), int(c["num_classes"]))
+        if self.pooling == "attention":
+            self.attention = AttentionPool(int(backbone_settings["d_model"]))
+
+    def _pool(self, hidden, lengths):
+        return self.attention(hidden, lengths) if self.pooling == "attention" else pool(hidden, lengths, self.pooling)
 
     def forward(self, input_ids, lengths):
         if self.pad_mode == "pad":
             key_mask = None
             if bool((lengths < input_ids.shape[1]).any()) and self.is_dit:
                 key_mask = torch.arange(input_ids.shape[1], device=lengths.device)[None] < lengths.clamp(min=1)[:, None]
-            feats = pool(self.backbone.hidden_states(input_ids, None, key_mask), lengths, self.pooling)
+            feats = self._pool(self.backbone.hidden_states(input_ids, None, key_mask), lengths)
         else:  # group: one call per distinct length, unpadded
             feats = None
             for n in lengths.unique().tolist():
                 rows = (lengths == n).nonzero().squeeze(1)
-                pooled = pool(self.backbone.hidden_states(input_ids[rows, :n]), lengths[rows], self.pooling)
+                pooled = self._pool(self.backbone.hidden_states(input_ids[rows, :n]), lengths[rows])
                 feats = pooled.new_empty(len(lengths), pooled.shape[1]) if feats is None else feats
                 feats = feats.index_copy(0, rows, pooled)
         return self.head(feats)
