@@ -4,8 +4,9 @@ Batches are right-padded (``input_ids`` [B, L] with [PAD] after each sequence's 
 tokens). Pooling looks only at real positions: ``mean`` divides by the real length (never by L, and
 never by zero), ``last`` reads position ``lengths - 1`` (not -1, which is padding), ``first`` reads
 position 0, ``attention`` weights the real positions by a learned softmax of their features (starting as
-``mean``: its scorer is zero at first), so a long input can be read where its signal is. Ambiguous bases (N) are real input and are pooled like any base, so an all-N sequence
-gives finite features and a finite loss.
+``mean``: its scorer is zero at first), so a long input can be read where its signal is. Ambiguous bases
+(N) are real input and are pooled like any base, so an all-N sequence gives finite features and a finite
+loss.
 
 Pooling cannot undo what padding does inside the backbone. A backbone with
 ``supports_attention_mask`` (the DiT) gets the padding mask, so no token attends to [PAD] and a
