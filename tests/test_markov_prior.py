@@ -66,12 +66,15 @@ def test_network_starts_as_the_chain():
     assert (logits[..., 4:] == OTHER_LOGIT).all()
     with pytest.raises(ValueError, match="markov_order must be >= 1"):
         MarkovPosterior(0)
+    with pytest.raises(ValueError, match="markov_strands must be one of"):
+        MarkovPosterior(2, "reverse")
 
 
-def test_run_fits_the_chain_on_its_training_split(ecoli_prefix, tmp_path):
+@pytest.mark.parametrize("strands", ["both", "forward"])
+def test_run_fits_the_chain_on_its_training_split(ecoli_prefix, tmp_path, strands):
     common = [*TINY, "genome=fasta", f"genome.path={ecoli_prefix}", "trainer.max_steps=2",
               "trainer.val_check_interval=2", "eval.t_samples=4"]
-    cfg = compose_pretrain(*common, "model.markov_order=3")
+    cfg = compose_pretrain(*common, "model.markov_order=3", f"model.markov_strands={strands}")
     res = run(cfg, tmp_path / "r")
     plain = run(compose_pretrain(*common), tmp_path / "plain")  # same seed, same validation noise
     module, _ = load_module(res["last_ckpt"])
@@ -83,8 +86,10 @@ def test_run_fits_the_chain_on_its_training_split(ecoli_prefix, tmp_path):
     from mdlm_dna.data.datamodule import load_split_genome
 
     genome, splits = load_split_genome(OmegaConf.to_container(cfg.genome, resolve=True))
-    chain, _ = MarkovChain.fit_select_alpha(split_ids(genome, splits["train"]),
-                                            split_ids(genome, splits["validation"]), 3)
+    train = split_ids(genome, splits["train"])
+    if strands == "both":  # written out: A<->T, C<->G, reversed
+        train = [train, np.array([3 - b if b < 4 else b for b in train[::-1]])]
+    chain, _ = MarkovChain.fit_select_alpha(train, split_ids(genome, splits["validation"]), 3)
     torch.testing.assert_close(prior.trans, torch.as_tensor(chain.probs(), dtype=torch.float32))
     # after two steps the plain network knows little more than base composition; the chain knows 3-mers
     assert res["metrics"]["val/bpb"] < plain["metrics"]["val/bpb"] - 0.01

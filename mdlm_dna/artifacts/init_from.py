@@ -37,6 +37,8 @@ from mdlm_dna.utils.errors import ConfigError
 log = logging.getLogger("mdlm_dna.init_from")
 
 IGNORED_MODEL_KEYS = ("causal", "input_shift", "compile", "checkpointing", "scan_backend", "attn_backend")
+# keys that older configs lack: their value when absent (a chain's strands matter only with a chain)
+MODEL_KEY_DEFAULTS = {"markov_order": 0, "markov_strands": "both"}
 
 
 def architecture_differences(source: Mapping[str, Any], target: Mapping[str, Any]) -> list[str]:
@@ -49,8 +51,11 @@ def architecture_differences(source: Mapping[str, Any], target: Mapping[str, Any
     for part in ("model",):
         a, b = source.get(part) or {}, target.get(part) or {}
         for key in sorted(set(a) | set(b)):
-            if key not in IGNORED_MODEL_KEYS and a.get(key) != b.get(key):
-                diffs.append(f"{part}.{key}: source {a.get(key)!r}, target {b.get(key)!r}")
+            va, vb = (c.get(key, MODEL_KEY_DEFAULTS.get(key)) for c in (a, b))
+            if key == "markov_strands" and not (a.get("markov_order") or b.get("markov_order")):
+                continue
+            if key not in IGNORED_MODEL_KEYS and va != vb:
+                diffs.append(f"{part}.{key}: source {va!r}, target {vb!r}")
     tok_a = ((source.get("data") or {}).get("tokenizer") or {})
     tok_b = ((target.get("data") or {}).get("tokenizer") or {})
     if tok_a != tok_b:

@@ -156,10 +156,22 @@ def split_ids(genome, intervals) -> np.ndarray | list[np.ndarray]:
     return parts[0] if len(parts) == 1 else parts
 
 
+def reverse_complement_ids(ids: np.ndarray) -> np.ndarray:
+    """A/C/G/T ids (0..3) complemented and the row reversed; N (4) stays N.
+
+    >>> reverse_complement_ids(np.array([0, 0, 4, 2])).tolist()
+    [1, 4, 3, 3]
+    """
+    out = ids[::-1].copy()
+    bases = out < 4
+    out[bases] = 3 - out[bases]
+    return out
+
+
 def fit_markov_prior(backbone, datamodule) -> None:
     """``model.markov_order``: fit the chain under the network (``models/markov_prior.py``) on the run's training
-    split, alpha chosen on validation; nothing to do for a backbone without one or with a fitted one (a resumed run
-    gets it back from its checkpoint)."""
+    split (``prior.strands``: its forward strand, or both), alpha chosen on validation. Nothing to do for a
+    backbone without a chain or with a fitted one (a resumed run gets it back from its checkpoint)."""
     prior = getattr(backbone, "prior", None)
     if prior is None or bool(prior.fitted):
         return
@@ -168,5 +180,7 @@ def fit_markov_prior(backbone, datamodule) -> None:
                          f"split, and this run's data ({type(datamodule).__name__}) has none")
     datamodule.setup("fit")
     train, validation = (split_ids(datamodule.genome, datamodule.splits[name]) for name in ("train", "validation"))
+    if prior.strands == "both":
+        train = [*to_ids(train), *(reverse_complement_ids(r) for r in to_ids(train))]
     chain, _ = MarkovChain.fit_select_alpha(train, validation, prior.order)
     prior.load_chain(chain.probs(), chain.counts[prior.order].sum(axis=1), chain.alpha)

@@ -41,8 +41,8 @@ def build_backbone(
 
     ``checkpointing`` (activation checkpointing per block: true, false or "auto", see ``recompute_blocks``)
     is applied here, and so is ``markov_order`` (k > 0: the network learns the residual of an order-k chain's
-    exact posterior, ``markov_prior.ChainResidual``); ``compile`` says how the trainer runs the backbone and is
-    left to it (``DiffusionModule.setup``).
+    exact posterior, ``markov_prior.ChainResidual``, counted on ``markov_strands``); ``compile`` says how the
+    trainer runs the backbone and is left to it (``DiffusionModule.setup``).
     """
     mode = config.get("checkpointing", False)
     if mode not in (True, False, "auto"):
@@ -50,6 +50,7 @@ def build_backbone(
     cfg = {k: v for k, v in config.items() if k not in ("compile", "checkpointing")}
     name = cfg.pop("name", None)
     markov_order = int(cfg.pop("markov_order", 0) or 0)
+    markov_strands = str(cfg.pop("markov_strands", "both"))
     if name not in _REGISTRY:
         raise ValueError(f"unknown backbone {name!r}; choose one of {available_backbones()}")
     module_name, builder = _REGISTRY[name].split(":")
@@ -59,7 +60,7 @@ def build_backbone(
     if markov_order:  # the exact order-k chain denoiser under the network (fitted by the trainer's setup)
         from mdlm_dna.models.markov_prior import ChainResidual
 
-        backbone = ChainResidual(backbone, markov_order)
+        backbone = ChainResidual(backbone, markov_order, markov_strands)
     return backbone
 
 

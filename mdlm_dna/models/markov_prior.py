@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+STRANDS = ("forward", "both")  # the strands of the training split the chain is counted on
 NUM_BASES = 4  # A, C, G, T are ids 0..3 of the nucleotide tokenizer; any other id constrains nothing
 OTHER_LOGIT = -10.0  # added to every non-base logit (N, special tokens): the chain gives them no mass
 
@@ -31,11 +32,15 @@ class MarkovPosterior(nn.Module):
     [0.25, 0.25, 0.25, 0.25]
     """
 
-    def __init__(self, order: int):
+    def __init__(self, order: int, strands: str = "both"):
+        """``strands``: count the chain on the training split's forward strand, or on both (as a network trained
+        with reverse-complement augmentation sees it)."""
         super().__init__()
         if order < 1:
             raise ValueError(f"model.markov_order must be >= 1 (or 0 for no chain), got {order}")
-        self.order, self.num_states = order, NUM_BASES**order
+        if strands not in STRANDS:
+            raise ValueError(f"model.markov_strands must be one of {STRANDS}, got {strands!r}")
+        self.order, self.strands, self.num_states = order, strands, NUM_BASES**order
         self.register_buffer("trans", torch.full((self.num_states, NUM_BASES), 1.0 / NUM_BASES))
         self.register_buffer("init", torch.full((self.num_states,), 1.0 / self.num_states))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
@@ -109,10 +114,10 @@ class MarkovPosterior(nn.Module):
 class ChainResidual(nn.Module):
     """A backbone whose logits are added to an order-k chain's log posterior (see the module docstring)."""
 
-    def __init__(self, backbone: nn.Module, order: int):
+    def __init__(self, backbone: nn.Module, order: int, strands: str = "both"):
         super().__init__()
         self.backbone = backbone
-        self.prior = MarkovPosterior(order)
+        self.prior = MarkovPosterior(order, strands)
         self.d_model = backbone.d_model
 
     def __getattr__(self, name: str):
