@@ -62,6 +62,8 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, max_length: int) 
                 )
             backbone = module.objective.backbone.train()  # load_module leaves it in eval mode
             spec["model"] = dict(module.config["model"])
+            if spec["model"].get("markov_order"):  # a classifier reads the network's states, never the chain
+                backbone, spec["model"]["markov_order"] = backbone.backbone, 0
             weights = "EMA" if loaded.ema else "raw"
             desc = f"{module.config['model']['name']} pretrained ({loaded.kind}, {weights} weights)"
             if cfg.get("bidirectional"):

@@ -91,6 +91,12 @@ def test_run_fits_the_chain_on_its_training_split(ecoli_prefix, tmp_path, strand
         train = [train, np.array([3 - b if b < 4 else b for b in train[::-1]])]
     chain, _ = MarkovChain.fit_select_alpha(train, split_ids(genome, splits["validation"]), 3)
     torch.testing.assert_close(prior.trans, torch.as_tensor(chain.probs(), dtype=torch.float32))
+    if strands == "both":  # a classifier fine-tuned from it reads the network's states and carries no chain
+        from mdlm_dna.classifier import build_classifier
+
+        head = {"pooling": "mean", "dropout": 0.0, "freeze_backbone": False, "pad_mode": "pad"}
+        clf, _, spec = build_classifier({"classifier": "backbone", "init": res["last_ckpt"], "head": head}, 2, 64)
+        assert type(clf.backbone).__name__ == "DiT" and spec["model"]["markov_order"] == 0
     # after two steps the plain network knows little more than base composition; the chain knows 3-mers
     assert res["metrics"]["val/bpb"] < plain["metrics"]["val/bpb"] - 0.01
 
