@@ -58,6 +58,7 @@ CONV5 = {"model.conv_kernel": "5"}  # the default since local mixing (recipe_res
 AR = {"objective": "ar", "model.causal": "true", "model.conv_kernel": "5"}
 N2_B16 = {**CONV5, "trainer.max_steps": "1313"}  # depth 2 + batch 16: its step count, derived below
 CHAIN6_FWD = {**CONV5, "model.markov_order": "6", "model.markov_strands": "forward"}  # see CANDIDATES
+CHAIN6_BOTH = {**CHAIN6_FWD, "model.markov_strands": "both"}
 CHAIN6 = "MDLM + order-6 chain (model.markov_order=6)"  # a curve of its own in the plot
 CHAIN6_RUNS = ("c5_mk6", "c5_mk6_1200")  # its runs (seeds of one recipe share a name up to _sN)
 SOURCE = "_init_from"  # a candidate key: start from the last checkpoint of that candidate's run (pretrain init_from)
@@ -125,11 +126,9 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     "c5_mk6_s1": (DEFAULT_SHAPE, {**CHAIN6_FWD, "seed": "1"}, False),
     "c5_mk6_s2": (DEFAULT_SHAPE, {**CHAIN6_FWD, "seed": "2"}, False),
     "c5_mk6_1200": (DEFAULT_SHAPE, {**CHAIN6_FWD, "trainer.max_steps": "1200"}, False),
-    "c5_mk6b_s0": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6", "model.markov_strands": "both"}, False),
-    "c5_mk6b_s1": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6", "model.markov_strands": "both",
-                                   "seed": "1"}, False),
-    "c5_mk6b_s2": (DEFAULT_SHAPE, {**CONV5, "model.markov_order": "6", "model.markov_strands": "both",
-                                   "seed": "2"}, False),
+    "c5_mk6b_s0": (DEFAULT_SHAPE, {**CHAIN6_BOTH}, False),
+    "c5_mk6b_s1": (DEFAULT_SHAPE, {**CHAIN6_BOTH, "seed": "1"}, False),
+    "c5_mk6b_s2": (DEFAULT_SHAPE, {**CHAIN6_BOTH, "seed": "2"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),

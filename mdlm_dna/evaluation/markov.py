@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mdlm_dna.data.tokenizers import BASES, SOFT_MASK_BIT
-from mdlm_dna.evaluation.metrics import SeqLike, SeqsLike, to_ids
+from mdlm_dna.evaluation.metrics import SeqLike, SeqsLike, reverse_complement_ids, to_ids
 
 ALPHAS = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -154,18 +154,6 @@ def split_ids(genome, intervals) -> np.ndarray | list[np.ndarray]:
     """The ids of a split's intervals (soft-mask bit cleared): one array for one interval, else a list."""
     parts = [np.asarray(genome.ids[iv.start : iv.end]) & ~np.uint8(SOFT_MASK_BIT) for iv in intervals]
     return parts[0] if len(parts) == 1 else parts
-
-
-def reverse_complement_ids(ids: np.ndarray) -> np.ndarray:
-    """A/C/G/T ids (0..3) complemented and the row reversed; N (4) stays N.
-
-    >>> reverse_complement_ids(np.array([0, 0, 4, 2])).tolist()
-    [1, 4, 3, 3]
-    """
-    out = ids[::-1].copy()
-    bases = out < 4
-    out[bases] = 3 - out[bases]
-    return out
 
 
 def fit_markov_prior(backbone, datamodule) -> None:

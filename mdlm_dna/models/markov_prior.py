@@ -118,11 +118,10 @@ class ChainResidual(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.prior = MarkovPosterior(order, strands)
-        self.d_model = backbone.d_model
 
     def __getattr__(self, name: str):
-        """Anything else (``cfg``, the embedding, ``supports_attention_mask``) is the network's: code that reads
-        a backbone's settings reads them through the wrapper."""
+        """Anything else (``d_model``, ``cfg``, the embedding, ``supports_attention_mask``) is the network's: code
+        that reads a backbone's settings reads them through the wrapper."""
         try:
             return super().__getattr__(name)
         except AttributeError:
