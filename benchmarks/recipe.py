@@ -26,8 +26,10 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from common import ROOT, arg_parser, model_config, pretrain_config, read_runs, time_calls, write_record
 
 RUNS = ROOT / "runs" / "recipe"
@@ -207,6 +209,8 @@ def measure(names: list[str], threads: int = 2) -> dict[str, float]:
     """Seconds per step of each candidate's shape at ``threads`` threads, one job at a time (cached in a CSV)."""
     known = load_step_times()
     for name in names:
+        if "trainer.max_steps" in CANDIDATES[name][1]:  # its own step count: its step cost is not needed
+            continue
         shape, model = CANDIDATES[name][0], model_of(name)
         key = f"{model}:{','.join(map(str, shape))}"
         if key in known:
@@ -461,6 +465,45 @@ def paired_to_default(name: str, weights: str = "ema") -> tuple[float, float] | 
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
+@lru_cache
+def chain_window_bits(length: int = 128, order: int = 6) -> np.ndarray:
+    """Bits/base of the order-``order`` chain (fitted on train, alpha on validation: markov_baselines.py's 1.9378
+    at order 6) on each of ``score_test``'s windows, every base predicted from the ``order`` test bases before it
+    (across window edges: the left-to-right protocol of the reference figure; the split's first bases from the
+    lower orders). The mean over windows is that reference figure up to the few bases after the last window.
+
+    >>> bits = chain_window_bits(128)  # doctest: +SKIP
+    >>> len(bits), round(float(bits.mean()), 4)  # doctest: +SKIP
+    (1813, 1.9378)
+    """
+    from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits
+
+    splits = ecoli_splits()
+    test = splits["test"].astype(np.int64)
+    chain, _ = MarkovChain.fit_select_alpha(splits["train"], splits["validation"], order, ALPHAS)
+    bits = np.empty(len(test))
+    for j in range(min(order, len(test))):  # the first bases of the split, from the j bases before them
+        ctx = int(sum(int(b) * 4 ** (j - 1 - i) for i, b in enumerate(test[:j])))
+        bits[j] = -chain.log2_probs(j)[ctx, test[j]]
+    ctx = np.zeros(len(test) - order, dtype=np.int64)
+    for i in range(order):  # the k-mer before each base, oldest digit first
+        ctx = ctx * 4 + test[i : len(test) - order + i]
+    bits[order:] = -chain.log2_probs()[ctx, test[order:]]
+    windows = len(test) // length
+    return bits[: windows * length].reshape(windows, length).mean(1)
+
+
+def paired_to_chain(name: str, weights: str = "ema", length: int = 128, order: int = 6) -> tuple[float, float] | None:
+    """Mean per-window difference (candidate minus the order-``order`` chain on the same test windows) and its
+    standard error over windows; None without the candidate's per-window scores. The window-to-window spread is
+    common to both and cancels: what is left is the NELBO's Monte-Carlo noise and the real differences."""
+    mine = RUNS / name / f"test_windows_{weights}.npy"
+    if not mine.exists():
+        return None
+    d = np.load(mine) - chain_window_bits(length, order)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
 def table() -> str:
     """Every recorded run: test bits/base (+- standard error over windows, where scored so), training FLOPs
     (of the source model too, for init_from), CPU seconds of training, and the paired difference to the
@@ -474,14 +517,18 @@ def table() -> str:
     deltas = [paired_to_default(n, w.lower()) for n, w in zip(df["name"], df["weights"])]
     df["minus default (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                     (x or (None, None) for x in deltas)]
+    lengths = df["window_length"] if "window_length" in df else pd.Series(float("nan"), index=df.index)
+    df["window"] = lengths.fillna(128).astype(int)  # rows before SCORE_LENGTH were scored at 128
+    chain = [paired_to_chain(n, w.lower(), L) for n, w, L in zip(df["name"], df["weights"], df["window"])]
+    df["minus order-6 chain (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
+                                          (x or (None, None) for x in chain)]
     df["test_se"] = df["test_se"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
     df["train_flops"] = df["train_flops"].map(lambda v: f"{v:.3g}")
     df["test_bpb"] = df["test_bpb"].map(lambda v: f"{v:.4f}")
     df["cpu_s"] = df["cpu_s"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
-    lengths = df["window_length"] if "window_length" in df else pd.Series(float("nan"), index=df.index)
-    df["window"] = lengths.fillna(128).astype(int).astype(str)  # rows before SCORE_LENGTH were scored at 128
-    cols = ["name", "steps", "weights", "window", "test_bpb", "test_se", "minus default (paired)", "train_flops", "cpu_s",
-            "t_samples"]
+    df["window"] = df["window"].astype(str)
+    cols = ["name", "steps", "weights", "window", "test_bpb", "test_se", "minus default (paired)",
+            "minus order-6 chain (paired)", "train_flops", "cpu_s", "t_samples"]
     return df[cols].to_markdown(index=False, disable_numparse=True)
 
 
@@ -596,6 +643,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markov-floor", nargs="*", type=int, default=None, metavar="K",
                     help="only: test NELBO of MDLMs whose denoiser is the exact order-K chain (default K = 1 2 3 6)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (1 thread each)")
+    ap.add_argument("--t-samples", type=int, default=16,
+                    help="noise draws per test window (a trained run is rescored, one more row)")
     ap.add_argument("--nice", type=int, default=0, help="run the candidates at this niceness (a shared machine)")
     args = ap.parse_args(argv)
     names = list(CANDIDATES) if not args.run else args.run
@@ -621,7 +670,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.nice:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(run_candidate, names))
+        list(pool.map(lambda name: run_candidate(name, args.t_samples), names))
     print(table())
 
 
