@@ -342,7 +342,7 @@ def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
         tag = "ema" if use_ema else "raw"
         code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import recipe; "
                 f"print(json.dumps(recipe.score_test({str(run_dir / 'checkpoints' / 'last.ckpt')!r}, "
-                f"{t_samples}, {use_ema}, {score_length}, save={str(run_dir / f'test_windows_{tag}.npy')!r})))")
+                f"{t_samples}, {use_ema}, {score_length}, save={str(window_scores(name, tag, t_samples))!r})))")
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                              cwd=ROOT)
         res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -442,20 +442,25 @@ PLOT = ROOT / "benchmarks" / "recipe_flops.png"
 BASELINE = ("c5_s0", "c5_s1", "c5_s2")  # the default recipe's seeds: paired differences are taken against them
 
 
+def window_scores(name: str, weights: str = "ema", t_samples: int = 16) -> Path:
+    """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count."""
+    return RUNS / name / f"test_windows_{weights}{'' if t_samples == 16 else f'_t{t_samples}'}.npy"
+
+
 def seed_of(name: str) -> int:
     """The seed of a candidate (0 unless it sets one)."""
     return int(CANDIDATES.get(name, (None, {}, None))[1].get("seed", 0))
 
 
-def paired_to_default(name: str, weights: str = "ema") -> tuple[float, float] | None:
+def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16) -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the default of the same seed) and its standard error, from
     the per-window test scores both runs saved (same windows, same noise draws); None without them.
 
     A seed's difference is over windows; the standard error is over windows too (one training seed per row)."""
     import numpy as np
 
-    ref = RUNS / BASELINE[min(seed_of(name), len(BASELINE) - 1)] / f"test_windows_{weights}.npy"
-    mine = RUNS / name / f"test_windows_{weights}.npy"
+    ref = window_scores(BASELINE[min(seed_of(name), len(BASELINE) - 1)], weights, t_samples)
+    mine = window_scores(name, weights, t_samples)
     if name in BASELINE or not (ref.exists() and mine.exists()):
         return None
     mine, ref = np.load(mine), np.load(ref)
@@ -493,11 +498,12 @@ def chain_window_bits(length: int = 128, order: int = 6) -> np.ndarray:
     return bits[: windows * length].reshape(windows, length).mean(1)
 
 
-def paired_to_chain(name: str, weights: str = "ema", length: int = 128, order: int = 6) -> tuple[float, float] | None:
+def paired_to_chain(name: str, weights: str = "ema", length: int = 128, t_samples: int = 16, order: int = 6
+                    ) -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the order-``order`` chain on the same test windows) and its
     standard error over windows; None without the candidate's per-window scores. The window-to-window spread is
     common to both and cancels: what is left is the NELBO's Monte-Carlo noise and the real differences."""
-    mine = RUNS / name / f"test_windows_{weights}.npy"
+    mine = window_scores(name, weights, t_samples)
     if not mine.exists():
         return None
     d = np.load(mine) - chain_window_bits(length, order)
@@ -514,12 +520,13 @@ def table() -> str:
     df["test_se"] = df["test_se"] if "test_se" in df else float("nan")  # rows before this round have none
     df["train_flops"] = [train_flops(n, int(s)) if n in CANDIDATES else train_flops("c5_s0", int(s))
                          for n, s in zip(df["name"], df["steps"])]
-    deltas = [paired_to_default(n, w.lower()) for n, w in zip(df["name"], df["weights"])]
+    deltas = [paired_to_default(n, w.lower(), int(t)) for n, w, t in zip(df["name"], df["weights"], df["t_samples"])]
     df["minus default (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                     (x or (None, None) for x in deltas)]
     lengths = df["window_length"] if "window_length" in df else pd.Series(float("nan"), index=df.index)
     df["window"] = lengths.fillna(128).astype(int)  # rows before SCORE_LENGTH were scored at 128
-    chain = [paired_to_chain(n, w.lower(), L) for n, w, L in zip(df["name"], df["weights"], df["window"])]
+    chain = [paired_to_chain(n, w.lower(), L, int(t)) for n, w, L, t in
+             zip(df["name"], df["weights"], df["window"], df["t_samples"])]
     df["minus order-6 chain (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                           (x or (None, None) for x in chain)]
     df["test_se"] = df["test_se"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
