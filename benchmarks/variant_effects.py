@@ -3,6 +3,8 @@
     python benchmarks/variant_effects.py    # the record: 10-16 min on a busy 2-core CPU, +36 min the first time
                                             # (it trains the 600-step AR and MDLM baselines, then reuses them)
     python benchmarks/variant_effects.py --per-class 200 --max-order 6 --ic-sites 500    # a quick look
+    python benchmarks/variant_effects.py --ar-run none --mdlm-run none --max-order 6 \
+        --model "chain=RUN/checkpoints/last.ckpt" --out benchmarks/variant_effects_chain.csv   # another model
 
 Genes are called with pyrodigal trained on the training split (first 90 % of NC_000913.3) and predicted on the
 test split only (last 5 %, the package's own split, never seen in training); every single-nucleotide change
@@ -287,8 +289,11 @@ def information_rows(name: str, lp: dict[str, np.ndarray], sites: dict, sd_hit: 
 
 def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1500, n_boot: int = 1000,
                   seed: int = 0, ar_run: Path | None = None, ar_steps: int = 600, cache_dir: str | None = None,
-                  mdlm_run: Path | None = None) -> tuple[pd.DataFrame, dict]:
-    """Every number of the record: AUROC rows, paired differences, information rows; and the run's facts."""
+                  mdlm_run: Path | None = None, extra: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Every number of the record: AUROC rows, paired differences, information rows; and the run's facts.
+
+    ``extra``: label -> model name or checkpoint, more models scored like the shipped one (both strands, windows of
+    each model's own training length), each paired against it. ``ar_run`` None: no AR baseline rows."""
     from mdlm_dna import DiffusionLM
 
     facts: dict = {}
@@ -317,6 +322,11 @@ def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1
     scores[("ecoli (MDLM, shipped)", "both")] = variant_llr(model_site_log_probs(model, test, sites, "both"),
                                                             site_index, ref, alt)
     seconds[("ecoli (MDLM, shipped)", "both")] = time.perf_counter() - t
+    others = {label: DiffusionLM.from_pretrained(src) for label, src in (extra or {}).items()}
+    for label, other in others.items():
+        t = time.perf_counter()
+        scores[(label, "both")] = variant_llr(model_site_log_probs(other, test, sites, "both"), site_index, ref, alt)
+        seconds[(label, "both")] = time.perf_counter() - t
 
     t = time.perf_counter()
     chains = fit_chains(splits, max_order)
@@ -328,15 +338,16 @@ def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1
                                                                  site_index, ref, alt)
             seconds[(f"Markov order {k}", strands)] = time.perf_counter() - t
 
-    ar_ckpt, facts["ar_train_seconds"] = train_baseline(ar_run or Path("runs/variant_effects/ecoli_ar_seed0"),
-                                                        ar_steps)
-    ar = DiffusionLM.from_pretrained(ar_ckpt)
-    facts["ar_steps"] = ar_steps
-    for strands in ("forward", "both"):
-        t = time.perf_counter()
-        name = f"AR dit_tiny ({ar_steps} steps)"
-        scores[(name, strands)] = variant_llr(model_site_log_probs(ar, test, sites, strands), site_index, ref, alt)
-        seconds[(name, strands)] = time.perf_counter() - t
+    if ar_run is not None:
+        ar_ckpt, facts["ar_train_seconds"] = train_baseline(ar_run, ar_steps)
+        ar = DiffusionLM.from_pretrained(ar_ckpt)
+        facts["ar_steps"] = ar_steps
+        for strands in ("forward", "both"):
+            t = time.perf_counter()
+            name = f"AR dit_tiny ({ar_steps} steps)"
+            scores[(name, strands)] = variant_llr(model_site_log_probs(ar, test, sites, strands), site_index, ref,
+                                                  alt)
+            seconds[(name, strands)] = time.perf_counter() - t
     equal = None
     if mdlm_run is not None:  # an MDLM trained exactly like the AR baseline: the equal-compute comparison
         ckpt, facts["mdlm_train_seconds"] = train_baseline(mdlm_run, ar_steps, objective="mdlm")
@@ -380,6 +391,8 @@ def run_benchmark(per_class: int = 500, max_order: int = 10, ic_sites_n: int = 1
     groups = {"coding": where["coding"], "intergenic": where["intergenic"],
               "upstream": where["upstream"].clip(min=0).reshape(-1)}
     for name, scorer in (("ecoli (MDLM, shipped)", lambda p: model_site_log_probs(model, test, p, "both")),
+                         *((label, lambda p, m=m: model_site_log_probs(m, test, p, "both"))
+                           for label, m in others.items()),
                          *((f"Markov order {k}", lambda p, c=chains[k]: markov_log_probs(c, test, p, window, "both"))
                            for k in (2, 6) if k in chains)):
         t = time.perf_counter()
@@ -452,16 +465,16 @@ def to_markdown(record: pd.DataFrame) -> str:
         chains = au[au.scorer.str.startswith("Markov") & (au.statistic == comp)]
         best = chains.loc[chains.value.idxmax()]
         ar = au[au.scorer.str.startswith("AR") & (au.statistic == comp)]
-        best_ar = ar.loc[ar.value.idxmax()]
         mine = a.loc[(shipped, "both", comp)]
-        lines.append(
-            f"- {comp}: the shipped model's AUROC {_ci(mine.value, mine.lo, mine.hi)} is "
-            + verdict(d.loc[(best.scorer, best.strands, f"{comp}: shipped model minus this")],
-                      f"the best Markov chain ({best.scorer}, {best.strands}, {best.value:.3f})")
-            + " and "
-            + verdict(d.loc[(best_ar.scorer, best_ar.strands, f"{comp}: shipped model minus this")],
-                      f"the AR model of the same size ({best_ar.scorer}, {best_ar.strands}, {best_ar.value:.3f})")
-            + ".")
+        text = (f"- {comp}: the shipped model's AUROC {_ci(mine.value, mine.lo, mine.hi)} is "
+                + verdict(d.loc[(best.scorer, best.strands, f"{comp}: shipped model minus this")],
+                          f"the best Markov chain ({best.scorer}, {best.strands}, {best.value:.3f})"))
+        if len(ar):
+            best_ar = ar.loc[ar.value.idxmax()]
+            text += " and " + verdict(d.loc[(best_ar.scorer, best_ar.strands, f"{comp}: shipped model minus this")],
+                                      f"the AR model of the same size ({best_ar.scorer}, {best_ar.strands}, "
+                                      f"{best_ar.value:.3f})")
+        lines.append(text + ".")
     eq = record[record.section == "equal compute"]
     for comp in (stop, mis):
         for _, r in eq[eq.statistic.str.startswith(comp)].iterrows():
@@ -479,12 +492,27 @@ def to_markdown(record: pd.DataFrame) -> str:
                       f"{100 * run['sd_fraction']:.0f} % of the genes.", "",
                   "| statistic | " + " | ".join(scorers) + " |", "|---" * (len(scorers) + 1) + "|"]
         lines += [f"| {s} | " + " | ".join(f"{t.loc[s, c]:.4f}" for c in scorers) + " |" for s in order]
-    lines += ["", f"Cost on a shared, busy 2-core CPU (other jobs running): {run['total_seconds'] / 60:.0f} min for "
-                  f"this record, not counting the AR baseline's training ({run['ar_train_seconds'] / 60:.0f} min "
-                  f"for {int(run['ar_steps'])} steps, once; reused from its run folder afterwards"
-                  + (f"; the equal-compute MDLM's {run['mdlm_train_seconds'] / 60:.0f} min likewise"
-                     if "mdlm_train_seconds" in run.index else "") + ")."]
+    cost = (f"Cost on a shared, busy 2-core CPU (other jobs running): {run['total_seconds'] / 60:.0f} min for this "
+            "record")
+    if "ar_train_seconds" in run.index:
+        cost += (f", not counting the AR baseline's training ({run['ar_train_seconds'] / 60:.0f} min for "
+                 f"{int(run['ar_steps'])} steps, once; reused from its run folder afterwards"
+                 + (f"; the equal-compute MDLM's {run['mdlm_train_seconds'] / 60:.0f} min likewise"
+                    if "mdlm_train_seconds" in run.index else "") + ")")
+    lines += ["", cost + "."]
     return "\n".join(lines)
+
+
+def parse_models(specs: list[str]) -> dict[str, str]:
+    """``LABEL=CKPT`` arguments -> {label: checkpoint}.
+
+    >>> parse_models(["chain 512=runs/x/last.ckpt"])
+    {'chain 512': 'runs/x/last.ckpt'}
+    """
+    bad = [s for s in specs if "=" not in s]
+    if bad:
+        raise SystemExit(f"--model takes LABEL=CKPT, got {bad}")
+    return dict(s.split("=", 1) for s in specs)
 
 
 def main() -> None:
@@ -495,11 +523,14 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ar-run", type=Path, default=Path("runs/variant_effects/ecoli_ar_seed0"),
-                    help="run folder of the AR baseline (trained there when it holds no checkpoint)")
+                    help="run folder of the AR baseline (trained there when it holds no checkpoint); 'none': no AR "
+                         "rows")
     ap.add_argument("--ar-steps", type=int, default=600, help="training steps of the AR (and equal-compute MDLM) run")
     ap.add_argument("--mdlm-run", type=Path, default=Path("runs/variant_effects/ecoli_mdlm_seed0"),
                     help="run folder of an MDLM trained like the AR baseline (trained there when empty); "
                          "'none' skips the equal-compute row")
+    ap.add_argument("--model", nargs="*", default=[], metavar="LABEL=CKPT",
+                    help="more models scored like the shipped one (a shipped name or a checkpoint), one row each")
     ap.add_argument("--out", type=Path, default=HERE / "variant_effects.csv")
     ap.add_argument("--table-only", action="store_true", help="rebuild the Markdown from the CSV record")
     args = ap.parse_args()
@@ -507,8 +538,9 @@ def main() -> None:
         record = pd.read_csv(args.out)
     else:
         table, facts = run_benchmark(args.per_class, args.max_order, args.ic_sites, args.n_boot, args.seed,
-                                     args.ar_run, args.ar_steps,
-                                     mdlm_run=None if str(args.mdlm_run) == "none" else args.mdlm_run)
+                                     None if str(args.ar_run) == "none" else args.ar_run, args.ar_steps,
+                                     mdlm_run=None if str(args.mdlm_run) == "none" else args.mdlm_run,
+                                     extra=parse_models(args.model))
         facts["per_class"], facts["n_boot"], facts["seed"] = args.per_class, args.n_boot, args.seed
         record = pd.concat([table, pd.DataFrame(fact_rows(facts))], ignore_index=True)
         record.to_csv(args.out, index=False)

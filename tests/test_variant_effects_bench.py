@@ -146,3 +146,30 @@ def test_markdown_says_where_the_model_stands():
     assert "| ecoli (MDLM, shipped) | both | 0.700 [0.650, 0.750] | - |" in md
     equal = next(x for x in lines if x.startswith("- stop_gained vs synonymous, at equal training compute"))
     assert "MDLM dit_tiny (600 steps) 0.600 [0.550, 0.650] is below AR dit_tiny (600 steps) (forward)" in equal
+
+
+def test_markdown_of_a_record_with_another_model_and_no_ar_baseline():
+    """``--ar-run none --model LABEL=CKPT``: the extra model is a row paired against the shipped one, no AR verdict
+    and no AR training cost are claimed."""
+    import pandas as pd
+
+    rows = []
+    for comp in ("stop_gained vs synonymous", "missense vs synonymous"):
+        for scorer, strands, v in (("ecoli (MDLM, shipped)", "both", 0.70), ("chain 512", "both", 0.64),
+                                   ("Markov order 6", "both", 0.62)):
+            rows.append({"section": "auroc", "scorer": scorer, "strands": strands, "statistic": comp, "value": v,
+                         "lo": v - 0.03, "hi": v + 0.03, "n": "5 / 5", "seconds": 2.0})
+            if scorer != "ecoli (MDLM, shipped)":
+                rows.append({"section": "auroc difference", "scorer": scorer, "strands": strands,
+                             "statistic": f"{comp}: shipped model minus this", "value": 0.70 - v,
+                             "lo": 0.70 - v - 0.02, "hi": 0.70 - v + 0.02, "n": "5 / 5", "seconds": float("nan")})
+    facts = {"genes": 3, "test_bases": 1000, "snvs": 90, "window": 128, "sampled": {"synonymous": 5},
+             "sd_fraction": 0.5, "total_seconds": 60.0}
+    md = ve.to_markdown(pd.DataFrame(rows + ve.fact_rows(facts)))
+    assert "| chain 512 | both | 0.640 [0.610, 0.670] | +0.060 [+0.040, +0.080] |" in md
+    stop = next(x for x in md.splitlines() if x.startswith("- stop_gained"))
+    assert "above the best Markov chain (Markov order 6" in stop and "AR model" not in stop
+    assert "AR baseline" not in md and md.rstrip().endswith("1 min for this record.")
+    assert ve.parse_models(["a=b=c"]) == {"a": "b=c"}
+    with pytest.raises(SystemExit, match="LABEL=CKPT"):
+        ve.parse_models(["nolabel"])
