@@ -47,3 +47,26 @@ def test_a_chain_candidate_counts_the_chain():
     assert "model.markov_order=6" in recipe.candidate_overrides("c5_mk6_s0")
     chain = 300 * 32 * 128 * 24 * 4**6
     assert recipe.train_flops("c5_mk6_s0") == recipe.train_flops("c5_s0") + chain
+
+
+def test_chain_window_bits_are_the_chains_left_to_right_likelihood(monkeypatch):
+    """Per-window bits of the chain reference, against MarkovChain.score of the whole test split (an independent
+    computation): the windows tile the split, so their mean is its exact bits/base; and a longer-window
+    candidate is scored on its own windows, never paired with 128-base ones."""
+    import numpy as np
+
+    from mdlm_dna.evaluation import markov
+
+    rng = np.random.default_rng(0)
+    splits = {"train": rng.integers(0, 4, 5000), "validation": rng.integers(0, 4, 600),
+              "test": rng.integers(0, 4, 512 * 3)}
+    monkeypatch.setattr(markov, "ecoli_splits", lambda cache_dir=None: splits)
+    recipe.chain_window_bits.cache_clear()
+    chain, _ = markov.MarkovChain.fit_select_alpha(splits["train"], splits["validation"], 3, markov.ALPHAS)
+    for length in (128, 512):
+        bits = recipe.chain_window_bits(length, 3)
+        assert bits.shape == (len(splits["test"]) // length,)
+        assert np.isclose(bits.mean(), chain.score(splits["test"]))
+    recipe.chain_window_bits.cache_clear()
+    assert recipe.candidate_overrides("c5_mk6b_L512_s0")[3:5] == ["data.seq_len=512", "data.batch_size=8"]
+    assert not any(o.startswith("_") for o in recipe.candidate_overrides("c5_mk6b_L512_s0"))
