@@ -38,10 +38,14 @@ def brute_force_posterior(ids: list[int], init: np.ndarray, trans: np.ndarray, o
     return (post / post.sum(1, keepdims=True))[n - len(ids):]
 
 
-@pytest.mark.parametrize("order, length", [(1, 5), (2, 6), (3, 6), (3, 2)])
-def test_posterior_is_exact(order, length):
+@pytest.mark.parametrize("order, length, rows_per_block", [(1, 5, None), (2, 6, None), (3, 6, None), (3, 2, None),
+                                                           (2, 6, 2)])
+def test_posterior_is_exact(order, length, rows_per_block):
+    """Also when a batch is done in row blocks (5 rows as 2 + 2 + 1: ``max_message_floats``)."""
     rng = np.random.default_rng(order * 10 + length)
     prior = MarkovPosterior(order)
+    if rows_per_block:
+        prior.max_message_floats = rows_per_block * length * 4**order
     prior.load_chain(rng.dirichlet(np.ones(4), size=4**order), rng.integers(1, 50, 4**order), alpha=0.5)
     ids = torch.tensor(rng.integers(0, 4, (5, length)))
     ids[torch.tensor(rng.random((5, length)) < 0.5)] = MASK
