@@ -303,8 +303,6 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
     draw). ``save``: a .npy file for the per-window bits/base (paired differences between models: ``paired``)."""
     import math
 
-    import numpy as np
-
     from mdlm_dna import DiffusionLM
     from mdlm_dna.data.tokenizers import BASES
     from mdlm_dna.evaluation.markov import ecoli_splits
@@ -379,8 +377,6 @@ def markov_mdlm_floor(order: int, length: int = 128, windows: int = 150, draws: 
     an MDLM above a chain's left-to-right NLL. Returns (bits/base, standard error); the first ``order``
     bases of each window are context only."""
     import math
-
-    import numpy as np
 
     from mdlm_dna.evaluation.markov import MarkovChain, ecoli_splits
 
@@ -461,8 +457,6 @@ def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16) -> t
     the per-window test scores both runs saved (same windows, same noise draws); None without them.
 
     A seed's difference is over windows; the standard error is over windows too (one training seed per row)."""
-    import numpy as np
-
     ref = window_scores(BASELINE[min(seed_of(name), len(BASELINE) - 1)], weights, t_samples)
     mine = window_scores(name, weights, t_samples)
     if name in BASELINE or not (ref.exists() and mine.exists()):
@@ -488,17 +482,9 @@ def chain_window_bits(length: int = 128, order: int = 6) -> np.ndarray:
     from mdlm_dna.evaluation.markov import ALPHAS, MarkovChain, ecoli_splits
 
     splits = ecoli_splits()
-    test = splits["test"].astype(np.int64)
     chain, _ = MarkovChain.fit_select_alpha(splits["train"], splits["validation"], order, ALPHAS)
-    bits = np.empty(len(test))
-    for j in range(min(order, len(test))):  # the first bases of the split, from the j bases before them
-        ctx = int(sum(int(b) * 4 ** (j - 1 - i) for i, b in enumerate(test[:j])))
-        bits[j] = -chain.log2_probs(j)[ctx, test[j]]
-    ctx = np.zeros(len(test) - order, dtype=np.int64)
-    for i in range(order):  # the k-mer before each base, oldest digit first
-        ctx = ctx * 4 + test[i : len(test) - order + i]
-    bits[order:] = -chain.log2_probs()[ctx, test[order:]]
-    windows = len(test) // length
+    bits = chain.base_bits(splits["test"])
+    windows = len(bits) // length
     return bits[: windows * length].reshape(windows, length).mean(1)
 
 

@@ -92,6 +92,29 @@ class MarkovChain:
         n = counts.sum()
         return float(-(counts * self.log2_probs()).sum() / n) if n else float("nan")
 
+    def base_bits(self, ids: np.ndarray) -> np.ndarray:
+        """-log2 P(base | the ``order`` bases before it) at every position of one A/C/G/T sequence, its first bases
+        from the lower orders: per base what :meth:`score` averages (e.g. to compare windows with a model's).
+
+        >>> chain = MarkovChain.fit(np.array([0, 1, 0, 1, 0, 1]), order=1, alpha=0.0)
+        >>> chain.base_bits(np.array([0, 1, 0])).round(3).tolist()  # A from order 0 (half the bases), then certain
+        [1.0, -0.0, -0.0]
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        if (ids > 3).any():
+            raise ValueError("MarkovChain.base_bits needs an A/C/G/T sequence (no N)")
+        k, n = self.order, len(ids)
+        bits = np.empty(n)
+        for j in range(min(k, n)):  # the first bases, from the j bases before them
+            ctx = int(sum(int(b) * 4 ** (j - 1 - i) for i, b in enumerate(ids[:j])))
+            bits[j] = -self.log2_probs(j)[ctx, ids[j]]
+        if n > k:
+            ctx = np.zeros(n - k, dtype=np.int64)
+            for i in range(k):  # the k-mer before each base, oldest digit first
+                ctx = ctx * 4 + ids[i : n - k + i]
+            bits[k:] = -self.log2_probs()[ctx, ids[k:]]
+        return bits
+
     def score(self, seqs: SeqLike | SeqsLike) -> float:
         """bits/base of ``seqs``: exact -log2 likelihood (prefix from the lower orders) over all A/C/G/T positions."""
         total_bits, total = 0.0, 0
