@@ -358,13 +358,13 @@ def test_kernels_run_on_numba_workqueue_threads_unless_the_user_chose():
 def test_a_users_threading_layer_wins(monkeypatch):
     import numba
 
-    from mdlm_dna.models import cpu_scan
+    from mdlm_dna.utils.numba_threads import use_workqueue_threads
 
     monkeypatch.setattr(numba.config, "THREADING_LAYER", "default")
     monkeypatch.setenv("NUMBA_THREADING_LAYER", "omp")
-    cpu_scan._use_workqueue_threads()
+    use_workqueue_threads()
     assert numba.config.THREADING_LAYER == "default"
     monkeypatch.delenv("NUMBA_THREADING_LAYER")
     monkeypatch.setattr(numba.config, "THREADING_LAYER", "tbb")
-    cpu_scan._use_workqueue_threads()
+    use_workqueue_threads()
     assert numba.config.THREADING_LAYER == "tbb"

@@ -38,12 +38,15 @@ def brute_force_posterior(ids: list[int], init: np.ndarray, trans: np.ndarray, o
     return (post / post.sum(1, keepdims=True))[n - len(ids):]
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("order, length, rows_per_block", [(1, 5, None), (2, 6, None), (3, 6, None), (3, 2, None),
                                                            (2, 6, 2)])
-def test_posterior_is_exact(order, length, rows_per_block):
-    """Also when a batch is done in row blocks (5 rows as 2 + 2 + 1: ``max_message_floats``)."""
+def test_posterior_is_exact(order, length, rows_per_block, backend):
+    """Both backends (the CPU kernel over allowed states, the dense torch path), also when the torch path does a
+    batch in row blocks (5 rows as 2 + 2 + 1: ``max_message_floats``)."""
     rng = np.random.default_rng(order * 10 + length)
     prior = MarkovPosterior(order)
+    prior.backend = backend
     if rows_per_block:
         prior.max_message_floats = rows_per_block * length * 4**order
     prior.load_chain(rng.dirichlet(np.ones(4), size=4**order), rng.integers(1, 50, 4**order), alpha=0.5)
@@ -55,6 +58,19 @@ def test_posterior_is_exact(order, length, rows_per_block):
     for row in range(ids.shape[0]):
         want = brute_force_posterior(ids[row].tolist(), init, trans, order)
         np.testing.assert_allclose(got[row], want, atol=1e-5, err_msg=f"row {ids[row].tolist()}")
+
+
+def test_backends_agree_on_long_windows_at_every_noise_level():
+    """At k = 6 over 4,096 states, on windows from all but empty to fully masked (too long to enumerate)."""
+    rng = np.random.default_rng(6)
+    prior = MarkovPosterior(6)
+    prior.load_chain(rng.dirichlet(np.ones(4) * 0.3, size=4**6), rng.integers(1, 50, 4**6), alpha=0.5)
+    ids = torch.tensor(rng.integers(0, 4, (6, 70)))
+    ids[torch.tensor(rng.random((6, 70)) < np.linspace(0, 1, 6)[:, None])] = MASK
+    prior.backend = "torch"
+    dense = prior(ids)
+    prior.backend = "numba"
+    torch.testing.assert_close(prior(ids).exp(), dense.exp(), atol=2e-6, rtol=0)
 
 
 def test_network_starts_as_the_chain():

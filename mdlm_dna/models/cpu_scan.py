@@ -53,6 +53,8 @@ from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.extending import intrinsic
 from torch import Tensor
 
+from mdlm_dna.utils.numba_threads import set_numba_threads, use_workqueue_threads
+
 
 def _prefer_512_bit_vectors() -> None:
     """Let LLVM use 512-bit vectors on AVX-512 CPUs: by default it keeps to 256 bits there ("prefer-256-bit",
@@ -83,19 +85,7 @@ def _prefer_512_bit_vectors() -> None:
 _prefer_512_bit_vectors()
 
 
-def _use_workqueue_threads() -> None:
-    """Run the kernels' ``prange`` loops on Numba's own workqueue threads, not its OpenMP layer: the OpenMP pool's
-    idle threads keep spinning beside torch's, and on the 2-core development machine torch's matrix products ran
-    ~20x slower for the rest of the process after one CPU scan (``benchmarks/bench_numba_threading.py``; the scan
-    itself was no faster). Numba fixes its layer on the first parallel launch, so this only applies if no parallel
-    Numba code ran before and the user has not chosen one (NUMBA_THREADING_LAYER wins). The workqueue layer must
-    not be entered from two Python threads at once; a model runs its scans from one thread."""
-    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
-        return
-    numba.config.THREADING_LAYER = "workqueue"
-
-
-_use_workqueue_threads()
+use_workqueue_threads()  # the layer is fixed before any kernel runs
 
 LANES = 32  # channels per block: the inner loops' fixed trip count, one AVX-512 / two AVX2 float32 vectors
 CHUNK = 64  # steps between saved states (backward memory O(B·D·N·L / CHUNK); buffer per block ~ CHUNK·N·LANES)
@@ -501,11 +491,6 @@ def _backward_kernel(u, raw, z, ld_u, ld_raw, ld_z, bias, D, A, Bm, Cm, states, 
                     dA[b, d0 + c, n] = da_acc[n, c]
 
 
-def _set_threads() -> None:
-    """Numba's threads follow torch's setting (tests and benchmarks pin it), capped by Numba's pool."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
@@ -550,7 +535,7 @@ class _Scan(torch.autograd.Function):
         # without backward only the last state is kept
         states = out.new_empty(batch, -(-length // chunk) if need_grad else 1, n_state, dim)
         last = out.new_empty(batch, dim, n_state)
-        _set_threads()
+        set_numba_threads()
         (u_f, ld_u), (raw_f, ld_raw) = _flat(u), _flat(delta)
         z_f, ld_z = _flat(z) if has_z else (u_f, ld_u)
         _forward_kernel(u_f, raw_f, z_f, ld_u, ld_raw, ld_z, _np(bias), _np(D_), _np(A_), _np(Bm), _np(Cm), has_z,
@@ -582,7 +567,7 @@ class _Scan(torch.autograd.Function):
         dA = Bm.new_empty(batch, dim, n_state)
         dB = Bm.new_zeros(batch, parts, groups, length, n_state)
         dC = torch.zeros_like(dB)
-        _set_threads()
+        set_numba_threads()
         _backward_kernel(u_f, raw_f, z_f, ld_u, ld_raw, ld_z, _np(bias), _np(D), _np(A), _np(Bm), _np(Cm),
                          _np(states), dout_f, ld_dout, _np(dlast), has_z, ctx.softplus, cpg, ctx.chunk, parts,
                          _flat(du)[0], _flat(ddelta)[0], _flat(dz)[0], _np(dD), _np(dbias), _np(dA), _np(dB),
