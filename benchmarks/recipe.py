@@ -146,6 +146,11 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
                                                SCORE_LENGTH: "512"}, False),
     "c5_mk6b_L512_s1": ((128, 4, 4, 512, 8), {**CHAIN6_BOTH, "trainer.max_steps": "300", SCORE_LENGTH: "512",
                                               "seed": "1"}, False),
+    # with the chain's CPU kernel (cpu_chain.py: the chain costs a tenth of a step, not half) the default's budget
+    # buys longer windows: half the steps at 512 bases, or 256-base windows (batch 16) at the default's 300 steps
+    "c5_mk6b_L512_150": ((128, 4, 4, 512, 8), {**CHAIN6_BOTH, "trainer.max_steps": "150", "optim.warmup_steps": "25",
+                                               SCORE_LENGTH: "512"}, False),
+    "c5_mk6b_L256": ((128, 4, 4, 256, 16), {**CHAIN6_BOTH, "trainer.max_steps": "300", SCORE_LENGTH: "256"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
