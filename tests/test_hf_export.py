@@ -202,6 +202,34 @@ def test_remote_mamba_family_equals_ours_within_1e_5(name, extra, tmp_path):
         assert torch.allclose(feats, m.backbone.hidden_states(x, sigma), atol=1e-5, rtol=1e-5)
 
 
+def test_remote_chain_model_equals_ours(tmp_path):
+    """model.markov_order: the remote code restates the chain's forward-backward (dense, plain torch) and reads
+    its tables from the weights; ours runs the CPU kernel over allowed states. Same logits to float32 rounding,
+    at every masking level (a window with no visible base included)."""
+    from transformers import AutoModelForMaskedLM
+
+    m = tiny_model("model.markov_order=3")
+    rng = np.random.default_rng(0)
+    m.backbone.prior.load_chain(rng.dirichlet(np.ones(4), size=64), rng.integers(1, 50, 64), alpha=0.5)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in m.backbone.backbone.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    folder = m.save_pretrained(tmp_path / "chain", transformers=True)
+    assert json.loads((folder / "config.json").read_text())["backbone"]["markov_order"] == 3
+    hf = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)
+    x = torch.randint(0, 4, (4, 23))
+    x[torch.rand(4, 23) < torch.tensor([[0.0], [0.3], [0.7], [1.0]])] = m.tokenizer.mask_id
+    with torch.no_grad():
+        ours = m.objective.denoiser_logits(x, torch.full((4,), 0.5))
+        theirs = hf(input_ids=x).logits
+        finite = torch.isfinite(ours)
+        assert torch.equal(finite, torch.isfinite(theirs))
+        assert torch.allclose(theirs[finite], ours[finite], atol=1e-5, rtol=1e-5)
+        # the chain is in it: the network alone gives other logits
+        assert not torch.allclose(theirs[finite], m.backbone.backbone(x, None)[finite], atol=1e-2)
+
+
 def test_uncovered_objectives_get_no_remote_code_and_a_clear_refusal(tmp_path):
     from mdlm_dna.utils.errors import ConfigError
 

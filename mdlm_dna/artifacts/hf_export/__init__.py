@@ -39,8 +39,6 @@ def unsupported(model: LanguageModel) -> str | None:
     if model.objective_name not in OBJECTIVES:
         return (f"objective {model.objective_name!r} has no transformers remote code "
                 f"(supported: {', '.join(OBJECTIVES)})")
-    if model.config["model"].get("markov_order"):
-        return "model.markov_order (the chain under the network) has no transformers remote code yet"
     return None
 
 
@@ -48,6 +46,9 @@ def _backbone_settings(model: LanguageModel) -> dict[str, Any]:
     cfg = model.backbone.cfg
     out = {"name": str(model.config["model"]["name"])}
     out.update({k: getattr(cfg, k) for k in BACKBONE_KEYS if hasattr(cfg, k)})
+    order = int(model.config["model"].get("markov_order") or 0)
+    if order:  # the chain under the network (its tables are buffers in the weights)
+        out["markov_order"] = order
     complement = getattr(model.backbone, "complement", None)
     if isinstance(complement, torch.Tensor):  # Caduceus-PS / -PH: the complement permutation of the vocabulary
         out["complement_ids"] = [int(i) for i in complement.tolist()]

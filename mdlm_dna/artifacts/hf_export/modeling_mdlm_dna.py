@@ -10,7 +10,9 @@ or compiled kernels). The parameter names are mdlm-dna's, so the folder's one ``
 ``sigma`` (the noise level, [B]) defaults to ``config.default_sigma``: what the model was trained with when it
 ignores the noise level (``time_conditioning: false``). ``class_labels`` ([B] class indices; ``config.class_names``
 gives their order) conditions a class-conditional model; None is the unconditional (null-class) model. Tokens in
-``config.excluded_ids`` ([MASK] and the special tokens a genome never holds) get logit -inf, as in mdlm-dna.
+``config.excluded_ids`` ([MASK] and the special tokens a genome never holds) get logit -inf, as in mdlm-dna. A model
+trained with ``model.markov_order`` (``config.backbone["markov_order"]``) adds an order-k Markov chain's exact
+denoiser to the network's logits; its tables are in the weights.
 """
 
 import math
@@ -382,6 +384,81 @@ BACKBONES = {"dit": DiT, "mamba": Caduceus, "bimamba": Caduceus, "caduceus_ps": 
 
 
 # ---------------------------------------------------------------------------------------------------------
+# model.markov_order: an order-k Markov chain under the network. The exact posterior of each base given every
+# visible base of its row under the chain (forward-backward over the 4**k k-mer states; ids 0-3 are A C G T,
+# anything else is hidden) is added to the network's A/C/G/T logits; the other tokens get OTHER_LOGIT.
+
+NUM_BASES = 4
+OTHER_LOGIT = -10.0
+
+
+class MarkovPosterior(nn.Module):
+    def __init__(self, order):
+        super().__init__()
+        self.order, self.num_states = order, NUM_BASES**order
+        self.register_buffer("trans", torch.full((self.num_states, NUM_BASES), 1.0 / NUM_BASES))
+        self.register_buffer("init", torch.full((self.num_states,), 1.0 / self.num_states))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def forward(self, input_ids):
+        """[B, L] ids -> [B, L, 4] log P(base | the visible bases of the row)."""
+        k, S = self.order, self.num_states
+        pad = max(0, k - input_ids.shape[1])  # a short row is read as preceded by hidden positions
+        ids = F.pad(input_ids, (pad, 0), value=NUM_BASES) if pad else input_ids
+        B, L = ids.shape
+        visible = ids < NUM_BASES
+        base = ids.clamp(max=NUM_BASES - 1)
+        emit = torch.where(visible[:, :, None], F.one_hot(base, NUM_BASES).float(), 1.0)
+        p = self.trans.view(NUM_BASES, S // NUM_BASES, NUM_BASES)  # (oldest digit, the rest, new base)
+        # the first state holds positions 0 .. k-1 as its digits (made here: transformers builds a model's
+        # modules on the meta device, where a non-persistent buffer would hold no values)
+        codes = torch.arange(S, device=ids.device)
+        first = torch.ones(B, S, device=ids.device)
+        for j in range(k):
+            digit = (codes // NUM_BASES ** (k - 1 - j)) % NUM_BASES
+            first = first * (~visible[:, j, None] | (digit[None, :] == base[:, j, None])).float()
+        a = self.init[None, :] * first
+        a = a / a.sum(-1, keepdim=True).clamp_min(1e-30)
+        alphas = [a]
+        for pos in range(k, L):
+            a = ((a.view(B, NUM_BASES, -1, 1) * p).sum(1) * emit[:, pos, None]).reshape(B, S)
+            alphas.append(a / a.sum(-1, keepdim=True).clamp_min(1e-30))
+            a = alphas[-1]
+        post = torch.empty(B, L, NUM_BASES, device=ids.device)
+        b = torch.ones(B, S, device=ids.device)
+        for pos in range(L - 1, k - 1, -1):
+            post[:, pos] = (alphas[pos - k + 1] * b).view(B, -1, NUM_BASES).sum(1)
+            b = ((b.view(B, -1, NUM_BASES) * emit[:, pos, None]).view(B, 1, -1, NUM_BASES) * p).sum(-1)
+            b = b.reshape(B, S)
+            b = b / b.sum(-1, keepdim=True).clamp_min(1e-30)
+        g = alphas[0] * b
+        for j in range(k):
+            post[:, j] = g.view(B, NUM_BASES**j, NUM_BASES, -1).sum((1, 3))
+        post = post / post.sum(-1, keepdim=True).clamp_min(1e-30)
+        return post.clamp_min(1e-30).log()[:, pad:]
+
+
+class ChainResidual(nn.Module):
+    """The network's logits plus the chain's log posterior (parameter names as mdlm-dna's)."""
+
+    def __init__(self, backbone, order):
+        super().__init__()
+        self.backbone = backbone
+        self.prior = MarkovPosterior(order)
+
+    def hidden_states(self, input_ids, sigma=None, key_mask=None, labels=None):
+        return self.backbone.hidden_states(input_ids, sigma, key_mask, labels)
+
+    def forward(self, input_ids, sigma=None, key_mask=None, labels=None):
+        logits = self.backbone(input_ids, sigma, key_mask, labels)
+        prior = self.prior(input_ids).to(logits.dtype)
+        other = torch.full((*prior.shape[:2], logits.shape[-1] - NUM_BASES), OTHER_LOGIT, dtype=logits.dtype,
+                           device=logits.device)
+        return logits + torch.cat([prior, other], dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # transformers classes
 
 
@@ -420,7 +497,9 @@ class MDLMDNAPreTrainedModel(PreTrainedModel):
         return key_mask, sigma
 
     def _build(self, config):
-        return BACKBONES[config.backbone["name"]](config.backbone, config.vocab_size)
+        backbone = BACKBONES[config.backbone["name"]](config.backbone, config.vocab_size)
+        order = int(config.backbone.get("markov_order") or 0)
+        return ChainResidual(backbone, order) if order else backbone
 
     def _excluded(self, logits):
         if logits.dtype in (torch.float16, torch.bfloat16):
