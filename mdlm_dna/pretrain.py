@@ -29,6 +29,7 @@ from torch import nn
 from mdlm_dna.cli.entry import user_errors
 from mdlm_dna.data import build_datamodule
 from mdlm_dna.evaluation.markov import fit_markov_prior
+from mdlm_dna.models.markov_prior import resolve_markov_order
 from mdlm_dna.train.callbacks import AtomicCheckpointIO, LastCheckpoint
 from mdlm_dna.train.lit_module import DiffusionModule
 from mdlm_dna.train.loggers import TrainingCurve, build_loggers
@@ -256,6 +257,7 @@ def run(cfg: DictConfig, run_dir: str | Path, extra_callbacks: Sequence[pl.Callb
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)
     parse_config(config, PretrainConfig)  # types and ranges, before anything is written
+    resolve_markov_order(config)  # model.markov_order=auto -> the order this run gets (the run's config.yaml keeps it)
     rank_zero = launcher_rank_zero()
     with RunLock(run_dir) if rank_zero else nullcontext():
         return _run(config, run_dir, extra_callbacks, rank_zero)

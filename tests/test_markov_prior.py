@@ -12,7 +12,7 @@ import torch
 from mdlm_dna.artifacts.checkpoints import load_module
 from mdlm_dna.evaluation.markov import MarkovChain, fit_markov_prior, split_ids
 from mdlm_dna.models import build_backbone
-from mdlm_dna.models.markov_prior import OTHER_LOGIT, MarkovPosterior
+from mdlm_dna.models.markov_prior import OTHER_LOGIT, MarkovPosterior, resolve_markov_order
 from mdlm_dna.pretrain import run
 
 from .conftest import TINY, compose_pretrain
@@ -71,6 +71,29 @@ def test_backends_agree_on_long_windows_at_every_noise_level():
     dense = prior(ids)
     prior.backend = "numba"
     torch.testing.assert_close(prior(ids).exp(), dense.exp(), atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("changes, order", [
+    ({}, 6),
+    ({"data": {"kind": "text", "tokenizer": {"name": "gpt2"}}}, 0),
+    ({"objective": {"name": "ar"}}, 0),
+    ({"objective": {"name": "sedd"}}, 0),
+    ({"trainer": {"accelerator": "gpu"}}, 0),
+    ({"model": {"markov_order": "auto", "causal": True}}, 0),
+    ({"model": {"markov_order": 4}}, 4),  # a number is kept wherever the run is
+    ({"model": {"markov_order": 0}}, 0),
+])
+def test_auto_order_is_for_cpu_mdlm_genome_runs(changes, order):
+    config = {"model": {"markov_order": "auto"}, "data": {"kind": "genome", "tokenizer": {"name": "nucleotide"}},
+              "objective": {"name": "mdlm"}, "trainer": {"accelerator": "cpu"}, **changes}
+    assert resolve_markov_order(config) == order and config["model"]["markov_order"] == order
+
+
+def test_unresolved_auto_order_and_bad_orders_are_refused():
+    with pytest.raises(ValueError, match="resolve it first"):
+        build_backbone({"name": "dit", "d_model": 16, "n_layers": 1, "n_heads": 2, "markov_order": "auto"}, 8)
+    with pytest.raises(ValueError, match="must be auto or an order"):
+        resolve_markov_order({"model": {"markov_order": "six"}})
 
 
 def test_network_starts_as_the_chain():

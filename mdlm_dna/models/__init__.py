@@ -49,7 +49,11 @@ def build_backbone(
         raise ValueError(f"model.checkpointing must be true, false or auto, got {mode!r}")
     cfg = {k: v for k, v in config.items() if k not in ("compile", "checkpointing")}
     name = cfg.pop("name", None)
-    markov_order = int(cfg.pop("markov_order", 0) or 0)
+    markov_order = cfg.pop("markov_order", 0) or 0
+    if markov_order == "auto":
+        raise ValueError("model.markov_order=auto depends on the run (data, objective, device): resolve it first "
+                         "with markov_prior.resolve_markov_order(config)")
+    markov_order = int(markov_order)
     markov_strands = str(cfg.pop("markov_strands", "both"))
     if name not in _REGISTRY:
         raise ValueError(f"unknown backbone {name!r}; choose one of {available_backbones()}")

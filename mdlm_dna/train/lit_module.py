@@ -30,6 +30,7 @@ from mdlm_dna.diffusion.mdlm import MDLM, DrawnNoise
 from mdlm_dna.diffusion.noise import build_schedule
 from mdlm_dna.diffusion.sedd import SEDD
 from mdlm_dna.models import build_backbone
+from mdlm_dna.models.markov_prior import resolve_markov_order
 from mdlm_dna.train.ema import EMA
 from mdlm_dna.train.schedules import warmup_schedule
 from mdlm_dna.train.window_spread import WindowSpread
@@ -199,6 +200,7 @@ class DiffusionModule(pl.LightningModule):
         """``tokenizer``: the one the run's ``data.tokenizer`` names, when the caller has already built it."""
         super().__init__()
         resolve_classes(config)  # labelled data: class names into data.classes, model.num_classes (in place)
+        resolve_markov_order(config)  # model.markov_order=auto -> a number (in place)
         self.save_hyperparameters({"config": config})
         self.config = config
         self.tokenizer = tokenizer or build_tokenizer((config.get("data") or {}).get("tokenizer"))
