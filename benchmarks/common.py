@@ -28,6 +28,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 
+# The CPU pretraining defaults before the chain became one (2026-12): 128-base windows, batch 32, 300 steps, warm-up
+# 50, no chain. Scripts whose recorded rows were trained so pin them (a caller's own overrides come after and win).
+OLD_CPU_DEFAULTS = ["data.seq_len=128", "data.batch_size=32", "data.val_max_windows=256", "optim.warmup_steps=50",
+                    "model.markov_order=0"]
+
+
 # ----- the command line ----------------------------------------------------------------------------------------
 def arg_parser(doc: str | None) -> argparse.ArgumentParser:
     """A parser whose ``--help`` shows the script's docstring as written (its usage lines keep their layout).

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import arg_parser, compose_config
+from common import OLD_CPU_DEFAULTS, arg_parser, compose_config
 
 from mdlm_dna import DiffusionLM
 from mdlm_dna.classifier import train_classifier
@@ -53,7 +53,8 @@ def train_model(paths: list[str], seq_len: int, steps: int, overrides: list[str]
     mapping = ", ".join(f"{p.split('=', 1)[0]}: {p.split('=', 1)[1]}" for p in paths)
     args = ["genome=labelled", f"genome.paths={{{mapping}}}", f"data.seq_len={seq_len}", f"trainer.max_steps={steps}",
             f"trainer.val_check_interval={steps}", f"checkpoint.every_n_train_steps={steps}", "data.val_max_windows=64",
-            "trainer.enable_progress_bar=false", "model.time_conditioning=false", "optim.lr=3e-3", *overrides]
+            "trainer.enable_progress_bar=false", "model.time_conditioning=false", "optim.lr=3e-3",
+            *OLD_CPU_DEFAULTS[1:], *overrides]  # as recorded (its own window length)
     run(compose_config("pretrain", args), out)
     return out
 

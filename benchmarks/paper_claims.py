@@ -34,7 +34,7 @@ import time
 from itertools import combinations
 from pathlib import Path
 
-from common import append_run, arg_parser, compose_config, read_runs
+from common import OLD_CPU_DEFAULTS, append_run, arg_parser, compose_config, read_runs
 from seed_stats import interval
 
 from mdlm_dna.artifacts.checkpoints import load_module
@@ -66,6 +66,7 @@ def train_and_score(genome: str, objective: str, seed: int, args: argparse.Names
         "trainer.enable_progress_bar=false",
         "resume=null",
         *(["model.causal=true"] if objective == "ar" else []),
+        *OLD_CPU_DEFAULTS,  # the shape the recorded rows were trained with, and no chain (the objectives alone)
         *args.overrides,
     ]
     cfg = compose_config("pretrain", overrides)

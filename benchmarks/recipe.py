@@ -54,6 +54,7 @@ PINNED: dict[str, str] = {
     "ema.warmup": "true",
     "data.val_max_windows": "256",
     "eval.t_samples": "4",
+    "model.markov_order": "0",  # pretraining's default became auto (a chain on CPUs): the chain rows say so
 }
 DEFAULT_STEPS = 300
 CONV5 = {"model.conv_kernel": "5"}  # the default since local mixing (recipe_results.md)

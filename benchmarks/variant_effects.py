@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import arg_parser, compose_config
+from common import OLD_CPU_DEFAULTS, arg_parser, compose_config
 
 from mdlm_dna.analysis.genes import call_genes, codon_position_track, gene_snvs, train_gene_finder, upstream_offsets
 from mdlm_dna.analysis.probs import centred_windows, positions_log_probs
@@ -169,7 +169,8 @@ def train_baseline(run_dir: Path, steps: int = 600, seed: int = 0, objective: st
     from mdlm_dna.utils.resolvers import register_resolvers
 
     register_resolvers()
-    overrides = ["genome=ecoli", f"objective={objective}", *(["model.causal=true"] if objective == "ar" else []),
+    overrides = ["genome=ecoli", *OLD_CPU_DEFAULTS, f"objective={objective}",
+                 *(["model.causal=true"] if objective == "ar" else []),
                  f"seed={seed}", f"trainer.max_steps={steps}",
                  f"trainer.val_check_interval={steps}", f"checkpoint.every_n_train_steps={steps}",
                  "trainer.enable_progress_bar=false", "resume=null"]

@@ -189,6 +189,7 @@ def test_caduceus_ps_strands_agree_exactly():
     torch.manual_seed(0)
     cfg = OmegaConf.to_container(compose_pretrain(
         "model=caduceus_ps", "model.d_model=8", "model.n_layers=2", "model.d_state=4", "model.scan_backend=torch",
+        "model.markov_order=0",
         "data.seq_len=24",
         "ema.enabled=false"), resolve=True)
     m = DiffusionLM(DiffusionModule(cfg), device="cpu")

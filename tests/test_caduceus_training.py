@@ -22,7 +22,7 @@ def test_caduceus_ps_lowers_validation_bits_per_base(ecoli_prefix, tmp_path):
     # An untrained model scores about 2.43 bits/base (near-uniform over A C G T N); 2.32 = log2(5). N counts
     # here (data.count_n=true), so the threshold below needs the model to learn that N is absent, and more.
     cfg = compose_pretrain(
-        "model=caduceus_ps", *(f"model.{k}={v}" for k, v in MODEL.items()),
+        "model=caduceus_ps", *(f"model.{k}={v}" for k, v in MODEL.items()), "model.markov_order=0",
         "genome=fasta", f"genome.path={ecoli_prefix}",
         "data.count_n=true", "data.seq_len=32", "data.batch_size=16", "data.eval_batch_size=64",
         "data.val_max_windows=64",

@@ -30,7 +30,7 @@ def tiny_model(*overrides: str) -> DiffusionLM:
     from tests.conftest import TINY, compose_pretrain
 
     mamba = any(o.startswith("model=") and "dit" not in o for o in overrides)
-    base = [o for o in TINY if not o.startswith("model.")] if mamba else TINY
+    base = [o for o in TINY if not o.startswith("model.") or o.startswith("model.markov")] if mamba else TINY
     config = OmegaConf.to_container(compose_pretrain(*base, *overrides), resolve=True)
     return DiffusionLM(DiffusionModule(config), device="cpu")
 

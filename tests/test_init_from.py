@@ -88,6 +88,20 @@ def test_every_tensor_maps_and_the_ema_restarts_from_it(ar_run, ecoli_prefix):
     assert all(torch.equal(v, params[n].float()) for n, v in target.ema.shadow.items())
 
 
+def test_an_ar_run_initialises_the_network_under_a_chain(ar_run, ecoli_prefix):
+    """A chain MDLM (pretraining's default on a CPU) takes the AR's network; its chain stays its own (the run
+    counts it on its training split), untouched by the source."""
+    src, _ = load_module(ar_run, use_ema=True)
+    target = mdlm(ecoli_prefix, "model.markov_order=2", seed=2)
+    chain_before = target.objective.backbone.prior.trans.clone()
+    init_from(target, str(ar_run))
+    net = target.objective.backbone.backbone
+    for key, value in src.objective.backbone.state_dict().items():
+        if ".local.conv." not in key:
+            assert torch.equal(net.state_dict()[key], value), key
+    assert torch.equal(target.objective.backbone.prior.trans, chain_before)
+
+
 def test_another_architecture_is_refused_naming_the_difference(ar_run, ecoli_prefix):
     with pytest.raises(ConfigError, match=r"model\.d_model: source 32, target 48"):
         init_from(mdlm(ecoli_prefix, "model.d_model=48"), str(ar_run))

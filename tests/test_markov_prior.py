@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from mdlm_dna.artifacts.checkpoints import load_module
 from mdlm_dna.evaluation.markov import MarkovChain, fit_markov_prior, split_ids
@@ -142,6 +143,20 @@ def test_run_fits_the_chain_on_its_training_split(ecoli_prefix, tmp_path, strand
         assert type(clf.backbone).__name__ == "DiT" and spec["model"]["markov_order"] == 0
     # after two steps the plain network knows little more than base composition; the chain knows 3-mers
     assert res["metrics"]["val/bpb"] < plain["metrics"]["val/bpb"] - 0.01
+
+
+def test_default_pretraining_puts_an_order_6_chain_under_the_network(ecoli_prefix, tmp_path):
+    """``python -m mdlm_dna.pretrain`` as shipped (markov_order=auto, a CPU trainer, an MDLM on a genome); a text
+    run of the same command gets none."""
+    tiny = [o for o in TINY if not o.startswith("model.markov_order")]
+    res = run(compose_pretrain(*tiny, "genome=fasta", f"genome.path={ecoli_prefix}", "trainer.max_steps=1",
+                               "trainer.val_check_interval=1"), tmp_path / "r")
+    module, _ = load_module(res["last_ckpt"])
+    assert module.config["model"]["markov_order"] == 6 and module.objective.backbone.prior.order == 6
+    assert bool(module.objective.backbone.prior.fitted)
+    assert "markov_order: 6" in (tmp_path / "r" / "config.yaml").read_text()  # the run's record says what it got
+    text = OmegaConf.to_container(compose_pretrain(*tiny, "data=tinyshakespeare"), resolve=True)
+    assert text["model"]["markov_order"] == "auto" and resolve_markov_order(text) == 0
 
 
 def test_a_run_without_a_genome_is_refused():

@@ -36,9 +36,10 @@ from mdlm_dna.utils.errors import ConfigError
 
 log = logging.getLogger("mdlm_dna.init_from")
 
-IGNORED_MODEL_KEYS = ("causal", "input_shift", "compile", "checkpointing", "scan_backend", "attn_backend")
-# keys that older configs lack: their value when absent (a chain's strands matter only with a chain)
-MODEL_KEY_DEFAULTS = {"markov_order": 0, "markov_strands": "both"}
+# runtime keys, and the chain under the network (model.markov_order): a run counts its own chain on its own
+# training split, so only the network's weights are carried (an AR run initialises a chain MDLM)
+IGNORED_MODEL_KEYS = ("causal", "input_shift", "compile", "checkpointing", "scan_backend", "attn_backend",
+                      "markov_order", "markov_strands")
 
 
 def architecture_differences(source: Mapping[str, Any], target: Mapping[str, Any]) -> list[str]:
@@ -51,9 +52,7 @@ def architecture_differences(source: Mapping[str, Any], target: Mapping[str, Any
     for part in ("model",):
         a, b = source.get(part) or {}, target.get(part) or {}
         for key in sorted(set(a) | set(b)):
-            va, vb = (c.get(key, MODEL_KEY_DEFAULTS.get(key)) for c in (a, b))
-            if key == "markov_strands" and not (a.get("markov_order") or b.get("markov_order")):
-                continue
+            va, vb = a.get(key), b.get(key)
             if key not in IGNORED_MODEL_KEYS and va != vb:
                 diffs.append(f"{part}.{key}: source {va!r}, target {vb!r}")
     tok_a = ((source.get("data") or {}).get("tokenizer") or {})
@@ -98,6 +97,11 @@ def conv_keys(backbone: nn.Module) -> set[str]:
             if isinstance(m, nn.Conv1d) and m.groups == m.in_channels and m.groups > 1}
 
 
+def network(backbone: nn.Module) -> nn.Module:
+    """The trained network of a backbone: itself, or the one under a chain (``markov_prior.ChainResidual``)."""
+    return backbone.backbone if hasattr(backbone, "prior") else backbone
+
+
 def init_from(module: nn.Module, source: str, cache_dir: str | None = None) -> dict[str, Any]:
     """Load ``source``'s backbone weights (a run folder, a .ckpt, an exported folder, a shipped name) into
     ``module`` (a DiffusionModule) before training; returns what was loaded (source objective, keys mapped).
@@ -114,12 +118,12 @@ def init_from(module: nn.Module, source: str, cache_dir: str | None = None) -> d
     if diffs:
         raise ConfigError(f"init_from={source}: another architecture than this run's ({'; '.join(diffs)}); "
                           "train the source with the same model and tokenizer settings")
-    target = module.objective.backbone
+    target = network(module.objective.backbone)
     source_causal = bool((src.config.get("model") or {}).get("causal"))
     target_causal = bool((module.config.get("model") or {}).get("causal"))
     shifted = [bool((c.get("model") or {}).get("input_shift")) for c in (src.config, module.config)]
     start_from = module.tokenizer.bos_id if shifted == [False, True] else None
-    state = map_backbone_state(src.objective.backbone.state_dict(), source_causal, target_causal,
+    state = map_backbone_state(network(src.objective.backbone).state_dict(), source_causal, target_causal,
                                conv_keys(target), start_from)
     now = target.state_dict()
     bad = sorted(k for k in set(now) | set(state) if k not in now or k not in state or now[k].shape != state[k].shape)

@@ -187,6 +187,7 @@ def build_objective(config: dict[str, Any], tokenizer: Tokenizer) -> nn.Module:
     name = obj.pop("name", "mdlm")
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
+    resolve_markov_order(config)  # model.markov_order=auto -> a number (in place)
     backbone = build_backbone(dict(config["model"]), tokenizer.vocab_size, tokenizer.complement_ids)
     noise_cfg = dict(config["noise"])
     schedule = build_schedule(noise_cfg.pop("name"), **noise_cfg)
