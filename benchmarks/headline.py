@@ -55,7 +55,7 @@ def paired_with_chain(run_dir: Path, t_samples: int) -> str:
 
     import numpy as np
     import yaml
-    from recipe import chain_window_bits, score_test
+    from recipe import chain_window_bits, paired_difference, score_test
 
     length = int(yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["seq_len"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,12 +63,11 @@ def paired_with_chain(run_dir: Path, t_samples: int) -> str:
                          save=str(Path(tmp) / "windows.npy"))
         mine = np.load(Path(tmp) / "windows.npy")
     chain = chain_window_bits(length, 6)
-    diff = mine - chain
-    se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    diff, se = paired_difference(mine, chain)
     return ("| windows | noise draws | default run, bits/base +- SE | order-6 chain, same windows | "
             "default minus chain (paired) |\n|---:|---:|---:|---:|---:|\n"
-            f"| {len(diff)} x {length} | {t_samples} | {res['bits_per_base']:.4f} +- {res['se']:.4f} | "
-            f"{float(chain.mean()):.4f} | {float(diff.mean()):+.4f} +- {se:.4f} |")
+            f"| {len(chain)} x {length} | {t_samples} | {res['bits_per_base']:.4f} +- {res['se']:.4f} | "
+            f"{float(chain.mean()):.4f} | {diff:+.4f} +- {se:.4f} |")
 
 
 def model_row(name: str, source: str) -> dict:

@@ -458,6 +458,16 @@ def seed_of(name: str) -> int:
     return int(CANDIDATES.get(name, (None, {}, None))[1].get("seed", 0))
 
 
+def paired_difference(mine: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """Mean of the per-window differences ``mine - ref`` and its standard error over windows.
+
+    >>> paired_difference(np.array([1.0, 2.0, 3.0]), np.array([0.5, 1.5, 2.0]))
+    (0.6666666666666666, 0.16666666666666666)
+    """
+    d = mine - ref
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
 def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16) -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the default of the same seed) and its standard error, from
     the per-window test scores both runs saved (same windows, same noise draws); None without them.
@@ -470,8 +480,7 @@ def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16) -> t
     mine, ref = np.load(mine), np.load(ref)
     if mine.shape != ref.shape:  # scored on other windows (SCORE_LENGTH): nothing to pair
         return None
-    d = mine - ref
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+    return paired_difference(mine, ref)
 
 
 @lru_cache
@@ -502,8 +511,7 @@ def paired_to_chain(name: str, weights: str = "ema", length: int = 128, t_sample
     mine = window_scores(name, weights, t_samples)
     if not mine.exists():
         return None
-    d = np.load(mine) - chain_window_bits(length, order)
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+    return paired_difference(np.load(mine), chain_window_bits(length, order))
 
 
 def table() -> str:

@@ -31,23 +31,21 @@ use_workqueue_threads()  # the layer is fixed before any kernel runs
 
 @njit(cache=True, nogil=True)
 def _row_posterior(ids, trans, init, order, post):
-    """Fill ``post`` [L, 4] with one row's posterior; ``ids`` [L] (< 4: a visible base), L >= order."""
+    """Add one row's posterior weights into ``post`` [L, 4] (zeros on entry); ``ids`` [L] (< 4: a visible base),
+    L >= order."""
     length = ids.shape[0]
     num_states = trans.shape[0]
     rest = num_states // NUM_BASES
     steps = length - order + 1  # state t holds positions t .. t + order - 1
-    # how many states each step allows: 4 per hidden position among its order positions
-    sizes = np.empty(steps, np.int64)
+    # where each step's states start: a step allows 4 states per hidden position among its order positions
+    offsets = np.empty(steps + 1, np.int64)
+    offsets[0] = 0
     for t in range(steps):
         m = 0
         for j in range(order):
             if ids[t + j] >= NUM_BASES:
                 m += 1
-        sizes[t] = NUM_BASES**m
-    offsets = np.empty(steps + 1, np.int64)
-    offsets[0] = 0
-    for t in range(steps):
-        offsets[t + 1] = offsets[t] + sizes[t]
+        offsets[t + 1] = offsets[t] + NUM_BASES**m
     states = np.empty(offsets[steps], np.int64)
     alpha = np.empty(offsets[steps], np.float64)
 
@@ -97,19 +95,16 @@ def _row_posterior(ids, trans, init, order, post):
         for i in range(start, start + n):
             alpha[i] = alpha[i] / total if total > 0 else 0.0
 
-    # backward: beta of the last step is 1; post at the step's newest position from alpha * beta
+    # backward: beta of the last step is 1; post (zeros on entry) at the step's newest position from alpha * beta
     beta_now = np.zeros(num_states, np.float64)
     beta_prev = np.zeros(num_states, np.float64)
     for i in range(offsets[steps - 1], offsets[steps]):
         beta_now[states[i]] = 1.0
     for t in range(steps - 1, 0, -1):
         pos = t + order - 1
-        acc = np.zeros(NUM_BASES, np.float64)
         for i in range(offsets[t], offsets[t + 1]):
             s = states[i]
-            acc[s % NUM_BASES] += alpha[i] * beta_now[s]
-        for c in range(NUM_BASES):
-            post[pos, c] = acc[c]
+            post[pos, s % NUM_BASES] += alpha[i] * beta_now[s]
         b = ids[pos]
         lo = b if b < NUM_BASES else 0
         hi = b + 1 if b < NUM_BASES else NUM_BASES
