@@ -5,6 +5,8 @@
     python benchmarks/train_throughput.py --models dit_small --lengths 1024 --profile   # + torch.profiler summary
     python benchmarks/train_throughput.py --models dit_small --lengths 1024 8192 --checkpointing-from 8192 \
         --peak-tflops 790 --timeout 120 --budget 150 --json rows.json      # what benchmarks/gpu_suite/dit.py runs
+    python benchmarks/train_throughput.py --models dit_tiny --lengths 512 --markov-orders 0 6 --modes eager
+        # the order-6 chain under the network (model.markov_order) against none: what it adds to a step
 
 One step = the MDLM loss (forward), backward, fused AdamW and the EMA update, under bf16 autocast on
 CUDA, exactly as ``DiffusionModule`` trains. MFU = FLOPs per token (mdlm_dna/train/flops.py: 6 x the
@@ -37,10 +39,12 @@ MAX_LEN = {"dit_tiny": 8192, "dit_small": 8192}  # attention is quadratic: 131k 
 
 
 def config_for(model: str, length: int, batch: int, compile_: bool = False, checkpointing: bool = False,
-               tiny: bool = False) -> dict:
-    """The pretrain config (as a dict) of ``model`` at this window length and batch (``tiny``: CPU-sized widths)."""
+               tiny: bool = False, markov_order: int = 0) -> dict:
+    """The pretrain config (as a dict) of ``model`` at this window length and batch (``tiny``: CPU-sized widths),
+    with an order-``markov_order`` chain under the network (0: none)."""
     sizes = TINY.get(model, {}) if tiny else {}
-    return pretrain_config(model, length, batch, **sizes, compile=compile_, checkpointing=checkpointing)
+    chain = {"markov_order": markov_order} if markov_order else {}
+    return pretrain_config(model, length, batch, **sizes, **chain, compile=compile_, checkpointing=checkpointing)
 
 
 def _measure(args: dict, queue) -> None:
@@ -52,12 +56,16 @@ def _measure(args: dict, queue) -> None:
 
 
 def _measure_row(model: str, length: int, batch: int, compile_: bool, checkpointing: bool, tiny: bool,
-                 steps: int, warmup: int, device: str, peak_tflops: float, profile: bool) -> dict:
+                 steps: int, warmup: int, device: str, peak_tflops: float, profile: bool,
+                 markov_order: int = 0) -> dict:
+    """One timed row. A chain's table is left unfitted (uniform): its forward-backward costs the same whatever the
+    probabilities on a GPU (the dense pass), and at least as much on a CPU (the Numba kernel's work depends on the
+    masked positions only)."""
     from mdlm_dna.train.lit_module import DiffusionModule
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    config = config_for(model, length, batch, compile_, checkpointing, tiny)
+    config = config_for(model, length, batch, compile_, checkpointing, tiny, markov_order)
     module = DiffusionModule(config).to(dev)
     if compile_:
         module.objective.backbone.compile()
@@ -93,7 +101,7 @@ def _measure_row(model: str, length: int, batch: int, compile_: bool, checkpoint
     fpt = flops_per_token(config["model"], module.tokenizer.vocab_size, length)
     row = {
         "model": model, "L": length, "batch": batch, "mode": ("compiled" if compile_ else "eager") + (
-            "+ckpt" if checkpointing else ""),
+            "+ckpt" if checkpointing else ""), "markov order": markov_order,
         "step ms": step_s * 1e3, "tokens/s": tokens_s,
         "peak GiB": torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else float("nan"),
         "GFLOP/token": fpt / 1e9, "TFLOP/s": fpt * tokens_s / 1e12, "MFU %": 100 * fpt * tokens_s / (
@@ -146,6 +154,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ap.add_argument("--timeout", type=float, default=None, help="seconds per row (default: none)")
     ap.add_argument("--budget", type=float, default=None, help="seconds for the whole table (default: none)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here (after every row)")
+    ap.add_argument("--markov-orders", nargs="*", type=int, default=[0],
+                    help="an order-k chain under the network (model.markov_order); 0: none; one row per order")
     a = ap.parse_args(argv)
     tiny = a.tiny or a.device == "cpu"
     models = a.models or (["dit_tiny", "caduceus_ps"] if tiny else ["dit_tiny", "dit_small", "caduceus_ps",
@@ -160,14 +170,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             if length > MAX_LEN.get(model, 1 << 30):
                 continue
             ckpt = a.checkpointing or (a.checkpointing_from is not None and length >= a.checkpointing_from)
-            for mode in a.modes:
-                head = {"model": model, "L": length, "mode": mode + ("+ckpt" if ckpt else "")}
+            for mode, order in ((m, k) for m in a.modes for k in a.markov_orders):
+                head = {"model": model, "L": length, "mode": mode + ("+ckpt" if ckpt else ""), "markov order": order}
                 if a.budget is not None and time.perf_counter() - start > a.budget:
                     rows.append({**head, "error": f"skipped: the table's {a.budget:.0f} s budget is spent"})
                 else:
                     args = dict(model=model, length=length, batch=max(1, tokens // length),
                                 compile_=mode == "compiled", checkpointing=ckpt, tiny=tiny, steps=steps,
-                                warmup=warmup, device=a.device, peak_tflops=a.peak_tflops, profile=a.profile)
+                                warmup=warmup, device=a.device, peak_tflops=a.peak_tflops, profile=a.profile,
+                                markov_order=order)
                     rows.append({**head, **_run_row(args, a.timeout)})
                 if "profile" in rows[-1]:
                     print(f"--- profile: {model} L={length} {mode}\n{rows[-1].pop('profile')}")

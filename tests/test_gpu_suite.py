@@ -55,8 +55,8 @@ def test_dry_run_writes_table_and_json(dry_run):
     doc = json.loads((out / "gpu_suite.json").read_text())
     assert doc["suite"]["dry_run"] is True
     assert doc["suite"]["torch"] not in ("", "?") and doc["suite"]["date"]
-    assert {s["key"] for s in doc["steps"]} == {"setup", "ceiling", "scan", "losses", "dit", "mamba", "caduceus",
-                                                 "sampling", "loader", "pretrain"}
+    assert {s["key"] for s in doc["steps"]} == {"setup", "ceiling", "scan", "losses", "dit", "chain", "mamba",
+                                                 "caduceus", "sampling", "loader", "pretrain"}
     assert all(s["status"] == "done" for s in doc["steps"]), doc["steps"]
     assert [b["step"] for b in doc["budget"]][-1] == "pretrain"  # it takes what the others leave
     rows = doc["rows"]
@@ -98,6 +98,13 @@ def test_dry_run_figures(dry_run):
     (dit,) = [r for r in _find(rows, "2 DiT training", "dit_tiny") if r["status"] == "ok"]
     assert "ckpt" in dit["what"] and dit["figures"]["tokens/s"] > 0 and dit["figures"]["MFU %"] > 0
     assert dit["figures"]["MFU against TFLOP/s"] == pytest.approx(matmul["figures"]["TFLOP/s"], rel=1e-2)
+    chain = _find(rows, "2b chain on GPU")
+    assert [r["status"] for r in chain] == ["ok", "ok"], chain
+    plain, with_chain = chain
+    assert "no chain" in plain["what"] and "order-3 chain" in with_chain["what"]
+    assert with_chain["figures"]["step time vs no chain"] == pytest.approx(
+        with_chain["figures"]["step ms"] / plain["figures"]["step ms"])
+    assert with_chain["figures"]["150 steps, s"] == pytest.approx(0.15 * with_chain["figures"]["step ms"])
     cad = [r for r in _find(rows, "3 Caduceus-PS training", "training step") if r["status"] == "ok"]
     assert cad and all(r["figures"]["tokens/s"] > 0 for r in cad)
     sampling = _find(rows, "4 sampling")

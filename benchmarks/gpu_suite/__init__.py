@@ -17,6 +17,8 @@ else. The whole run is held to ``--budget-s`` (540 s): the steps run in this ord
     scan      1. the Triton selective scan against a float64 reference at the sizes the models use
     losses    1. DiT-small and Caduceus-PS losses and gradients on the GPU against the CPU, same weights
     dit       2. DiT-small training steps at L = 1k and 8k (activation checkpointing), eager and compiled, bf16
+    chain     2b. the order-6 chain under the network: the CPU default recipe's step (8 x 512) with and without
+              it, and DiT-small at 1k with it: whether model.markov_order=auto should turn it on for GPUs
     mamba     1. mamba-ssm's kernel against the same reference, once its build is done
     caduceus  3. Caduceus-PS training steps (the paper's 1k and 131k sizes) on the Triton, mamba-ssm, torch scans
     sampling  4. ancestral vs cached sampling, T = 1k and 10k, L = 1024, batch 64

@@ -14,7 +14,7 @@ from pathlib import Path
 from common import ROOT
 
 import gpu_suite
-from gpu_suite import caduceus, ceiling, dit, environment, loader, losses, mamba, pretrain, sampling, scan
+from gpu_suite import caduceus, ceiling, chain, dit, environment, loader, losses, mamba, pretrain, sampling, scan
 from gpu_suite.framework import Step, Suite, kill_group
 from gpu_suite.goals import goal_rows
 from gpu_suite.pretrain import PRETRAIN_MIN_S, PRETRAIN_OVERHEAD_S
@@ -26,6 +26,7 @@ STEPS = [
     Step("scan", "1 correctness", 100, 120, 40, scan.step_scan),
     Step("losses", "1 correctness", 60, 120, 15, losses.step_losses),
     Step("dit", "2 DiT training", 160, 150, 110, dit.step_dit),
+    Step("chain", "2b chain on GPU", 70, 90, 45, chain.step_chain),
     Step("mamba", "1 correctness", 90, 10, 15, mamba.step_mamba),
     Step("caduceus", "3 Caduceus-PS training", 150, 150, 90, caduceus.step_caduceus),
     Step("sampling", "4 sampling", 70, 60, 35, sampling.step_sampling),
