@@ -136,6 +136,14 @@ def test_sample_score_embed_shapes_and_seed_determinism(run_dir):
     assert list(s1.columns) == ["length", "tokens", "nelbo_nats", "nats_per_token", "bits_per_base"]
     assert s1["tokens"].tolist() == [40, 150, 7] and s1.equals(s2)
     assert np.allclose(s1["bits_per_base"], s1["nelbo_nats"] / s1["tokens"] / np.log(2))
+    # the full bound: the same noise, a schedule that masks everything at t = 1 and t from ~0: never below the
+    # reference estimate on average (it adds the two pieces that estimate leaves out), and the model is restored
+    many = ["ACGTTGCA" * 8] * 64
+    ref = m.score(many, t_samples=4, progress=False, common_noise=False)["nelbo_nats"].mean()
+    full = m.score(many, t_samples=4, progress=False, common_noise=False, bound="full")["nelbo_nats"].mean()
+    assert full > ref and (m.objective.t_min, m.objective.schedule.eps) == (1e-3, 1e-3)
+    with pytest.raises(ValueError, match="bound='exact'"):
+        m.score(seqs, bound="exact", progress=False)
 
     e = m.embed(seqs, pooling="mean", progress=False)
     assert e.shape == (3, m.backbone.d_model) and e.dtype == np.float32

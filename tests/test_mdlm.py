@@ -183,3 +183,57 @@ def test_num_steps_from_the_config_reaches_the_objective():
     t = obj.sample_t(64, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert torch.allclose(t * 1000, (t * 1000).round()) and t.min() >= 1e-3
     assert build_objective(dict(compose_pretrain()), tok).time_steps is None
+
+
+class _Silent(torch.nn.Module):
+    """A network that adds nothing: under a chain (ChainResidual) the denoiser is the chain's exact posterior."""
+
+    def forward(self, ids, sigma=None, **kwargs):
+        return torch.zeros(*ids.shape, tok.vocab_size)
+
+
+@pytest.mark.parametrize("schedule", ["loglinear", "cosine"])
+def test_full_bound_of_an_exact_denoiser_is_the_likelihood(schedule):
+    """With the exact posterior of an order-2 chain as the denoiser, the sampler generates exactly the chain's
+    window distribution, so its whole continuous-time NELBO is -log p(x) (every unmasking order is a chain rule).
+    The full bound reads it; the reference estimate (t >= t_min, alpha(1) = eps) reads below it (loglinear: by
+    ~(t_min + eps) x the loss; here 0.05 each, so the gap is large against the Monte-Carlo error)."""
+    from mdlm_dna.models.markov_prior import ChainResidual
+
+    k, length, n = 2, 24, 6000
+    rng = torch.Generator().manual_seed(0)
+    trans = torch.distributions.Dirichlet(torch.ones(4)).sample((4**k,)).double()
+    init = torch.distributions.Dirichlet(torch.ones(4**k)).sample().double()
+    net = ChainResidual(_Silent(), order=k)
+    net.prior.load_chain(trans.numpy(), init.numpy() * 1000, alpha=0.0)
+    trans, init = net.prior.trans.double(), net.prior.init.double()  # the float32 tables the posterior uses
+    s = int(torch.multinomial(init, 1, generator=rng))
+    x = [s // 4, s % 4]
+    for _ in range(length - k):
+        b = int(torch.multinomial(trans[s], 1, generator=rng))
+        x.append(b)
+        s = (s * 4 + b) % 4**k
+    x0 = torch.tensor([x])
+    nll = -math.log(init[x[0] * 4 + x[1]])
+    s = x[0] * 4 + x[1]
+    for b in x[k:]:
+        nll -= math.log(trans[s, b])
+        s = (s * 4 + b) % 4**k
+    obj = MDLM(net, build_schedule(schedule, eps=0.05), mask_id=tok.mask_id, pad_id=tok.pad_id, t_min=0.05,
+               never_predict=tok.special_ids_not_in_data)
+
+    def estimate() -> tuple[float, float]:
+        with torch.no_grad():
+            est = obj.nelbo(x0.expand(n, -1).contiguous(), generator=torch.Generator().manual_seed(1)).per_sequence
+        return est.double().mean().item(), est.double().std().item() / math.sqrt(n)
+
+    reference, ref_se = estimate()
+    with obj.full_bound():
+        full, full_se = estimate()
+    assert (obj.t_min, obj.schedule.eps) == (0.05, 0.05)  # restored
+    assert abs(full - nll) < 4 * full_se, (full, nll, full_se)
+    assert full_se < 0.03 * nll  # the check has teeth
+    if schedule == "loglinear":  # the default; cosine's estimate is noisier (its 1/t-like weight near t = 0)
+        assert nll - reference > 8 * ref_se, (reference, nll, ref_se)
+    else:
+        assert reference < nll, (reference, nll, ref_se)
