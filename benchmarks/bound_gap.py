@@ -3,10 +3,10 @@
     python benchmarks/bound_gap.py --model ecoli "default=runs/headline/default/checkpoints/last.ckpt"
     python benchmarks/bound_gap.py --model ecoli --t-samples 4 --max-windows 200     # a quick look
 
-What training minimises and the MDLM reference code reports leaves two pieces of the bound out: the time
-integral below t_min (1e-3) and the tokens that alpha(1) = eps (1e-3) leaves unmasked at t = 1, which a sampler
-starting from all-[MASK] never pays for. ``DiffusionLM.score(bound="full")`` scores the whole bound
-(``MDLM.full_bound``). Each model is scored both ways on every non-overlapping test window of its own length
+What training minimises and the MDLM reference code reports is not the whole bound of the sampler: the tokens
+that alpha(1) = eps (1e-3) leaves unmasked at t = 1 are never paid for (a sampler starts from all-[MASK]), and the
+mean over t in [t_min, 1] stands for the integral over [0, 1]. ``DiffusionLM.score(bound="full")`` scores the
+whole bound (``MDLM.full_bound``). Each model is scored both ways on every non-overlapping test window of its own length
 (E. coli, last 5 %), with the same noise per window (paired); the exact likelihoods beside them are order-k
 Markov chains fitted on the training split, on its forward strand (the issue's reference figures) and on both
 strands (as the chain under ``model.markov_order`` is), scored left to right across the whole test split. For a

@@ -196,8 +196,8 @@ class _Silent(torch.nn.Module):
 def test_full_bound_of_an_exact_denoiser_is_the_likelihood(schedule):
     """With the exact posterior of an order-2 chain as the denoiser, the sampler generates exactly the chain's
     window distribution, so its whole continuous-time NELBO is -log p(x) (every unmasking order is a chain rule).
-    The full bound reads it; the reference estimate (t >= t_min, alpha(1) = eps) reads below it (loglinear: by
-    ~(t_min + eps) x the loss; here 0.05 each, so the gap is large against the Monte-Carlo error)."""
+    The full bound reads it; the reference estimate (alpha(1) = eps, the mean over t >= t_min) reads below it
+    (loglinear: by ~eps x the loss; eps = t_min = 0.05 here, so the gap is large against the Monte-Carlo error)."""
     from mdlm_dna.models.markov_prior import ChainResidual
 
     k, length, n = 2, 24, 6000

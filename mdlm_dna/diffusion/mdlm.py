@@ -12,12 +12,13 @@ the masked positions:
 (Sahoo et al. 2024, eq. 10). t is drawn low-discrepancy (one uniform offset
 per batch, strided by 1/B) from [t_min, 1].
 
-What training minimises (and the reference code reports) leaves two pieces of the
-bound out: the integral below t_min, and the tokens that alpha(1) = eps > 0 leaves
-unmasked at t = 1 (a sampler starts from all-[MASK]: their cost is never counted).
-Each is worth about 1e-3 x the loss, ~0.004 bits/base together on E. coli: enough
-to put a model below an exact likelihood (a Markov chain, an AR model) that it does
-not beat. :meth:`MDLM.full_bound` scores the whole bound of the sampler instead.
+What training minimises (and the reference code reports) is not quite the bound of
+the sampler, which starts from all-[MASK]: the tokens that alpha(1) = eps > 0 leaves
+unmasked at t = 1 are never paid for (eps x the loss, ~0.002 bits/base on E. coli:
+enough to put a model below an exact likelihood, a Markov chain or an AR model, that it
+does not beat), and the mean over t in [t_min, 1] stands for the integral over [0, 1]
+(t_min x (the bound - the masked loss at t ~ 0): ~1e-5 bits/base). :meth:`MDLM.full_bound`
+scores the whole bound of the sampler instead.
 
 SUBS's two parts can be switched off, for the paper's ablation; the bound then
 keeps the terms they remove. Without carry-over the unmasked positions' reverse
@@ -62,9 +63,6 @@ class DrawnNoise:
 
 
 Randomness = torch.Generator | DrawnNoise | None
-# where the full bound's time integral starts: the piece below it is ~1e-6 x the loss, and the estimate's variance
-# grows like log(1 / FULL_BOUND_T_MIN) (the 1/t weight on the rare early masks)
-FULL_BOUND_T_MIN = 1e-6
 
 
 @dataclass
@@ -134,6 +132,7 @@ class MDLM(nn.Module):
         self.backbone, self.schedule = backbone, schedule
         self.mask_id, self.pad_id = mask_id, pad_id
         self.t_min, self.antithetic = t_min, antithetic
+        self.below_t_min = False  # full_bound(): add the integral over [0, t_min]
         self.time_steps = None if num_steps is None else int(num_steps)  # (D3PM's num_steps is its own)
         self.never_predict = tuple(never_predict)
         self.register_buffer("excluded_ids", torch.empty(0, dtype=torch.long), persistent=False)
@@ -141,30 +140,62 @@ class MDLM(nn.Module):
 
     @contextmanager
     def full_bound(self) -> Iterator[None]:
-        """Inside: the NELBO estimates the whole bound of the sampler (which starts from all-[MASK]): t from
-        ``FULL_BOUND_T_MIN`` instead of ``t_min``, and a schedule with eps = 0, so that alpha(1) = 0.
+        """Inside: the NELBO estimates the whole bound of the sampler, which starts from all-[MASK]: a schedule
+        with eps = 0 (alpha(1) = 0), and the integral below t_min added by the midpoint rule, t_min x the
+        masked-token loss at masking rate t_min / 2 (one more network call per estimate; its error is
+        ~t_min x the loss's change over [0, t_min], ~1e-6 bits/base). Sampling t down to ~0 instead would
+        put a 1/t weight on rare early masks: a heavy-tailed estimate whose average reads low.
 
-        Training's estimate leaves out the integral below t_min and the tokens alpha(1) = eps leaves unmasked
-        (see the module docstring); scores meant to stand beside exact likelihoods use this. The network sees
-        masking rates up to 1 instead of 1 - eps (and, time-conditioned, sigma up to ~14 instead of ~7).
+        Training's estimate leaves both pieces out (see the module docstring); scores meant to stand beside
+        exact likelihoods use this. The network sees masking rates up to 1 instead of 1 - eps (and,
+        time-conditioned, sigma up to ~17 instead of ~7).
 
         >>> from mdlm_dna.diffusion.noise import LogLinear
         >>> obj = MDLM(nn.Identity(), LogLinear(eps=1e-3), mask_id=5)
         >>> with obj.full_bound():
-        ...     print(obj.t_min, obj.schedule.eps)
-        1e-06 0.0
-        >>> obj.t_min, obj.schedule.eps
-        (0.001, 0.001)
+        ...     print(obj.schedule.eps, obj.below_t_min)
+        0.0 True
+        >>> obj.schedule.eps, obj.below_t_min
+        (0.001, False)
         """
         if not hasattr(self.schedule, "eps"):
             raise ValueError(f"the full bound needs a schedule that can mask everything at t = 1 (loglinear, "
                              f"cosine); {type(self.schedule).__name__} keeps alpha(1) > 0")
-        saved = self.t_min, self.schedule.eps
-        self.t_min, self.schedule.eps = min(self.t_min, FULL_BOUND_T_MIN), 0.0
+        saved = self.schedule.eps, self.below_t_min
+        self.schedule.eps, self.below_t_min = 0.0, self.t_min > 0 and not self.time_steps
         try:
             yield
         finally:
-            self.t_min, self.schedule.eps = saved
+            self.schedule.eps, self.below_t_min = saved
+
+    def bound_below_t_min(self, x0: torch.Tensor, counts: torch.Tensor, generator: Randomness = None,
+                          labels: torch.Tensor | None = None) -> torch.Tensor:
+        """[B]: the NELBO's integral over t in [0, t_min] by the midpoint rule: with alpha(t) = 1 - r(t) it is
+        the integral of sum_l E[-log p(x_l | x_t) | l masked] over the masking rate r, ~ r(t_min) x that sum at
+        rate r(t_min) / 2, estimated from one draw masked at that rate (each masked token weighted 1 / rate)."""
+        rate = self.schedule.one_minus_alpha(torch.full((1,), self.t_min, dtype=torch.float64)).item()
+        half = rate / 2
+        t_half = self._time_at_rate(half)
+        t = torch.full((x0.shape[0],), t_half, dtype=torch.float64, device=x0.device)
+        if isinstance(generator, DrawnNoise):
+            u = generator.mask_uniform
+        else:
+            u = torch.rand(x0.shape, device=x0.device, generator=generator)
+        xt = mask_positions(x0, torch.full_like(t, half)[:, None], self.mask_id, counts, u)
+        logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
+        nll = -logp.gather(-1, x0[..., None]).squeeze(-1)
+        return torch.where(xt == self.mask_id, nll, torch.zeros_like(nll)).sum(-1) * (rate / half)
+
+    def _time_at_rate(self, rate: float) -> float:
+        """The t at which the schedule masks a fraction ``rate`` (bisection: any monotone schedule)."""
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if self.schedule.one_minus_alpha(torch.tensor([mid], dtype=torch.float64)).item() < rate:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
 
     def set_subs_parts(self, zero_masking: bool = True, carry_over: bool = True) -> None:
         """Which of SUBS's parts the bound and ``denoiser_logits`` use (the ids given zero mass follow);
@@ -247,7 +278,8 @@ class MDLM(nn.Module):
         labels: torch.Tensor | None = None,
         counted: torch.Tensor | None = None,
     ) -> NELBO:
-        """One-sample Monte-Carlo estimate of each sequence's NELBO (unbiased up to the t < t_min cut);
+        """One-sample Monte-Carlo estimate of each sequence's NELBO (unbiased up to the t < t_min cut, which
+        :meth:`full_bound` adds);
         ``labels`` [B]: of -log p(x | y) for a class-conditional backbone.
 
         ``counted`` [B, L] bool: the positions that are data (default: all but padding); the others (e.g. N
@@ -265,6 +297,9 @@ class MDLM(nn.Module):
         else:
             terms = self.masked_terms_with_mask_mass(nll, logp[..., self.mask_id], t)
         per_seq = torch.where(masked, terms, torch.zeros_like(nll)).sum(-1)
+        if self.below_t_min:  # t ~ U[t_min, 1] estimates the mean over [t_min, 1]: (1 - t_min) x it is the integral
+            per_seq = per_seq * (1.0 - self.t_min) + self.bound_below_t_min(x0, counts, generator, labels).to(
+                per_seq.dtype)
         if not self.carry_over:
             per_seq = per_seq + self.reconstruction_nll(x0, counts, generator, labels)
         return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))
