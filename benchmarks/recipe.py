@@ -678,8 +678,9 @@ def main(argv: list[str] | None = None) -> None:
                 + "\n\n## Every run\n\n" + table())
         print(body)
         write_record(TABLE_RECORD, "Recipe sweep: test bits/base against training FLOPs", body,
-                     note="MDLM figures are NELBO bounds (16 noise draws per test window), AR ones exact; CPU "
-                          "seconds: training at one thread.")
+                     note="MDLM figures are NELBO estimates as training makes them (16 noise draws per test window "
+                          "unless the row says otherwise; the sampler's full bound is 0.0019 bits/base higher, "
+                          "benchmarks/bound_gap.md), AR ones exact; CPU seconds: training at one thread.")
         return
     if args.plot:
         print(f"wrote {plot()}")
