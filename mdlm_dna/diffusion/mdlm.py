@@ -142,9 +142,9 @@ class MDLM(nn.Module):
     def full_bound(self) -> Iterator[None]:
         """Inside: the NELBO estimates the whole bound of the sampler, which starts from all-[MASK]: a schedule
         with eps = 0 (alpha(1) = 0), and the integral below t_min added by the midpoint rule, t_min x the
-        masked-token loss at masking rate t_min / 2 (one more network call per estimate; its error is
-        ~t_min x the loss's change over [0, t_min], ~1e-6 bits/base). Sampling t down to ~0 instead would
-        put a 1/t weight on rare early masks: a heavy-tailed estimate whose average reads low.
+        integrand at t_min / 2 (one more network call per estimate; its error is O(t_min^3)). Sampling t
+        down to ~0 instead would put a 1/t weight on rare early masks: a heavy-tailed estimate whose average
+        reads low.
 
         Training's estimate leaves both pieces out (see the module docstring); scores meant to stand beside
         exact likelihoods use this. The network sees masking rates up to 1 instead of 1 - eps (and,
@@ -167,35 +167,6 @@ class MDLM(nn.Module):
             yield
         finally:
             self.schedule.eps, self.below_t_min = saved
-
-    def bound_below_t_min(self, x0: torch.Tensor, counts: torch.Tensor, generator: Randomness = None,
-                          labels: torch.Tensor | None = None) -> torch.Tensor:
-        """[B]: the NELBO's integral over t in [0, t_min] by the midpoint rule: with alpha(t) = 1 - r(t) it is
-        the integral of sum_l E[-log p(x_l | x_t) | l masked] over the masking rate r, ~ r(t_min) x that sum at
-        rate r(t_min) / 2, estimated from one draw masked at that rate (each masked token weighted 1 / rate)."""
-        rate = self.schedule.one_minus_alpha(torch.full((1,), self.t_min, dtype=torch.float64)).item()
-        half = rate / 2
-        t_half = self._time_at_rate(half)
-        t = torch.full((x0.shape[0],), t_half, dtype=torch.float64, device=x0.device)
-        if isinstance(generator, DrawnNoise):
-            u = generator.mask_uniform
-        else:
-            u = torch.rand(x0.shape, device=x0.device, generator=generator)
-        xt = mask_positions(x0, torch.full_like(t, half)[:, None], self.mask_id, counts, u)
-        logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
-        nll = -logp.gather(-1, x0[..., None]).squeeze(-1)
-        return torch.where(xt == self.mask_id, nll, torch.zeros_like(nll)).sum(-1) * (rate / half)
-
-    def _time_at_rate(self, rate: float) -> float:
-        """The t at which the schedule masks a fraction ``rate`` (bisection: any monotone schedule)."""
-        lo, hi = 0.0, 1.0
-        for _ in range(60):
-            mid = (lo + hi) / 2
-            if self.schedule.one_minus_alpha(torch.tensor([mid], dtype=torch.float64)).item() < rate:
-                lo = mid
-            else:
-                hi = mid
-        return (lo + hi) / 2
 
     def set_subs_parts(self, zero_masking: bool = True, carry_over: bool = True) -> None:
         """Which of SUBS's parts the bound and ``denoiser_logits`` use (the ids given zero mass follow);
@@ -288,21 +259,27 @@ class MDLM(nn.Module):
         if t is None:
             t = self.sample_t(x0.shape[0], x0.device, generator)
         counts = counted_positions(x0, self.pad_id, counted)
+        per_seq = self.weighted_masked_nll(x0, t, generator, counts, labels)
+        if self.below_t_min:
+            # t ~ U[t_min, 1] estimates the mean over [t_min, 1], so (1 - t_min) x it is the integral; the integral
+            # over [0, t_min] by the midpoint rule: t_min x the same integrand at t_min / 2
+            per_seq = per_seq * (1.0 - self.t_min) + self.t_min * self.weighted_masked_nll(
+                x0, torch.full_like(t, self.t_min / 2), generator, counts, labels)
+        if not self.carry_over:
+            per_seq = per_seq + self.reconstruction_nll(x0, counts, generator, labels)
+        return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))
+
+    def weighted_masked_nll(self, x0: torch.Tensor, t: torch.Tensor, generator: Randomness, counts: torch.Tensor,
+                            labels: torch.Tensor | None) -> torch.Tensor:
+        """[B]: the NELBO's integrand at ``t``, one draw of x_t: the masked tokens' weighted cross-entropy."""
         xt = self.add_noise(x0, t, generator, counts)
         logp = F.log_softmax(self.denoiser_logits(xt, t, labels), dim=-1)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)  # [B, L]
-        masked = xt == self.mask_id
         if self.zero_masking:
             terms = self.loss_weight(t)[:, None] * nll  # [B, L]
         else:
             terms = self.masked_terms_with_mask_mass(nll, logp[..., self.mask_id], t)
-        per_seq = torch.where(masked, terms, torch.zeros_like(nll)).sum(-1)
-        if self.below_t_min:  # t ~ U[t_min, 1] estimates the mean over [t_min, 1]: (1 - t_min) x it is the integral
-            per_seq = per_seq * (1.0 - self.t_min) + self.bound_below_t_min(x0, counts, generator, labels).to(
-                per_seq.dtype)
-        if not self.carry_over:
-            per_seq = per_seq + self.reconstruction_nll(x0, counts, generator, labels)
-        return NELBO(per_sequence=per_seq, num_tokens=counts.sum(-1))
+        return torch.where(xt == self.mask_id, terms, torch.zeros_like(nll)).sum(-1)
 
     def masked_terms_with_mask_mass(self, nll: torch.Tensor, log_x_mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """[B, L]: a masked token's share of the bound when x_theta keeps mass x_m on [MASK] (zero_masking off).
