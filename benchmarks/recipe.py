@@ -64,7 +64,9 @@ CHAIN6_FWD = {**CONV5, "model.markov_order": "6", "model.markov_strands": "forwa
 CHAIN6_BOTH = {**CHAIN6_FWD, "model.markov_strands": "both"}
 CHAIN6 = "MDLM + order-6 chain (model.markov_order=6)"  # a curve of its own in the plot
 CHAIN6_RUNS = ("c5_mk6", "c5_mk6_1200")  # its runs (seeds of one recipe share a name up to _sN)
-SOURCE = "_init_from"  # a candidate key: start from the last checkpoint of that candidate's run (pretrain init_from)
+# a candidate key: start from the last checkpoint of that candidate's run, or from a shipped model by its name
+# (``pretrain init_from``); its training FLOPs count the source's
+SOURCE = "_init_from"
 # a candidate key: score on test windows of this many bases (default 128), e.g. the model's own longer window, whose
 # fewer edges cost less context (a window's first bases are predicted from one side only)
 SCORE_LENGTH = "_score_length"
@@ -162,6 +164,11 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
                                               EVERY: "500", "data.val_max_windows": "64"}, False),
     "c6_L512_6k": ((128, 4, 4, 512, 8), {**CONV5, "trainer.max_steps": "6000", SCORE_LENGTH: "512", EVERY: "500",
                                         "data.val_max_windows": "64"}, False),
+    # seventh round, toward goal 1 (below 1.90): the shipped model's recipe (128 x 32, no chain) trained further:
+    # its 10,000 steps' weights, then 30,000 more on a fresh cosine schedule (peak 1e-3, its own final lr was 2e-4).
+    # Runs for hours at one thread: in segments (--max-time), each resuming the last (run_candidate)
+    "ecoli_cont30k": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "30000", "optim.lr": "1e-3",
+                                      "optim.warmup_steps": "200", EVERY: "2000", SOURCE: "ecoli"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
@@ -288,7 +295,18 @@ def candidate_overrides(name: str) -> list[str]:
         settings.pop("objective.time_sampling")  # AR has no noise times
     group = [f"{g}={settings.pop(g)}" for g in GROUPS if g in settings]  # a group before its keys
     overrides = [*group, *shape_overrides(shape), *(f"{k}={v}" for k, v in settings.items())]
-    return overrides + ([f"init_from={RUNS / source / 'checkpoints' / 'last.ckpt'}"] if source else [])
+    if source in CANDIDATES:
+        return overrides + [f"init_from={RUNS / source / 'checkpoints' / 'last.ckpt'}"]
+    return overrides + ([f"init_from={source}"] if source else [])  # a shipped model's name
+
+
+def source_flops(source: str) -> float:
+    """Training FLOPs of an init_from source: a candidate's, or a shipped model's (trained with the default shape
+    and no chain, as ``ecoli`` was: its card's step count)."""
+    if source in CANDIDATES:
+        return train_flops(source)
+    card = json.loads((ROOT / "data" / "models" / source / "config.json").read_text())
+    return train_flops("c5_s0", int(card["training"]["global_step"]))
 
 
 def train_flops(name: str, steps: int | None = None) -> float:
@@ -308,16 +326,18 @@ def train_flops(name: str, steps: int | None = None) -> float:
                markov_order=int(changes.get("model.markov_order", 0)))
     steps = steps_for(name) if steps is None else steps
     total = steps * batch * seq_len * flops_per_token(cfg, len(BASES) + len(SPECIAL_TOKENS), seq_len)
-    return total + (train_flops(changes[SOURCE]) if SOURCE in changes else 0.0)
+    return total + (source_flops(changes[SOURCE]) if SOURCE in changes else 0.0)
 
 
 def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int = 128,
-               save: str | None = None) -> dict[str, float]:
+               save: str | None = None, bound: str = "reference") -> dict[str, float]:
     """Test bits/base of a checkpoint with its standard error: every non-overlapping ``length``-base window of
     the E. coli test split (1,813 of 128) scored with ``t_samples`` noise draws (``DiffusionLM.score`` with
     ``common_noise=False``: independent noise per window, the same for every model), the standard error over
     windows (window-to-window spread plus the Monte-Carlo noise of the NELBO estimate). AR scores are exact (one
-    draw). ``save``: a .npy file for the per-window bits/base (paired differences between models: ``paired``)."""
+    draw). ``save``: a .npy file for the per-window bits/base (paired differences between models: ``paired``).
+    ``bound``: "reference" (the NELBO as training makes it) or "full" (the sampler's whole bound, eps = 0:
+    ``DiffusionLM.score``), the one to set beside exact likelihoods."""
     import math
 
     from mdlm_dna import DiffusionLM
@@ -327,7 +347,7 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
     ids = ecoli_splits()["test"]
     seqs = ["".join(BASES[i] for i in ids[a : a + length]) for a in range(0, len(ids) - length + 1, length)]
     model = DiffusionLM.from_pretrained(str(ckpt), use_ema=use_ema)
-    df = model.score(seqs, t_samples=t_samples, progress=False, common_noise=False)  # a mean over windows
+    df = model.score(seqs, t_samples=t_samples, progress=False, common_noise=False, bound=bound)
     bits = df["bits_per_base"]
     if save:
         np.save(save, bits.to_numpy())
@@ -335,8 +355,23 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
     return {"bits_per_base": mean, "se": float(bits.std(ddof=1) / math.sqrt(len(bits))), "windows": len(seqs)}
 
 
-def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
-    """Train one candidate at one thread, then score it on the test split; returns its CSV rows."""
+def trained_steps(run_dir: Path) -> int:
+    """The optimizer steps of a run's last checkpoint (0 without one)."""
+    import torch
+
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt.exists():
+        return 0
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def run_candidate(name: str, t_samples: int = 16, max_time: str | None = None,
+                  bounds: tuple[str, ...] = ("reference",)) -> list[dict]:
+    """Train one candidate at one thread, then score it on the test split; returns its CSV rows.
+
+    ``max_time`` (Lightning's DD:HH:MM:SS): stop training after that long (a checkpoint is kept); a run that has
+    not reached its steps is not scored, and its CPU seconds so far are kept in ``NAME.cost_partial.json`` and
+    added to the next segment's: run the same command again to continue it. ``bounds``: score with each."""
     import pandas as pd
 
     shape, changes, raw_too = CANDIDATES[name]
@@ -346,23 +381,36 @@ def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
     overrides = candidate_overrides(name)
     every = int(changes.get(EVERY, steps))
     cmd = [sys.executable, "-m", "mdlm_dna.pretrain", f"hydra.run.dir={run_dir}", *overrides,
-           f"trainer.val_check_interval={every}", f"checkpoint.every_n_train_steps={every}",
-           "trainer.enable_progress_bar=false", "resume=auto"]
+           f"trainer.val_check_interval={every}", "trainer.enable_progress_bar=false", "resume=auto"]
+    # checkpoints at most 500 steps apart, so that a killed long run loses little
+    cmd += [f"checkpoint.every_n_train_steps={min(every, 500)}"] + ([f"trainer.max_time={max_time}"] if max_time
+                                                                   else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     cost = RUNS / f"{name}.cost.json"  # written when the training finishes: a finished run is scored, not re-run
+    partial = RUNS / f"{name}.cost_partial.json"  # the segments before this one (max_time)
     if not cost.exists():
+        before = json.loads(partial.read_text()) if partial.exists() else {"cpu_s": 0.0, "wall_s": 0.0}
         t0 = time.time()
-        with (RUNS / f"{name}.log").open("w") as log:
+        with (RUNS / f"{name}.log").open("a") as log:
             cpu_s = run_timed(cmd, env, log)
-        cost.write_text(json.dumps({"cpu_s": cpu_s, "wall_s": time.time() - t0}))
+        spent = {"cpu_s": before["cpu_s"] + cpu_s, "wall_s": before["wall_s"] + time.time() - t0}
+        done = trained_steps(run_dir)
+        if done < steps:
+            partial.write_text(json.dumps(spent))
+            print(f"{name}: stopped at step {done} of {steps} ({spent['cpu_s']:.0f} CPU-s so far); run the same "
+                  "command again to continue it", flush=True)
+            return []
+        cost.write_text(json.dumps(spent))
+        partial.unlink(missing_ok=True)
     train_cpu_s, train_s = json.loads(cost.read_text()).values()
     rows = []
-    for use_ema in ([True, False] if raw_too else [True]):
+    for use_ema, bound in [(e, b) for e in ([True, False] if raw_too else [True]) for b in bounds]:
         tag = "ema" if use_ema else "raw"
+        save = window_scores(name, tag, t_samples, bound)
         code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import recipe; "
                 f"print(json.dumps(recipe.score_test({str(run_dir / 'checkpoints' / 'last.ckpt')!r}, "
-                f"{t_samples}, {use_ema}, {score_length}, save={str(window_scores(name, tag, t_samples))!r})))")
+                f"{t_samples}, {use_ema}, {score_length}, save={str(save)!r}, bound={bound!r})))")
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                              cwd=ROOT)
         res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -370,7 +418,7 @@ def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
             "name": name, "overrides": " ".join(overrides), "steps": steps,
             "tokens": steps * shape[3] * shape[4], "weights": "EMA" if use_ema else "raw",
             "test_bpb": round(res["bits_per_base"], 4), "test_se": round(res["se"], 4), "windows": res["windows"],
-            "window_length": score_length,
+            "window_length": score_length, "bound": bound,
             "t_samples": 1 if changes.get("objective") == "ar" else t_samples,
             "train_flops": f"{train_flops(name):.4g}", "cpu_s": round(train_cpu_s, 1),
             "wall_s_1_thread": round(train_s, 1), "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -380,7 +428,7 @@ def run_candidate(name: str, t_samples: int = 16) -> list[dict]:
     record.to_csv(RESULTS, index=False)  # new columns (test_se, train_flops) stay empty in older rows
     for r in rows:
         print(f"{name:12s} {r['weights']:3s} steps={steps:4d} test bits/base {r['test_bpb']:.4f} "
-              f"+- {r['test_se']:.4f}", flush=True)
+              f"+- {r['test_se']:.4f} ({r['bound']} bound)", flush=True)
     return rows
 
 
@@ -460,9 +508,11 @@ PLOT = ROOT / "benchmarks" / "recipe_flops.png"
 BASELINE = ("c5_s0", "c5_s1", "c5_s2")  # the default recipe's seeds: paired differences are taken against them
 
 
-def window_scores(name: str, weights: str = "ema", t_samples: int = 16) -> Path:
-    """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count."""
-    return RUNS / name / f"test_windows_{weights}{'' if t_samples == 16 else f'_t{t_samples}'}.npy"
+def window_scores(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference") -> Path:
+    """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count and
+    bound."""
+    draws = "" if t_samples == 16 else f"_t{t_samples}"
+    return RUNS / name / f"test_windows_{weights}{draws}{'' if bound == 'reference' else f'_{bound}'}.npy"
 
 
 def seed_of(name: str) -> int:
@@ -480,13 +530,14 @@ def paired_difference(mine: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
-def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16) -> tuple[float, float] | None:
+def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference"
+                      ) -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the default of the same seed) and its standard error, from
     the per-window test scores both runs saved (same windows, same noise draws); None without them.
 
     A seed's difference is over windows; the standard error is over windows too (one training seed per row)."""
-    ref = window_scores(BASELINE[min(seed_of(name), len(BASELINE) - 1)], weights, t_samples)
-    mine = window_scores(name, weights, t_samples)
+    ref = window_scores(BASELINE[min(seed_of(name), len(BASELINE) - 1)], weights, t_samples, bound)
+    mine = window_scores(name, weights, t_samples, bound)
     if name in BASELINE or not (ref.exists() and mine.exists()):
         return None
     mine, ref = np.load(mine), np.load(ref)
@@ -515,12 +566,12 @@ def chain_window_bits(length: int = 128, order: int = 6) -> np.ndarray:
     return bits[: windows * length].reshape(windows, length).mean(1)
 
 
-def paired_to_chain(name: str, weights: str = "ema", length: int = 128, t_samples: int = 16, order: int = 6
-                    ) -> tuple[float, float] | None:
+def paired_to_chain(name: str, weights: str = "ema", length: int = 128, t_samples: int = 16, order: int = 6,
+                    bound: str = "reference") -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the order-``order`` chain on the same test windows) and its
     standard error over windows; None without the candidate's per-window scores. The window-to-window spread is
     common to both and cancels: what is left is the NELBO's Monte-Carlo noise and the real differences."""
-    mine = window_scores(name, weights, t_samples)
+    mine = window_scores(name, weights, t_samples, bound)
     if not mine.exists():
         return None
     return paired_difference(np.load(mine), chain_window_bits(length, order))
@@ -534,15 +585,17 @@ def table() -> str:
 
     df = pd.read_csv(RESULTS)
     df["test_se"] = df["test_se"] if "test_se" in df else float("nan")  # rows before this round have none
+    df["bound"] = df["bound"].fillna("reference") if "bound" in df else "reference"  # rows before it: reference
     df["train_flops"] = [train_flops(n, int(s)) if n in CANDIDATES else train_flops("c5_s0", int(s))
                          for n, s in zip(df["name"], df["steps"])]
-    deltas = [paired_to_default(n, w.lower(), int(t)) for n, w, t in zip(df["name"], df["weights"], df["t_samples"])]
+    deltas = [paired_to_default(n, w.lower(), int(t), b)
+              for n, w, t, b in zip(df["name"], df["weights"], df["t_samples"], df["bound"])]
     df["minus default (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                     (x or (None, None) for x in deltas)]
     lengths = df["window_length"] if "window_length" in df else pd.Series(float("nan"), index=df.index)
     df["window"] = lengths.fillna(128).astype(int)  # rows before SCORE_LENGTH were scored at 128
-    chain = [paired_to_chain(n, w.lower(), L, int(t)) for n, w, L, t in
-             zip(df["name"], df["weights"], df["window"], df["t_samples"])]
+    chain = [paired_to_chain(n, w.lower(), L, int(t), bound=b) for n, w, L, t, b in
+             zip(df["name"], df["weights"], df["window"], df["t_samples"], df["bound"])]
     df["minus order-6 chain (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                           (x or (None, None) for x in chain)]
     df["test_se"] = df["test_se"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
@@ -550,7 +603,7 @@ def table() -> str:
     df["test_bpb"] = df["test_bpb"].map(lambda v: f"{v:.4f}")
     df["cpu_s"] = df["cpu_s"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     df["window"] = df["window"].astype(str)
-    cols = ["name", "steps", "weights", "window", "test_bpb", "test_se", "minus default (paired)",
+    cols = ["name", "steps", "weights", "window", "bound", "test_bpb", "test_se", "minus default (paired)",
             "minus order-6 chain (paired)", "train_flops", "cpu_s", "t_samples"]
     return df[cols].to_markdown(index=False, disable_numparse=True)
 
@@ -567,6 +620,8 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     groups: dict[tuple[str, float], list[float]] = {}
     rec = pd.read_csv(RESULTS)
     rec = rec[rec["weights"] == "EMA"]
+    if "bound" in rec:  # the plot's points are all the reference estimate (the full bound: the table's rows)
+        rec = rec[rec["bound"].fillna("reference") == "reference"]
     # a run rescored with more noise draws (--t-samples) is one point: its most precise scoring
     rec = rec.sort_values("t_samples", kind="stable").drop_duplicates("name", keep="last").sort_index()
     default = {*BASELINE, "mdlm857", "c5_1200"}
@@ -671,6 +726,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--t-samples", type=int, default=16,
                     help="noise draws per test window (a trained run is rescored, one more row)")
     ap.add_argument("--nice", type=int, default=0, help="run the candidates at this niceness (a shared machine)")
+    ap.add_argument("--max-time", default=None, metavar="DD:HH:MM:SS",
+                    help="stop each training after this long; run again to continue it (long candidates)")
+    ap.add_argument("--bounds", nargs="+", default=["reference"], choices=["reference", "full"],
+                    help="score with these bounds (full: the sampler's whole bound, beside exact likelihoods)")
     args = ap.parse_args(argv)
     names = list(CANDIDATES) if not args.run else args.run
     if args.table:
@@ -696,7 +755,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.nice:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda name: run_candidate(name, args.t_samples), names))
+        list(pool.map(lambda name: run_candidate(name, args.t_samples, args.max_time, tuple(args.bounds)), names))
     print(table())
 
 

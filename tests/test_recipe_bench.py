@@ -70,3 +70,44 @@ def test_chain_window_bits_are_the_chains_left_to_right_likelihood(monkeypatch):
     recipe.chain_window_bits.cache_clear()
     assert recipe.candidate_overrides("c5_mk6b_L512_s0")[3:5] == ["data.seq_len=512", "data.batch_size=8"]
     assert not any(o.startswith("_") for o in recipe.candidate_overrides("c5_mk6b_L512_s0"))
+
+
+def test_a_shipped_source_is_named_and_its_training_counted():
+    """The seventh round's continuation of the shipped model: init_from its name, FLOPs = its 10,000 steps (its
+    card) at the default shape + the 30,000 new ones."""
+    overrides = recipe.candidate_overrides("ecoli_cont30k")
+    assert overrides[-1] == "init_from=ecoli" and "trainer.max_steps=30000" in overrides
+    step = dit_flops_per_token(MODEL, VOCAB, 128) * 32 * 128
+    assert recipe.train_flops("ecoli_cont30k") == (10_000 + 30_000) * step
+
+
+def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, monkeypatch):
+    """--max-time: a segment that stops short of the steps is not scored and leaves its CPU seconds; the segment
+    that finishes adds them up, then each bound asked for is one scored row."""
+    import json
+    import subprocess
+    import types
+
+    import pandas as pd
+
+    monkeypatch.setattr(recipe, "RUNS", tmp_path)
+    monkeypatch.setattr(recipe, "RESULTS", tmp_path / "runs.csv")
+    monkeypatch.setattr(recipe, "run_timed", lambda cmd, env, log: 10.0)
+    steps = iter([1200, 30_000])
+    monkeypatch.setattr(recipe, "trained_steps", lambda run_dir: next(steps))
+    scored = []
+
+    def fake_score(cmd, **kwargs):
+        scored.append(cmd[-1])
+        return types.SimpleNamespace(stdout=json.dumps({"bits_per_base": 1.9, "se": 0.003, "windows": 1813}))
+
+    monkeypatch.setattr(subprocess, "run", fake_score)
+    assert recipe.run_candidate("ecoli_cont30k", max_time="00:01:00:00") == []
+    assert json.loads((tmp_path / "ecoli_cont30k.cost_partial.json").read_text())["cpu_s"] == 10.0
+    assert not scored and not (tmp_path / "runs.csv").exists()
+    rows = recipe.run_candidate("ecoli_cont30k", bounds=("reference", "full"))
+    assert [r["bound"] for r in rows] == ["reference", "full"] and all(r["cpu_s"] == 20.0 for r in rows)
+    assert "bound='full'" in scored[1] and "test_windows_ema_full.npy" in scored[1]
+    assert not (tmp_path / "ecoli_cont30k.cost_partial.json").exists()
+    assert json.loads((tmp_path / "ecoli_cont30k.cost.json").read_text())["cpu_s"] == 20.0
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 2
