@@ -5,6 +5,8 @@
     python benchmarks/recipe.py --run lr3e-3 lr6e-3   # only these candidates (2 at a time, 1 thread each)
     python benchmarks/recipe.py --table               # the table of every run so far (markdown)
     python benchmarks/recipe.py --plot                # bits/base against training FLOPs: benchmarks/recipe_flops.png
+    python benchmarks/recipe.py --run ecoli_cont30k --jobs 1 --stop-after 120 --bounds reference full
+                                                      # a long run in segments of 2 hours: the same command continues it
 
 Fairness on a shared 2-core machine: wall-clock is noisy, so each shape's seconds per optimizer step is
 measured once on a single job (``--measure``; the committed CSV holds figures taken while the machine was
@@ -273,13 +275,25 @@ def steps_for(name: str) -> int:
     return max(20, round(DEFAULT_STEPS * ratio))
 
 
-def run_timed(cmd: list[str], env: dict[str, str], log) -> float:
+INTERRUPTED = 130  # pretrain's exit code after a SIGINT: it saved last.ckpt at the step it reached
+
+
+def run_timed(cmd: list[str], env: dict[str, str], log, stop_after: float | None = None) -> float:
     """Run ``cmd`` to completion; returns its CPU seconds (user + system), which a busy machine inflates far
-    less than wall-clock (at one thread, CPU seconds are roughly the wall-clock of an idle core)."""
+    less than wall-clock (at one thread, CPU seconds are roughly the wall-clock of an idle core).
+    ``stop_after``: seconds after which the run is sent SIGINT (it saves its state and stops: a segment)."""
+    import signal
+    import threading
+
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    timer = threading.Timer(stop_after, proc.send_signal, [signal.SIGINT]) if stop_after else None
+    if timer:
+        timer.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    if timer:
+        timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
+    if proc.returncode and not (timer and timer.finished.is_set() and proc.returncode == INTERRUPTED):
         raise subprocess.CalledProcessError(proc.returncode, cmd)
     return usage.ru_utime + usage.ru_stime
 
@@ -365,13 +379,14 @@ def trained_steps(run_dir: Path) -> int:
     return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
-def run_candidate(name: str, t_samples: int = 16, max_time: str | None = None,
+def run_candidate(name: str, t_samples: int = 16, stop_after: float | None = None,
                   bounds: tuple[str, ...] = ("reference",)) -> list[dict]:
     """Train one candidate at one thread, then score it on the test split; returns its CSV rows.
 
-    ``max_time`` (Lightning's DD:HH:MM:SS): stop training after that long (a checkpoint is kept); a run that has
-    not reached its steps is not scored, and its CPU seconds so far are kept in ``NAME.cost_partial.json`` and
-    added to the next segment's: run the same command again to continue it. ``bounds``: score with each."""
+    ``stop_after`` (seconds): stop training after that long (SIGINT: last.ckpt is saved at the step reached); a
+    run that has not reached its steps is not scored, and its CPU seconds so far are kept in
+    ``NAME.cost_partial.json`` and added to the next segment's: run the same command again to continue it.
+    ``bounds``: score with each."""
     import pandas as pd
 
     shape, changes, raw_too = CANDIDATES[name]
@@ -383,8 +398,7 @@ def run_candidate(name: str, t_samples: int = 16, max_time: str | None = None,
     cmd = [sys.executable, "-m", "mdlm_dna.pretrain", f"hydra.run.dir={run_dir}", *overrides,
            f"trainer.val_check_interval={every}", "trainer.enable_progress_bar=false", "resume=auto"]
     # checkpoints at most 500 steps apart, so that a killed long run loses little
-    cmd += [f"checkpoint.every_n_train_steps={min(every, 500)}"] + ([f"trainer.max_time={max_time}"] if max_time
-                                                                   else [])
+    cmd += [f"checkpoint.every_n_train_steps={min(every, 500)}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     cost = RUNS / f"{name}.cost.json"  # written when the training finishes: a finished run is scored, not re-run
@@ -393,7 +407,7 @@ def run_candidate(name: str, t_samples: int = 16, max_time: str | None = None,
         before = json.loads(partial.read_text()) if partial.exists() else {"cpu_s": 0.0, "wall_s": 0.0}
         t0 = time.time()
         with (RUNS / f"{name}.log").open("a") as log:
-            cpu_s = run_timed(cmd, env, log)
+            cpu_s = run_timed(cmd, env, log, stop_after)
         spent = {"cpu_s": before["cpu_s"] + cpu_s, "wall_s": before["wall_s"] + time.time() - t0}
         done = trained_steps(run_dir)
         if done < steps:
@@ -726,8 +740,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--t-samples", type=int, default=16,
                     help="noise draws per test window (a trained run is rescored, one more row)")
     ap.add_argument("--nice", type=int, default=0, help="run the candidates at this niceness (a shared machine)")
-    ap.add_argument("--max-time", default=None, metavar="DD:HH:MM:SS",
-                    help="stop each training after this long; run again to continue it (long candidates)")
+    ap.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
+                    help="stop each training after this long (its state saved); run again to continue it")
     ap.add_argument("--bounds", nargs="+", default=["reference"], choices=["reference", "full"],
                     help="score with these bounds (full: the sampler's whole bound, beside exact likelihoods)")
     args = ap.parse_args(argv)
@@ -755,7 +769,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.nice:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda name: run_candidate(name, args.t_samples, args.max_time, tuple(args.bounds)), names))
+        stop_after = 60 * args.stop_after if args.stop_after else None
+        list(pool.map(lambda name: run_candidate(name, args.t_samples, stop_after, tuple(args.bounds)), names))
     print(table())
 
 

@@ -82,7 +82,7 @@ def test_a_shipped_source_is_named_and_its_training_counted():
 
 
 def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, monkeypatch):
-    """--max-time: a segment that stops short of the steps is not scored and leaves its CPU seconds; the segment
+    """--stop-after: a segment that stops short of the steps is not scored and leaves its CPU seconds; the segment
     that finishes adds them up, then each bound asked for is one scored row."""
     import json
     import subprocess
@@ -92,7 +92,7 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
 
     monkeypatch.setattr(recipe, "RUNS", tmp_path)
     monkeypatch.setattr(recipe, "RESULTS", tmp_path / "runs.csv")
-    monkeypatch.setattr(recipe, "run_timed", lambda cmd, env, log: 10.0)
+    monkeypatch.setattr(recipe, "run_timed", lambda cmd, env, log, stop_after: 10.0)
     steps = iter([1200, 30_000])
     monkeypatch.setattr(recipe, "trained_steps", lambda run_dir: next(steps))
     scored = []
@@ -102,7 +102,7 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
         return types.SimpleNamespace(stdout=json.dumps({"bits_per_base": 1.9, "se": 0.003, "windows": 1813}))
 
     monkeypatch.setattr(subprocess, "run", fake_score)
-    assert recipe.run_candidate("ecoli_cont30k", max_time="00:01:00:00") == []
+    assert recipe.run_candidate("ecoli_cont30k", stop_after=3600) == []
     assert json.loads((tmp_path / "ecoli_cont30k.cost_partial.json").read_text())["cpu_s"] == 10.0
     assert not scored and not (tmp_path / "runs.csv").exists()
     rows = recipe.run_candidate("ecoli_cont30k", bounds=("reference", "full"))
@@ -111,3 +111,21 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
     assert not (tmp_path / "ecoli_cont30k.cost_partial.json").exists()
     assert json.loads((tmp_path / "ecoli_cont30k.cost.json").read_text())["cpu_s"] == 20.0
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 2
+
+
+def test_a_segment_is_stopped_by_sigint_and_its_cpu_seconds_kept(tmp_path):
+    """run_timed's stop_after: the child gets SIGINT (pretrain saves its state and exits 130) and its CPU seconds
+    are still returned; any other failure is raised."""
+    import subprocess
+
+    import pytest
+
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGINT, lambda *a: sys.exit(130))\n"
+            "t = time.process_time()\n"
+            "while True: pass\n")
+    with (tmp_path / "log").open("w") as log:
+        cpu = recipe.run_timed([sys.executable, "-c", code], {}, log, stop_after=1.0)
+        assert 0.5 < cpu < 30
+        with pytest.raises(subprocess.CalledProcessError):
+            recipe.run_timed([sys.executable, "-c", "import sys; sys.exit(130)"], {}, log)
