@@ -275,25 +275,17 @@ def steps_for(name: str) -> int:
     return max(20, round(DEFAULT_STEPS * ratio))
 
 
-INTERRUPTED = 130  # pretrain's exit code after a SIGINT: it saved last.ckpt at the step it reached
+STOPPED = 130  # pretrain's exit code after checkpoint.stop_after_minutes (or Ctrl-C): last.ckpt holds the step
 
 
-def run_timed(cmd: list[str], env: dict[str, str], log, stop_after: float | None = None) -> float:
+def run_timed(cmd: list[str], env: dict[str, str], log, segment: bool = False) -> float:
     """Run ``cmd`` to completion; returns its CPU seconds (user + system), which a busy machine inflates far
     less than wall-clock (at one thread, CPU seconds are roughly the wall-clock of an idle core).
-    ``stop_after``: seconds after which the run is sent SIGINT (it saves its state and stops: a segment)."""
-    import signal
-    import threading
-
+    ``segment``: a run stopped early (exit code 130, its state saved) is not a failure."""
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    timer = threading.Timer(stop_after, proc.send_signal, [signal.SIGINT]) if stop_after else None
-    if timer:
-        timer.start()
     _, status, usage = os.wait4(proc.pid, 0)
-    if timer:
-        timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode and not (timer and timer.finished.is_set() and proc.returncode == INTERRUPTED):
+    if proc.returncode and not (segment and proc.returncode == STOPPED):
         raise subprocess.CalledProcessError(proc.returncode, cmd)
     return usage.ru_utime + usage.ru_stime
 
@@ -383,9 +375,10 @@ def run_candidate(name: str, t_samples: int = 16, stop_after: float | None = Non
                   bounds: tuple[str, ...] = ("reference",)) -> list[dict]:
     """Train one candidate at one thread, then score it on the test split; returns its CSV rows.
 
-    ``stop_after`` (seconds): stop training after that long (SIGINT: last.ckpt is saved at the step reached); a
-    run that has not reached its steps is not scored, and its CPU seconds so far are kept in
-    ``NAME.cost_partial.json`` and added to the next segment's: run the same command again to continue it.
+    ``stop_after`` (seconds): stop training after that long (``checkpoint.stop_after_minutes``: last.ckpt is
+    saved at the step reached); a run that has not reached its steps is not scored, and its CPU seconds so far
+    are kept in ``NAME.cost_partial.json`` and added to the next segment's: run the same command again to
+    continue it.
     ``bounds``: score with each."""
     import pandas as pd
 
@@ -399,6 +392,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after: float | None = Non
            f"trainer.val_check_interval={every}", "trainer.enable_progress_bar=false", "resume=auto"]
     # checkpoints at most 500 steps apart, so that a killed long run loses little
     cmd += [f"checkpoint.every_n_train_steps={min(every, 500)}"]
+    cmd += [f"checkpoint.stop_after_minutes={stop_after / 60:g}"] if stop_after else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     cost = RUNS / f"{name}.cost.json"  # written when the training finishes: a finished run is scored, not re-run
@@ -407,7 +401,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after: float | None = Non
         before = json.loads(partial.read_text()) if partial.exists() else {"cpu_s": 0.0, "wall_s": 0.0}
         t0 = time.time()
         with (RUNS / f"{name}.log").open("a") as log:
-            cpu_s = run_timed(cmd, env, log, stop_after)
+            cpu_s = run_timed(cmd, env, log, segment=bool(stop_after))
         spent = {"cpu_s": before["cpu_s"] + cpu_s, "wall_s": before["wall_s"] + time.time() - t0}
         done = trained_steps(run_dir)
         if done < steps:

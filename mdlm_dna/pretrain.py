@@ -85,6 +85,7 @@ class PretrainEval(Section):
 
 class PretrainCheckpoint(Section):
     every_n_train_steps: PositiveInt = 100
+    stop_after_minutes: Annotated[float, Field(gt=0)] | None = None
 
 
 class PretrainTrainer(Section):
@@ -311,7 +312,9 @@ def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Cal
         dirpath=ckpt_dir, filename="best", monitor="val/nelbo", mode="min", save_top_k=1, save_last=False,
         enable_version_counter=False,
     )  # fmt: skip
-    last = LastCheckpoint(last_ckpt, every)  # after `best`: a save after validation holds best's bookkeeping
+    minutes = config["checkpoint"].get("stop_after_minutes")
+    # after `best`: a save after validation holds best's bookkeeping
+    last = LastCheckpoint(last_ckpt, every, 60.0 * minutes if minutes else None)
     callbacks = [periodic, best, last, LearningRateMonitor(logging_interval="step"), TrainingCurve(run_dir),
                  *extra_callbacks]
     callbacks += _progress_bar(config["trainer"], config.get("progress_bar_refresh_rate"))
@@ -354,7 +357,8 @@ def _run(config: dict[str, Any], run_dir: Path, extra_callbacks: Sequence[pl.Cal
     }
     if trainer.is_global_zero:
         if interrupted:
-            print(f"Interrupted at step {trainer.global_step}; {last_ckpt} saved. Run the same command to resume.")
+            why = f"Stopped after checkpoint.stop_after_minutes={minutes}" if last.timed_out else "Interrupted"
+            print(f"{why} at step {trainer.global_step}; {last_ckpt} saved. Run the same command to resume.")
         if "val/nelbo" in metrics:
             print(f"step {trainer.global_step}: " + format_metrics("val", metrics, token_unit(config)))
         print(f"run folder: {run_dir}")

@@ -109,6 +109,22 @@ def test_signal_then_resume_equals_uninterrupted_run(ecoli_prefix, straight, tmp
     assert_same_run(straight, d)
 
 
+def test_stop_after_minutes_stops_each_segment_and_the_run_ends_as_if_uninterrupted(ecoli_prefix, straight,
+                                                                                    tmp_path, one_thread):
+    """checkpoint.stop_after_minutes: each invocation trains until the deadline, saves as Ctrl-C does and stops;
+    the same command continues; the run at its end equals the uninterrupted one exactly."""
+    d = tmp_path / "run"
+    segment = tiny_cfg(ecoli_prefix, "checkpoint.stop_after_minutes=1e-6")  # past after the first step
+    first = run(segment, d)
+    assert first["interrupted"] and first["global_step"] == 1
+    assert _state(d / "checkpoints/last.ckpt")["global_step"] == 1
+    second = run(segment, d)
+    assert second["interrupted"] and second["global_step"] == 2
+    rest = run(tiny_cfg(ecoli_prefix), d)
+    assert rest["global_step"] == 20 and not rest["interrupted"]
+    assert_same_run(straight, d)
+
+
 def test_finished_run_run_again_changes_nothing(ecoli_prefix, straight, tmp_path, one_thread):
     d = tmp_path / "run"
     run(tiny_cfg(ecoli_prefix), d)

@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,19 @@ class LastCheckpoint(Checkpoint):
     uninterrupted run. Nothing is written after ``fit`` returns: that state is marked end-of-epoch,
     and a run resumed from it would start the next epoch's samples. One
     writer and one name: no ``last-v1.ckpt``.
+
+    ``stop_after_s``: after this many seconds of this process's training, stop as a first signal would (a
+    segment of a long run on a shared machine; the same command continues it exactly). Lightning's
+    ``max_time`` differs: it counts the run's whole training time across resumes and validates when it stops.
     """
 
-    def __init__(self, path: str | os.PathLike, every_n_train_steps: int):
+    def __init__(self, path: str | os.PathLike, every_n_train_steps: int, stop_after_s: float | None = None):
         self.path = Path(path)
         self.every_n_train_steps = int(every_n_train_steps)
-        self.requested = False  # a signal asked to stop
+        self.stop_after_s = stop_after_s
+        self._deadline: float | None = None
+        self.requested = False  # a signal (or stop_after_s) asked to stop
+        self.timed_out = False  # it was stop_after_s
         self.stopped = False  # and training stopped because of it
         self._after_validation = False
         self._saved_step: int | None = None
@@ -105,6 +113,8 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_start(self, trainer, pl_module):
         self._saved_step = trainer.global_step  # the state resumed from is on disk already
+        if self.stop_after_s is not None:
+            self._deadline = time.monotonic() + self.stop_after_s
         if trainer.is_global_zero or trainer.world_size == 1:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
@@ -121,6 +131,9 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._deadline is not None and not self.requested and time.monotonic() >= self._deadline:
+            self.requested = self.timed_out = True
+            log.warning("checkpoint.stop_after_minutes reached: saving %s and stopping", self.path)
         stop = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
         step = trainer.global_step
         due = stop or step % self.every_n_train_steps == 0 or (trainer.max_steps > 0 and step >= trainer.max_steps)
