@@ -49,6 +49,9 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, max_length: int) 
     spec: dict[str, Any] = {"classifier": cfg["classifier"], "head": head, "num_classes": int(num_classes),
                             "max_length": int(max_length)}
     if cfg["classifier"] == "cnn":
+        if head.get("strands", "forward") != "forward":
+            raise ConfigError("head.strands=both reads a backbone's states on both strands; the CNN baseline has "
+                              "none (use head.conjoin_test=true to average its logits over both strands)")
         spec["cnn"] = dict(cfg.get("cnn") or {})
         model: nn.Module = build_cnn(num_classes, max_length, pad_id=tok.pad_id, **spec["cnn"])
         desc = "cnn_baseline"
@@ -81,9 +84,14 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, max_length: int) 
             dropout=float(head.get("dropout", 0.0)),
             freeze_backbone=bool(head.get("freeze_backbone", False)),
             pad_mode=head.get("pad_mode", "pad"),
+            strands=head.get("strands", "forward"),
+            complement_ids=tok.complement_ids,
+            pad_id=tok.pad_id,
         )
         if head.get("freeze_backbone"):
             desc += ", frozen"
+        if head.get("strands", "forward") == "both":
+            desc += ", both strands read"
     else:
         raise ValueError(f"classifier must be 'backbone' or 'cnn', got {cfg['classifier']!r}")
     if head.get("conjoin_train") or head.get("conjoin_test"):

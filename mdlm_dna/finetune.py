@@ -176,6 +176,7 @@ class FinetuneHead(Section):
     dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
     freeze_backbone: bool = False
     pad_mode: Literal["pad", "group"] = "pad"
+    strands: Literal["forward", "both"] = "forward"
     conjoin_train: bool = False
     conjoin_test: bool = False
 

@@ -191,6 +191,44 @@ def test_conjoin_is_invariant_to_reverse_complementing_the_input(backbone):
     assert torch.allclose(a, 0.5 * (p + q), atol=1e-5)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_both_strands_features_swap_halves_when_the_input_is_reverse_complemented(pooling):
+    """head.strands=both on a causal DiT: each position holds the forward read's state and the reverse read's
+    (realigned), so reverse-complementing the input swaps the two halves of the pooled features exactly (mean
+    pooling; the attention pool's score also reads both halves, so there only the forward half is checked
+    against a plain forward read). Unequal lengths: right padding, masked."""
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("ACGT"), n)) for n in (60, 37, 50)]
+    rcs = [str(Seq(s).reverse_complement()) for s in seqs]
+    torch.manual_seed(0)
+    cfg = {**TINY_DIT, "causal": True}
+    dit = build_backbone(cfg, TOK.vocab_size, TOK.complement_ids)
+    with torch.no_grad():
+        for p in dit.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    both = SequenceClassifier(dit, 2, pooling=pooling, strands="both", complement_ids=TOK.complement_ids,
+                              pad_id=TOK.pad_id).eval()
+    fwd, rev = _batch(seqs), _batch(rcs)
+    with torch.no_grad():
+        a, b = both.features(fwd["input_ids"], fwd["lengths"]), both.features(rev["input_ids"], rev["lengths"])
+        plain = SequenceClassifier(dit, 2, pooling="mean").eval().features(fwd["input_ids"], fwd["lengths"])
+    d = int(dit.d_model)
+    assert a.shape == (3, 2 * d)
+    if pooling == "mean":
+        assert torch.allclose(a[:, :d], plain, atol=1e-5)  # the forward half is the plain forward read
+        assert torch.allclose(a[:, :d], b[:, d:], atol=1e-5) and torch.allclose(a[:, d:], b[:, :d], atol=1e-5)
+        assert (a[:, :d] - a[:, d:]).abs().max() > 1e-3  # a causal read differs by strand: the check can fail
+    else:  # the untrained attention pool is mean pooling
+        assert torch.allclose(a[:, :d], plain, atol=1e-5)
+    with torch.no_grad():  # position by position: the reverse half at l is the reverse read's state at length-1-l
+        states = both._read(fwd["input_ids"], fwd["lengths"])
+        for row, (n, seq_rc) in enumerate(zip(fwd["lengths"].tolist(), rcs)):
+            alone = dit.hidden_states(torch.tensor([TOK.encode(seq_rc)]))[0]
+            assert torch.allclose(states[row, :n, d:], alone.flip(0), atol=1e-5)
+    with pytest.raises(ValueError, match="complement_ids"):
+        SequenceClassifier(dit, 2, strands="both")
+
+
 # ---------------------------------------------------------------------------------------------- freezing, CNN
 
 

@@ -44,10 +44,14 @@ def runs(tmp_path_factory):
         "dit_attention": tiny_finetune(root / "dit_attention", "model=dit_tiny", "model.d_model=32",
                                        "model.n_layers=1", "model.n_heads=2", "model.cond_dim=16",
                                        "head.pooling=attention"),
+        # a causal backbone reading both strands (head.strands=both), pooled by attention
+        "dit_both": tiny_finetune(root / "dit_both", "model=dit_tiny", "model.d_model=32", "model.n_layers=1",
+                                  "model.n_heads=2", "model.cond_dim=16", "model.causal=true",
+                                  "head.pooling=attention", "head.strands=both"),
     }
 
 
-@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention"])
+@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention", "dit_both"])
 def test_rescoring_the_test_split_reproduces_finetune_metrics_exactly(runs, kind, tmp_path):
     run = runs[kind]
     saved = json.loads((run / "metrics.json").read_text())
@@ -114,7 +118,7 @@ def test_cli_bad_character_is_one_line_exit_2(runs, tmp_path, monkeypatch, capsy
     assert not (tmp_path / "in.predictions.tsv").exists()
 
 
-@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention"])
+@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention", "dit_both"])
 def test_classifier_export_loads_as_automodel_and_in_predict(runs, kind, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

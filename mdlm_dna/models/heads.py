@@ -1,4 +1,5 @@
-"""Classification heads on a pretrained backbone: padding-aware pooling, RC conjoining, freezing.
+"""Classification heads on a pretrained backbone: padding-aware pooling, RC conjoining, reading both strands,
+freezing.
 
 Batches are right-padded (``input_ids`` [B, L] with [PAD] after each sequence's ``lengths[b]`` real
 tokens). Pooling looks only at real positions: ``mean`` divides by the real length (never by L, and
@@ -15,6 +16,12 @@ sequence's features do not depend on its batch mates. The bidirectional Mamba fa
 ``pad_mode="group"`` runs the backbone on sub-batches of equal length (no padding at all; exact,
 slower on variable-length tasks); ``"pad"`` (default) runs the padded batch, as the reference
 harnesses do. Fixed-length tasks are the same either way.
+
+``strands="both"`` reads each sequence twice, as given and reverse-complemented, and gives every position the
+states of both reads side by side (the second realigned to the forward positions). A causal (AR-pretrained)
+backbone then sees every position from both sides without changing a weight (dropping its causal mask does
+not keep what pretraining taught it), and, unlike conjoining, the head still knows which strand is which:
+promoters are oriented.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from torch import Tensor, nn
 
 POOLINGS = ("mean", "first", "last", "attention")
 PAD_MODES = ("pad", "group")
+STRANDS = ("forward", "both")
 
 
 def valid_mask(lengths: Tensor, seq_len: int) -> Tensor:
@@ -77,8 +85,21 @@ def reverse_complement_padded(input_ids: Tensor, lengths: Tensor, complement: Te
     return torch.where(pos < lengths[:, None], rc, torch.full_like(input_ids, pad_id))
 
 
+def align_reverse(states: Tensor, lengths: Tensor) -> Tensor:
+    """States of reverse-complemented rows [B, L, D] moved to the forward positions: row b's position l takes
+    the state at ``lengths[b] - 1 - l`` (padding positions get a copy of a real one; pooling ignores them).
+
+    >>> align_reverse(torch.tensor([[[0.0], [1.0], [2.0]]]), torch.tensor([2])).flatten().tolist()
+    [1.0, 0.0, 1.0]
+    """
+    pos = torch.arange(states.shape[1], device=states.device)[None, :]
+    src = (lengths[:, None] - 1 - pos).clamp(min=0)
+    return states.gather(1, src[..., None].expand(-1, -1, states.shape[-1]))
+
+
 class SequenceClassifier(nn.Module):
-    """backbone.hidden_states -> pooling -> dropout -> linear; optionally with a frozen backbone."""
+    """backbone.hidden_states -> pooling -> dropout -> linear; optionally with a frozen backbone, optionally
+    reading both strands (``strands="both"``: ``complement_ids`` and ``pad_id`` of the tokenizer needed)."""
 
     def __init__(
         self,
@@ -88,18 +109,28 @@ class SequenceClassifier(nn.Module):
         dropout: float = 0.0,
         freeze_backbone: bool = False,
         pad_mode: str = "pad",
+        strands: str = "forward",
+        complement_ids: Sequence[int] | None = None,
+        pad_id: int | None = None,
     ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"unknown pad_mode {pad_mode!r}; choose one of {PAD_MODES}")
+        if strands not in STRANDS:
+            raise ValueError(f"unknown strands {strands!r}; choose one of {STRANDS}")
+        if strands == "both" and (complement_ids is None or pad_id is None):
+            raise ValueError("strands='both' needs the tokenizer's complement_ids and pad_id")
         self.backbone, self.pooling, self.freeze_backbone = backbone, pooling, freeze_backbone
-        self.pad_mode = pad_mode
+        self.pad_mode, self.strands, self.pad_id = pad_mode, strands, pad_id
+        if strands == "both":
+            self.register_buffer("complement", torch.tensor(list(complement_ids), dtype=torch.long), persistent=False)
+        width = int(backbone.d_model) * (2 if strands == "both" else 1)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(int(backbone.d_model), num_classes)
+        self.head = nn.Linear(width, num_classes)
         if pooling == "attention":  # absent otherwise: classifiers with other poolings keep their parameter names
-            self.attention = AttentionPool(int(backbone.d_model))
+            self.attention = AttentionPool(width)
         if freeze_backbone:
             self.backbone.requires_grad_(False)
 
@@ -114,21 +145,31 @@ class SequenceClassifier(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
             return self.backbone.hidden_states(input_ids, **kwargs)
 
+    def _read(self, input_ids: Tensor, lengths: Tensor, **kwargs) -> Tensor:
+        """[B, L, D] states; with both strands [B, L, 2D]: the forward read's, then the reverse complement's
+        realigned (one backbone call on the two reads stacked)."""
+        if self.strands == "forward":
+            return self._hidden(input_ids, **kwargs)
+        rc = reverse_complement_padded(input_ids, lengths, self.complement, self.pad_id)
+        kwargs = {k: torch.cat([v, v]) for k, v in kwargs.items()}  # the padding mask: padding stays on the right
+        fwd, rev = self._hidden(torch.cat([input_ids, rc]), **kwargs).chunk(2)
+        return torch.cat([fwd, align_reverse(rev, lengths)], dim=-1)
+
     def _pool(self, hidden: Tensor, lengths: Tensor) -> Tensor:
         return self.attention(hidden, lengths) if self.pooling == "attention" else pool(hidden, lengths, self.pooling)
 
     def features(self, input_ids: Tensor, lengths: Tensor) -> Tensor:
-        """Pooled backbone features [B, d_model]."""
+        """Pooled backbone features [B, d_model] (both strands: [B, 2 d_model])."""
         if self.pad_mode == "pad":
             padded = bool((lengths < input_ids.shape[1]).any())  # no mask for a full batch: keeps flash SDPA
             if padded and getattr(self.backbone, "supports_attention_mask", False):
                 mask = valid_mask(lengths.clamp(min=1), input_ids.shape[1])  # an empty row still attends to one key
-                return self._pool(self._hidden(input_ids, attention_mask=mask), lengths)
-            return self._pool(self._hidden(input_ids), lengths)
+                return self._pool(self._read(input_ids, lengths, attention_mask=mask), lengths)
+            return self._pool(self._read(input_ids, lengths), lengths)
         out = None  # group: one backbone call per distinct length, on unpadded ids
         for n in lengths.unique().tolist():
             rows = (lengths == n).nonzero().squeeze(1)
-            pooled = self._pool(self._hidden(input_ids[rows, :n]), lengths[rows])
+            pooled = self._pool(self._read(input_ids[rows, :n], lengths[rows]), lengths[rows])
             out = pooled.new_empty(len(lengths), pooled.shape[1]) if out is None else out
             out = out.index_copy(0, rows, pooled)
         return out

@@ -35,7 +35,7 @@ def classifier_settings(clf: SequenceClassifier) -> tuple[dict[str, Any], dict[s
     spec, head = clf.spec, dict(clf.spec.get("head") or {})
     section = {"kind": spec["classifier"], "num_classes": int(spec["num_classes"]),
                "max_length": int(spec["max_length"]), "pooling": head.get("pooling", "mean"),
-               "pad_mode": head.get("pad_mode", "pad"),
+               "pad_mode": head.get("pad_mode", "pad"), "strands": head.get("strands", "forward"),
                "conjoin_test": bool(head.get("conjoin_test")), "conjoin_wrapper": hasattr(clf.model, "on_test"),
                "complement_ids": list(NucleotideTokenizer.complement_ids)}
     if spec["classifier"] == "cnn":  # the remote code's CNN pads or cuts every input to input_len

@@ -598,17 +598,44 @@ class AttentionPool(nn.Module):
         return (torch.softmax(score, dim=1).to(hidden.dtype)[..., None] * hidden).sum(dim=1)
 
 
-class BackboneClassifier(nn.Module):
-    """backbone features -> pooling over real positions -> linear head."""
+def reverse_complement_padded(input_ids, lengths, complement_ids, pad_id):
+    """Each row's real prefix reverse-complemented; padding stays on the right."""
+    pos = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+    src = (lengths[:, None] - 1 - pos).clamp(min=0)
+    comp = torch.tensor(complement_ids, dtype=torch.long, device=input_ids.device)
+    rc = comp[input_ids.gather(1, src)]
+    return torch.where(pos < lengths[:, None], rc, torch.full_like(input_ids, pad_id))
 
-    def __init__(self, c, backbone_settings, vocab_size):
+
+def align_reverse(states, lengths):
+    """States of reverse-complemented rows moved to the forward positions (row b, position l <- lengths[b]-1-l)."""
+    pos = torch.arange(states.shape[1], device=states.device)[None, :]
+    src = (lengths[:, None] - 1 - pos).clamp(min=0)
+    return states.gather(1, src[..., None].expand(-1, -1, states.shape[-1]))
+
+
+class BackboneClassifier(nn.Module):
+    """backbone features (strands "both": the reverse complement's, realigned, beside them) -> pooling over real
+    positions -> linear head."""
+
+    def __init__(self, c, backbone_settings, vocab_size, pad_id):
         super().__init__()
         self.pooling, self.pad_mode = c.get("pooling", "mean"), c.get("pad_mode", "pad")
+        self.strands, self.complement_ids, self.pad_id = c.get("strands", "forward"), c["complement_ids"], pad_id
         self.is_dit = backbone_settings["name"] == "dit"
         self.backbone = BACKBONES[backbone_settings["name"]](backbone_settings, vocab_size)
-        self.head = nn.Linear(int(backbone_settings["d_model"]), int(c["num_classes"]))
+        width = int(backbone_settings["d_model"]) * (2 if self.strands == "both" else 1)
+        self.head = nn.Linear(width, int(c["num_classes"]))
         if self.pooling == "attention":
-            self.attention = AttentionPool(int(backbone_settings["d_model"]))
+            self.attention = AttentionPool(width)
+
+    def _read(self, input_ids, lengths, key_mask=None):
+        if self.strands != "both":
+            return self.backbone.hidden_states(input_ids, None, key_mask)
+        rc = reverse_complement_padded(input_ids, lengths, self.complement_ids, self.pad_id)
+        mask = None if key_mask is None else torch.cat([key_mask, key_mask])
+        fwd, rev = self.backbone.hidden_states(torch.cat([input_ids, rc]), None, mask).chunk(2)
+        return torch.cat([fwd, align_reverse(rev, lengths)], dim=-1)
 
     def _pool(self, hidden, lengths):
         return self.attention(hidden, lengths) if self.pooling == "attention" else pool(hidden, lengths, self.pooling)
@@ -618,12 +645,12 @@ class BackboneClassifier(nn.Module):
             key_mask = None
             if bool((lengths < input_ids.shape[1]).any()) and self.is_dit:
                 key_mask = torch.arange(input_ids.shape[1], device=lengths.device)[None] < lengths.clamp(min=1)[:, None]
-            feats = self._pool(self.backbone.hidden_states(input_ids, None, key_mask), lengths)
+            feats = self._pool(self._read(input_ids, lengths, key_mask), lengths)
         else:  # group: one call per distinct length, unpadded
             feats = None
             for n in lengths.unique().tolist():
                 rows = (lengths == n).nonzero().squeeze(1)
-                pooled = self._pool(self.backbone.hidden_states(input_ids[rows, :n]), lengths[rows])
+                pooled = self._pool(self._read(input_ids[rows, :n], lengths[rows]), lengths[rows])
                 feats = pooled.new_empty(len(lengths), pooled.shape[1]) if feats is None else feats
                 feats = feats.index_copy(0, rows, pooled)
         return self.head(feats)
@@ -684,7 +711,7 @@ class MDLMDNAForSequenceClassification(MDLMDNAPreTrainedModel):
         if c["kind"] == "cnn":
             inner = CNNClassifier(c, config.vocab_size, config.pad_token_id)
         else:
-            inner = BackboneClassifier(c, config.backbone, config.vocab_size)
+            inner = BackboneClassifier(c, config.backbone, config.vocab_size, config.pad_token_id)
         if c.get("conjoin_wrapper") or c.get("conjoin_test"):
             inner = Conjoin(inner, c["complement_ids"], config.pad_token_id, apply=bool(c.get("conjoin_test")))
         self.model = inner
