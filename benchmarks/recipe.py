@@ -168,7 +168,7 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
                                         "data.val_max_windows": "64"}, False),
     # seventh round, toward goal 1 (below 1.90): the shipped model's recipe (128 x 32, no chain) trained further:
     # its 10,000 steps' weights, then 30,000 more on a fresh cosine schedule (peak 1e-3, its own final lr was 2e-4).
-    # Runs for hours at one thread: in segments (--max-time), each resuming the last (run_candidate)
+    # Runs for hours at one thread: in segments (--stop-after), each resuming the last (run_candidate)
     "ecoli_cont30k": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "30000", "optim.lr": "1e-3",
                                       "optim.warmup_steps": "200", EVERY: "2000", SOURCE: "ecoli"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
@@ -363,19 +363,17 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
 
 def trained_steps(run_dir: Path) -> int:
     """The optimizer steps of a run's last checkpoint (0 without one)."""
-    import torch
+    from mdlm_dna.pretrain import read_resume_checkpoint
 
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if not ckpt.exists():
-        return 0
-    return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    return read_resume_checkpoint(ckpt)["global_step"] if ckpt.exists() else 0
 
 
-def run_candidate(name: str, t_samples: int = 16, stop_after: float | None = None,
+def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | None = None,
                   bounds: tuple[str, ...] = ("reference",)) -> list[dict]:
     """Train one candidate at one thread, then score it on the test split; returns its CSV rows.
 
-    ``stop_after`` (seconds): stop training after that long (``checkpoint.stop_after_minutes``: last.ckpt is
+    ``stop_after_minutes``: stop training after that long (``checkpoint.stop_after_minutes``: last.ckpt is
     saved at the step reached); a run that has not reached its steps is not scored, and its CPU seconds so far
     are kept in ``NAME.cost_partial.json`` and added to the next segment's: run the same command again to
     continue it.
@@ -392,16 +390,16 @@ def run_candidate(name: str, t_samples: int = 16, stop_after: float | None = Non
            f"trainer.val_check_interval={every}", "trainer.enable_progress_bar=false", "resume=auto"]
     # checkpoints at most 500 steps apart, so that a killed long run loses little
     cmd += [f"checkpoint.every_n_train_steps={min(every, 500)}"]
-    cmd += [f"checkpoint.stop_after_minutes={stop_after / 60:g}"] if stop_after else []
+    cmd += [f"checkpoint.stop_after_minutes={stop_after_minutes:g}"] if stop_after_minutes else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     cost = RUNS / f"{name}.cost.json"  # written when the training finishes: a finished run is scored, not re-run
-    partial = RUNS / f"{name}.cost_partial.json"  # the segments before this one (max_time)
+    partial = RUNS / f"{name}.cost_partial.json"  # the segments before this one (--stop-after)
     if not cost.exists():
         before = json.loads(partial.read_text()) if partial.exists() else {"cpu_s": 0.0, "wall_s": 0.0}
         t0 = time.time()
         with (RUNS / f"{name}.log").open("a") as log:
-            cpu_s = run_timed(cmd, env, log, segment=bool(stop_after))
+            cpu_s = run_timed(cmd, env, log, segment=bool(stop_after_minutes))
         spent = {"cpu_s": before["cpu_s"] + cpu_s, "wall_s": before["wall_s"] + time.time() - t0}
         done = trained_steps(run_dir)
         if done < steps:
@@ -585,15 +583,24 @@ def paired_to_chain(name: str, weights: str = "ema", length: int = 128, t_sample
     return paired_difference(np.load(mine), chain_window_bits(length, order))
 
 
+def read_results():
+    """``recipe_runs.csv`` as a DataFrame; rows recorded before the ``bound`` column were scored with the
+    reference estimate."""
+    import pandas as pd
+
+    df = pd.read_csv(RESULTS)
+    df["bound"] = df["bound"].fillna("reference") if "bound" in df else "reference"
+    return df
+
+
 def table() -> str:
     """Every recorded run: test bits/base (+- standard error over windows, where scored so), training FLOPs
     (of the source model too, for init_from), CPU seconds of training, and the paired difference to the
     default recipe of the same seed."""
     import pandas as pd
 
-    df = pd.read_csv(RESULTS)
+    df = read_results()
     df["test_se"] = df["test_se"] if "test_se" in df else float("nan")  # rows before this round have none
-    df["bound"] = df["bound"].fillna("reference") if "bound" in df else "reference"  # rows before it: reference
     df["train_flops"] = [train_flops(n, int(s)) if n in CANDIDATES else train_flops("c5_s0", int(s))
                          for n, s in zip(df["name"], df["steps"])]
     deltas = [paired_to_default(n, w.lower(), int(t), b)
@@ -623,13 +630,11 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     import json
     import statistics
 
-    import pandas as pd
 
     groups: dict[tuple[str, float], list[float]] = {}
-    rec = pd.read_csv(RESULTS)
-    rec = rec[rec["weights"] == "EMA"]
-    if "bound" in rec:  # the plot's points are all the reference estimate (the full bound: the table's rows)
-        rec = rec[rec["bound"].fillna("reference") == "reference"]
+    rec = read_results()
+    # the plot's points are all the reference estimate (full-bound rows are in the table)
+    rec = rec[(rec["weights"] == "EMA") & (rec["bound"] == "reference")]
     # a run rescored with more noise draws (--t-samples) is one point: its most precise scoring
     rec = rec.sort_values("t_samples", kind="stable").drop_duplicates("name", keep="last").sort_index()
     default = {*BASELINE, "mdlm857", "c5_1200"}
@@ -763,8 +768,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.nice:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
-        stop_after = 60 * args.stop_after if args.stop_after else None
-        list(pool.map(lambda name: run_candidate(name, args.t_samples, stop_after, tuple(args.bounds)), names))
+        list(pool.map(lambda name: run_candidate(name, args.t_samples, args.stop_after, tuple(args.bounds)), names))
     print(table())
 
 

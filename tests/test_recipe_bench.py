@@ -102,7 +102,7 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
         return types.SimpleNamespace(stdout=json.dumps({"bits_per_base": 1.9, "se": 0.003, "windows": 1813}))
 
     monkeypatch.setattr(subprocess, "run", fake_score)
-    assert recipe.run_candidate("ecoli_cont30k", stop_after=3600) == []
+    assert recipe.run_candidate("ecoli_cont30k", stop_after_minutes=60) == []
     assert json.loads((tmp_path / "ecoli_cont30k.cost_partial.json").read_text())["cpu_s"] == 10.0
     assert not scored and not (tmp_path / "runs.csv").exists()
     rows = recipe.run_candidate("ecoli_cont30k", bounds=("reference", "full"))

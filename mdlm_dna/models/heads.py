@@ -76,24 +76,27 @@ class AttentionPool(nn.Module):
         return (torch.softmax(score, dim=1).to(hidden.dtype)[..., None] * hidden).sum(dim=1)
 
 
+def reversed_positions(lengths: Tensor, seq_len: int) -> Tensor:
+    """[B, L]: the position ``lengths[b] - 1 - l`` that position l mirrors inside row b's real prefix (0 past it)."""
+    pos = torch.arange(seq_len, device=lengths.device)[None, :]
+    return (lengths[:, None] - 1 - pos).clamp(min=0)
+
+
 def reverse_complement_padded(input_ids: Tensor, lengths: Tensor, complement: Tensor, pad_id: int) -> Tensor:
     """Reverse-complement each row's real prefix; padding stays on the right. An involution."""
-    L = input_ids.shape[1]
-    pos = torch.arange(L, device=input_ids.device)[None, :]
-    src = (lengths[:, None] - 1 - pos).clamp(min=0)
+    src = reversed_positions(lengths, input_ids.shape[1])
     rc = complement.to(input_ids.device)[input_ids.gather(1, src)]
-    return torch.where(pos < lengths[:, None], rc, torch.full_like(input_ids, pad_id))
+    return torch.where(valid_mask(lengths, input_ids.shape[1]), rc, torch.full_like(input_ids, pad_id))
 
 
 def align_reverse(states: Tensor, lengths: Tensor) -> Tensor:
     """States of reverse-complemented rows [B, L, D] moved to the forward positions: row b's position l takes
-    the state at ``lengths[b] - 1 - l`` (padding positions get a copy of a real one; pooling ignores them).
+    the state at ``lengths[b] - 1 - l`` (padding positions get the first position's; pooling ignores them).
 
     >>> align_reverse(torch.tensor([[[0.0], [1.0], [2.0]]]), torch.tensor([2])).flatten().tolist()
-    [1.0, 0.0, 1.0]
+    [1.0, 0.0, 0.0]
     """
-    pos = torch.arange(states.shape[1], device=states.device)[None, :]
-    src = (lengths[:, None] - 1 - pos).clamp(min=0)
+    src = reversed_positions(lengths, states.shape[1])
     return states.gather(1, src[..., None].expand(-1, -1, states.shape[-1]))
 
 

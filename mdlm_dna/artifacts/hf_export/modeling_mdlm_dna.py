@@ -598,19 +598,23 @@ class AttentionPool(nn.Module):
         return (torch.softmax(score, dim=1).to(hidden.dtype)[..., None] * hidden).sum(dim=1)
 
 
+def reversed_positions(lengths, seq_len):
+    """[B, L]: the position lengths[b] - 1 - l that position l mirrors inside row b's real prefix (0 past it)."""
+    pos = torch.arange(seq_len, device=lengths.device)[None, :]
+    return (lengths[:, None] - 1 - pos).clamp(min=0)
+
+
 def reverse_complement_padded(input_ids, lengths, complement_ids, pad_id):
     """Each row's real prefix reverse-complemented; padding stays on the right."""
-    pos = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
-    src = (lengths[:, None] - 1 - pos).clamp(min=0)
     comp = torch.tensor(complement_ids, dtype=torch.long, device=input_ids.device)
-    rc = comp[input_ids.gather(1, src)]
-    return torch.where(pos < lengths[:, None], rc, torch.full_like(input_ids, pad_id))
+    rc = comp[input_ids.gather(1, reversed_positions(lengths, input_ids.shape[1]))]
+    real = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < lengths[:, None]
+    return torch.where(real, rc, torch.full_like(input_ids, pad_id))
 
 
 def align_reverse(states, lengths):
     """States of reverse-complemented rows moved to the forward positions (row b, position l <- lengths[b]-1-l)."""
-    pos = torch.arange(states.shape[1], device=states.device)[None, :]
-    src = (lengths[:, None] - 1 - pos).clamp(min=0)
+    src = reversed_positions(lengths, states.shape[1])
     return states.gather(1, src[..., None].expand(-1, -1, states.shape[-1]))
 
 
@@ -691,12 +695,7 @@ class Conjoin(nn.Module):
     def forward(self, input_ids, lengths):
         if not self.apply:  # conjoined in training only: inference reads the sequence as given
             return self.model(input_ids, lengths)
-        L = input_ids.shape[1]
-        pos = torch.arange(L, device=input_ids.device)[None, :]
-        src = (lengths[:, None] - 1 - pos).clamp(min=0)
-        comp = torch.tensor(self.complement_ids, dtype=torch.long, device=input_ids.device)
-        rc = comp[input_ids.gather(1, src)]
-        rc = torch.where(pos < lengths[:, None], rc, torch.full_like(input_ids, self.pad_id))
+        rc = reverse_complement_padded(input_ids, lengths, self.complement_ids, self.pad_id)
         fwd, rev = self.model(torch.cat([input_ids, rc]), torch.cat([lengths, lengths])).chunk(2)
         return 0.5 * (fwd + rev)
 
