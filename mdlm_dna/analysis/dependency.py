@@ -9,7 +9,11 @@ a hairpin, the positions of a codon, a motif's core), near 0 where they are inde
 N positions give NaN rows and columns. Cost: 3 L^2 + L network rows (L = length): meant for windows of about
 the model's training length.
 
-    >>> d = dependency_map(model, seq)        # [L, L]
+    >>> from mdlm_dna import DiffusionLM
+    >>> model = DiffusionLM.from_pretrained("ecoli")
+    >>> d = dependency_map(model, "TTGACAATTAATCATCGGCT")     # [L, L]
+    >>> d.shape, float(d[3, 3])
+    ((20, 20), 0.0)
 """
 
 from __future__ import annotations

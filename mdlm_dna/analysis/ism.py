@@ -6,7 +6,11 @@ with p from :func:`~mdlm_dna.analysis.probs.probs` (GPN's zero-shot score): one 
 (four for AR, exact), not one whole-sequence likelihood per substitution. Negative: the model finds the
 substitution less likely than the reference base. N positions give NaN rows.
 
-    >>> x = ism(model, "ACGT" * 50)      # [200, 4]
+    >>> from mdlm_dna import DiffusionLM
+    >>> model = DiffusionLM.from_pretrained("ecoli")
+    >>> x = ism(model, "ACGT" * 50)
+    >>> x.shape, float(x[0, 0])          # one row per position; 0 at the reference base (A)
+    ((200, 4), 0.0)
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ def encode_one(model: LanguageModel, seq: str) -> np.ndarray:
 def llr_from_log_probs(log_probs: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """[L, 4] log p(b) - log p(reference) per row; NaN rows where the reference is not A/C/G/T.
 
-    >>> llr_from_log_probs(np.log(np.array([[0.5, 0.25, 0.125, 0.125]])), np.array([0]))[0, 1]  # log(1/2)
-    -0.6931...
+    >>> llr_from_log_probs(np.log(np.array([[0.5, 0.25, 0.125, 0.125]])), np.array([0])).round(4)  # log(1/2), ...
+    array([[ 0.    , -0.6931, -1.3863, -1.3863]])
     """
     out = np.full(log_probs.shape, np.nan)
     known = ids < NUM_BASES

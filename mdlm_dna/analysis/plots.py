@@ -1,5 +1,7 @@
 """Plots a biologist reads: sequence logos (logomaker), ISM and dependency-map heatmaps. Each returns its Axes.
 
+    >>> from mdlm_dna import DiffusionLM
+    >>> m, seq = DiffusionLM.from_pretrained("ecoli"), "TTGACAATTAATCATCGGCT"
     >>> ax = logo(m.probs([seq])[0])                    # information-scaled logo of p(base | rest)
     >>> ax = ism_heatmap(m.ism(seq), seq)               # llr of every substitution, reference bases outlined
     >>> ax = dependency_heatmap(m.dependency_map(seq), seq)

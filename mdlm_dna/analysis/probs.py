@@ -17,8 +17,13 @@ is one network row per position (four for AR), per strand.
 
 N bases are given as context (as in training) and get NaN rows.
 
-    >>> p = probs(model, ["ACGTACGT" * 40])        # [1, 320, 4]; rows sum to 1
-    >>> p = probs(model, ["ACGT", "ACGTAC"])       # unequal lengths: a list of [4, 4] and [6, 4] arrays
+    >>> from mdlm_dna import DiffusionLM
+    >>> model = DiffusionLM.from_pretrained("ecoli")
+    >>> p = probs(model, ["ACGTACGT" * 40])
+    >>> p.shape, bool(np.allclose(p.sum(-1), 1))   # rows sum to 1
+    ((1, 320, 4), True)
+    >>> [a.shape for a in probs(model, ["ACGT", "ACGTAC"])]     # unequal lengths: a list of arrays
+    [(4, 4), (6, 4)]
 """
 
 from __future__ import annotations

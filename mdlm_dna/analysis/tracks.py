@@ -10,7 +10,13 @@ training length centred on it, the genome around the interval as context):
 Overlapping intervals are merged (a bigWig holds one value per base); N bases get no value. The format follows
 the output's suffix: ``.bw`` / ``.bigwig`` (pyBigWig) or ``.bedgraph`` / ``.bg``.
 
-    >>> track(model, "genome.fa", "genes.bed", stat="surprisal", out="surprisal.bw")
+    >>> from pathlib import Path
+    >>> from mdlm_dna import DiffusionLM
+    >>> model = DiffusionLM.from_pretrained("ecoli")
+    >>> _ = Path("genome.fa").write_text(">chr1\\n" + "TTGACAATTAATCATCGGCTCGTATAATGTGTGG" * 8 + "\\n")
+    >>> _ = Path("genes.bed").write_text("chr1\\t10\\t60\\tgeneA\\n")
+    >>> track(model, "genome.fa", "genes.bed", stat="surprisal", out="surprisal.bedgraph")
+    PosixPath('surprisal.bedgraph')
 """
 
 from __future__ import annotations

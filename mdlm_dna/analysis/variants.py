@@ -15,7 +15,16 @@ Every input row comes back, in order, with a ``status``: ``scored``, or why not 
 ``note`` in words. REF is checked against the FASTA (lower case accepted, ``chr`` prefixes matched); mismatches
 are one error naming the first few unless ``on_mismatch="drop"``.
 
-    >>> v = variant_effects(model, "calls.vcf.gz", fasta="genome.fa")    # chrom pos id ref alt kind llr ... status
+    >>> from pathlib import Path
+    >>> from mdlm_dna import DiffusionLM
+    >>> model = DiffusionLM.from_pretrained("ecoli")
+    >>> _ = Path("genome.fa").write_text(">chr1\\n" + "TTGACAATTAATCATCGGCTCGTATAATGTGTGG" * 8 + "\\n")
+    >>> header = "##fileformat=VCFv4.2\\n#CHROM\\tPOS\\tID\\tREF\\tALT\\tQUAL\\tFILTER\\tINFO\\n"
+    >>> records = ["chr1\\t4\\trs1\\tA\\tG\\t.\\t.\\t.", "chr1\\t9\\trs2\\tT\\t<DEL>\\t.\\t.\\t."]
+    >>> _ = Path("calls.vcf").write_text(header + "\\n".join(records) + "\\n")
+    >>> v = variant_effects(model, "calls.vcf", fasta="genome.fa")
+    >>> v[["id", "kind", "status"]].values.tolist()
+    [['rs1', 'snv', 'scored'], ['rs2', 'indel', 'symbolic']]
 """
 
 from __future__ import annotations
@@ -87,7 +96,9 @@ def check_rows(table: pd.DataFrame, where: str) -> None:
     """A DataError naming the first row with a missing chrom / pos / ref / alt or a ``pos`` that is not a whole
     number >= 1 (a DataFrame from Python: ``pos=100.5`` or ``-5`` must not be rounded or wrap around the contig).
 
-    >>> check_rows(pd.DataFrame({"chrom": ["1"], "pos": [0], "ref": ["A"], "alt": ["C"]}), "t")  # DataError: row 1
+    >>> check_rows(pd.DataFrame({"chrom": ["1"], "pos": [0], "ref": ["A"], "alt": ["C"]}), "t")
+    Traceback (most recent call last):
+    mdlm_dna.utils.errors.DataError: t, row 1: pos '0' is not a whole number >= 1 (positions are 1-based)
     """
     rows = table["line"].to_numpy() if "line" in table else np.arange(1, len(table) + 1)
     what = "line" if "line" in table else "row"

@@ -4,7 +4,12 @@ A small reader with Python's gzip (bgzip is gzip with many members): no compiled
 records are split into one row per ALT allele; every row keeps its file line number for messages. Nothing is
 interpreted here: symbolic alleles, REF checks and the rest are the scorer's (:mod:`.variants`) to report.
 
-    >>> table = read_variants("calls.vcf.gz")   # chrom, pos (1-based), id, ref, alt, qual, filter, info, line
+    >>> from pathlib import Path
+    >>> header = "##fileformat=VCFv4.2\\n#CHROM\\tPOS\\tID\\tREF\\tALT\\tQUAL\\tFILTER\\tINFO\\n"
+    >>> _ = Path("calls.vcf").write_text(header + "chr1\\t5\\trs1\\tA\\tG,T\\t50\\tPASS\\t.\\n")
+    >>> table = read_variants("calls.vcf")     # plain or bgzipped; one row per ALT allele
+    >>> table[["chrom", "pos", "id", "ref", "alt", "line"]].values.tolist()
+    [['chr1', 5, 'rs1', 'A', 'G', 3], ['chr1', 5, 'rs1', 'A', 'T', 3]]
 """
 
 from __future__ import annotations

@@ -41,9 +41,14 @@ def check_output_file(path: str | os.PathLike, key: str = "out", inputs: Iterabl
                       create_folder: bool = False, suffixes: tuple[str, ...] = ()) -> Path:
     """``path`` if a file can be written there; else a ConfigError naming ``key`` and what is wrong.
 
-    >>> check_output_file("scores.tsv", inputs=["seqs.fa"])        # PosixPath('scores.tsv')
-    >>> check_output_file("seqs.fa", inputs=["seqs.fa"])           # ConfigError: out=seqs.fa: is the input file
-    >>> check_output_file("run/classifier.json", inputs=["run"])   # ConfigError: is a file of the input folder run
+    >>> check_output_file("scores.tsv", inputs=["seqs.fa"])
+    PosixPath('scores.tsv')
+    >>> check_output_file("seqs.fa", inputs=["seqs.fa"])           # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    mdlm_dna.utils.errors.ConfigError: out=seqs.fa: ...
+    >>> check_output_file("run/classifier.json", inputs=["run"])   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    mdlm_dna.utils.errors.ConfigError: out=run/classifier.json: ...
 
     ``suffixes``: the output's allowed endings (``(".tsv", ".tsv.gz")``); another one is an error, so a table is
     not written under a ``.bw`` or ``.vcf`` name.
@@ -82,7 +87,8 @@ def local_path(source: str | os.PathLike) -> list[Path]:
     """``[source]`` when it is a file or folder here (a model or run a command reads), else ``[]`` (a shipped
     name, a Hub id): the inputs :func:`check_output_file` protects.
 
-    >>> local_path("ecoli")          # []
+    >>> local_path("ecoli")          # a shipped name, not a path here
+    []
     """
     path = Path(source).expanduser()
     return [path] if path.exists() else []
