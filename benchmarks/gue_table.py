@@ -40,6 +40,9 @@ ROWS = {
     # same augmentation in training)
     "dit rc_prob=0.5": ["init=null", "model=dit_tiny", "data.rc_prob=0.5"],
     "dit conjoin_test": ["init=null", "model=dit_tiny", "data.rc_prob=0.5", "head.conjoin_test=true"],
+    # Caduceus-PS: reverse-complement equivariance built into the backbone (the Caduceus paper's PS row: no
+    # augmentation, no conjoining), CPU-sized (configs/model/caduceus_ps.yaml)
+    "caduceus_ps": ["init=null", "model=caduceus_ps"],
 }
 # Published test MCC on the same official splits: source -> task -> MCC. Zhou et al. 2024, "DNABERT-2: Efficient
 # foundation model and benchmark for multi-species genome" (ICLR 2024, arXiv:2306.15006), the GUE results table
@@ -64,6 +67,7 @@ LABELS = {
     "dit conv_kernel=0": "dit from scratch, conv_kernel=0",
     "dit rc_prob=0.5": "dit from scratch, reverse-complement augmentation p=0.5",
     "dit conjoin_test": "dit from scratch, RC augmentation + conjoined test (Caduceus-PH protocol)",
+    "caduceus_ps": "Caduceus-PS from scratch (RC-equivariant; d_model 64, 4 layers)",
     "pretrained runs/gue_corpus/ar": "dit, AR-pretrained on the task corpus, 300 steps (= shipped gue_promoters)",
     "pretrained runs/gue_corpus/ar1000": "dit, AR-pretrained on the task corpus, 1,000 steps",
     "pretrained runs/gue_corpus/ar320": "dit, AR-pretrained on the task corpus, 320-base windows (batch 13), 300 steps",
