@@ -7,6 +7,7 @@
     python benchmarks/recipe.py --plot                # bits/base against training FLOPs: benchmarks/recipe_flops.png
     python benchmarks/recipe.py --run ecoli_cont30k --jobs 1 --stop-after 120 --bounds reference full
                                                       # a long run in segments of 2 hours: the same command continues it
+                                                      # (--threads 2: a segment alone on the machine)
 
 Fairness on a shared 2-core machine: wall-clock is noisy, so each shape's seconds per optimizer step is
 measured once on a single job (``--measure``; the committed CSV holds figures taken while the machine was
@@ -370,14 +371,17 @@ def trained_steps(run_dir: Path) -> int:
 
 
 def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | None = None,
-                  bounds: tuple[str, ...] = ("reference",)) -> list[dict]:
-    """Train one candidate at one thread, then score it on the test split; returns its CSV rows.
+                  bounds: tuple[str, ...] = ("reference",), threads: int = 1) -> list[dict]:
+    """Train one candidate (at ``threads`` threads, 1 for the sweep), then score it on the test split; returns
+    its CSV rows.
 
     ``stop_after_minutes``: stop training after that long (``checkpoint.stop_after_minutes``: last.ckpt is
     saved at the step reached); a run that has not reached its steps is not scored, and its CPU seconds so far
     are kept in ``NAME.cost_partial.json`` and added to the next segment's: run the same command again to
     continue it.
-    ``bounds``: score with each."""
+    ``bounds``: score with each. ``threads``: a long run alone on the machine may take both cores for a segment;
+    its CPU seconds stay comparable (at 2 threads a step costs ~1.03x the CPU seconds of 1 thread,
+    recipe_step_times.csv), its wall-clock does not, so each row says which thread counts its segments used."""
     import pandas as pd
 
     shape, changes, raw_too = CANDIDATES[name]
@@ -391,16 +395,18 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     # checkpoints at most 500 steps apart, so that a killed long run loses little
     cmd += [f"checkpoint.every_n_train_steps={min(every, 500)}"]
     cmd += [f"checkpoint.stop_after_minutes={stop_after_minutes:g}"] if stop_after_minutes else []
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     cost = RUNS / f"{name}.cost.json"  # written when the training finishes: a finished run is scored, not re-run
     partial = RUNS / f"{name}.cost_partial.json"  # the segments before this one (--stop-after)
     if not cost.exists():
-        before = json.loads(partial.read_text()) if partial.exists() else {"cpu_s": 0.0, "wall_s": 0.0}
+        before = {"cpu_s": 0.0, "wall_s": 0.0, "threads": [1]}  # runs older than the threads key: one thread
+        before = {**before, **json.loads(partial.read_text())} if partial.exists() else {**before, "threads": []}
         t0 = time.time()
         with (RUNS / f"{name}.log").open("a") as log:
             cpu_s = run_timed(cmd, env, log, segment=bool(stop_after_minutes))
-        spent = {"cpu_s": before["cpu_s"] + cpu_s, "wall_s": before["wall_s"] + time.time() - t0}
+        spent = {"cpu_s": before["cpu_s"] + cpu_s, "wall_s": before["wall_s"] + time.time() - t0,
+                 "threads": sorted({*before["threads"], threads})}
         done = trained_steps(run_dir)
         if done < steps:
             partial.write_text(json.dumps(spent))
@@ -409,7 +415,8 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
             return []
         cost.write_text(json.dumps(spent))
         partial.unlink(missing_ok=True)
-    train_cpu_s, train_s = json.loads(cost.read_text()).values()
+    spent = {"threads": [1], **json.loads(cost.read_text())}
+    train_cpu_s, train_s, used_threads = spent["cpu_s"], spent["wall_s"], "+".join(map(str, spent["threads"]))
     rows = []
     for use_ema, bound in [(e, b) for e in ([True, False] if raw_too else [True]) for b in bounds]:
         tag = "ema" if use_ema else "raw"
@@ -427,7 +434,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
             "window_length": score_length, "bound": bound,
             "t_samples": 1 if changes.get("objective") == "ar" else t_samples,
             "train_flops": f"{train_flops(name):.4g}", "cpu_s": round(train_cpu_s, 1),
-            "wall_s_1_thread": round(train_s, 1), "when": time.strftime("%Y-%m-%d %H:%M"),
+            "wall_s_1_thread": round(train_s, 1), "threads": used_threads, "when": time.strftime("%Y-%m-%d %H:%M"),
         })
     record = pd.concat([pd.read_csv(RESULTS, dtype=str), pd.DataFrame(rows).astype(str)]) if RESULTS.exists() \
         else pd.DataFrame(rows)
@@ -741,6 +748,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nice", type=int, default=0, help="run the candidates at this niceness (a shared machine)")
     ap.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
                     help="stop each training after this long (its state saved); run again to continue it")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per training run (a long run alone on the machine: 2; the sweep: 1)")
     ap.add_argument("--bounds", nargs="+", default=["reference"], choices=["reference", "full"],
                     help="score with these bounds (full: the sampler's whole bound, beside exact likelihoods)")
     args = ap.parse_args(argv)
@@ -768,7 +777,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.nice:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda name: run_candidate(name, args.t_samples, args.stop_after, tuple(args.bounds)), names))
+        list(pool.map(lambda name: run_candidate(name, args.t_samples, args.stop_after, tuple(args.bounds),
+                                                  args.threads), names))
     print(table())
 
 

@@ -83,7 +83,8 @@ def test_a_shipped_source_is_named_and_its_training_counted():
 
 def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, monkeypatch):
     """--stop-after: a segment that stops short of the steps is not scored and leaves its CPU seconds; the segment
-    that finishes adds them up, then each bound asked for is one scored row."""
+    that finishes adds them up, then each bound asked for is one scored row; a segment at 2 threads runs with
+    OMP_NUM_THREADS=2 and the rows say which thread counts the segments used."""
     import json
     import subprocess
     import types
@@ -92,7 +93,13 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
 
     monkeypatch.setattr(recipe, "RUNS", tmp_path)
     monkeypatch.setattr(recipe, "RESULTS", tmp_path / "runs.csv")
-    monkeypatch.setattr(recipe, "run_timed", lambda cmd, env, log, segment: 10.0)
+    threads_seen = []
+
+    def fake_run(cmd, env, log, segment):
+        threads_seen.append(env["OMP_NUM_THREADS"])
+        return 10.0
+
+    monkeypatch.setattr(recipe, "run_timed", fake_run)
     steps = iter([1200, 30_000])
     monkeypatch.setattr(recipe, "trained_steps", lambda run_dir: next(steps))
     scored = []
@@ -105,11 +112,12 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
     assert recipe.run_candidate("ecoli_cont30k", stop_after_minutes=60) == []
     assert json.loads((tmp_path / "ecoli_cont30k.cost_partial.json").read_text())["cpu_s"] == 10.0
     assert not scored and not (tmp_path / "runs.csv").exists()
-    rows = recipe.run_candidate("ecoli_cont30k", bounds=("reference", "full"))
+    rows = recipe.run_candidate("ecoli_cont30k", bounds=("reference", "full"), threads=2)
     assert [r["bound"] for r in rows] == ["reference", "full"] and all(r["cpu_s"] == 20.0 for r in rows)
+    assert threads_seen == ["1", "2"] and all(r["threads"] == "1+2" for r in rows)
     assert "bound='full'" in scored[1] and "test_windows_ema_full.npy" in scored[1]
     assert not (tmp_path / "ecoli_cont30k.cost_partial.json").exists()
-    assert json.loads((tmp_path / "ecoli_cont30k.cost.json").read_text())["cpu_s"] == 20.0
+    assert json.loads((tmp_path / "ecoli_cont30k.cost.json").read_text())["threads"] == [1, 2]
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 2
 
 
