@@ -70,6 +70,7 @@ CHAIN6_RUNS = ("c5_mk6", "c5_mk6_1200")  # its runs (seeds of one recipe share a
 # a candidate key: start from the last checkpoint of that candidate's run, or from a shipped model by its name
 # (``pretrain init_from``); its training FLOPs count the source's
 SOURCE = "_init_from"
+CONTINUED = "shipped ecoli trained 30,000 steps more (MDLM, shipped as ecoli_40k)"
 # a candidate key: score on test windows of this many bases (default 128), e.g. the model's own longer window, whose
 # fewer edges cost less context (a window's first bases are predicted from one side only)
 SCORE_LENGTH = "_score_length"
@@ -655,9 +656,10 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
             continue
         changes = CANDIDATES.get(name, (None, {}, None))[1]
         family = re.sub(r"_s\d+$", "", name)  # seeds of one recipe are one point
-        series = ("AR" if changes.get("objective") == "ar" else f"AR -> MDLM: {family}" if SOURCE in changes
-                  else "MDLM, default recipe" if name in default else CHAIN6 if family in CHAIN6_RUNS
-                  else f"recipe: {family}")
+        continued = changes.get(SOURCE) not in (None, *CANDIDATES)  # a shipped MDLM trained further
+        series = ("AR" if changes.get("objective") == "ar" else CONTINUED if continued
+                  else f"AR -> MDLM: {family}" if SOURCE in changes else "MDLM, default recipe" if name in default
+                  else CHAIN6 if family in CHAIN6_RUNS else f"recipe: {family}")
         groups.setdefault((series, train_flops(name, int(steps)) if name in CANDIDATES else
                            train_flops("c5_s0", int(steps))), []).append(float(bpb))
     for r in read_runs(PAPER_CLAIMS):
@@ -700,6 +702,7 @@ def plot(path: Path = PLOT) -> Path:
               "MDLM, default recipe": dict(color="tab:red", marker="s", ls="-"),
               "AR -> MDLM": dict(color="tab:purple", marker="*", ms=13, ls="none"),
               "shipped ecoli (MDLM, 10,000 steps)": dict(color="tab:red", marker="D", ls="none"),
+              CONTINUED: dict(color="tab:red", marker="*", ms=14, ls="none"),
               CHAIN6: dict(color="tab:orange", marker="^", ls="-")}
     labelled = set()
     for series, pts in curve_points().items():
