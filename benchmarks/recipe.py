@@ -764,7 +764,8 @@ def main(argv: list[str] | None = None) -> None:
         write_record(TABLE_RECORD, "Recipe sweep: test bits/base against training FLOPs", body,
                      note="MDLM figures are NELBO estimates as training makes them (16 noise draws per test window "
                           "unless the row says otherwise; the sampler's full bound is 0.0019 bits/base higher, "
-                          "benchmarks/bound_gap.md), AR ones exact; CPU seconds: training at one thread.")
+                          "benchmarks/bound_gap.md), AR ones exact; CPU seconds: training at one thread "
+                          "(ecoli_cont30k: its last segment at two, the CSV's threads column).")
         return
     if args.plot:
         print(f"wrote {plot()}")
