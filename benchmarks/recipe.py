@@ -371,6 +371,12 @@ def trained_steps(run_dir: Path) -> int:
     return read_resume_checkpoint(ckpt)["global_step"] if ckpt.exists() else 0
 
 
+def read_cost(path: Path) -> dict:
+    """A run's CPU and wall-clock seconds and the thread counts of its segments (``NAME.cost.json`` or
+    ``NAME.cost_partial.json``); records older than the ``threads`` key ran at one thread."""
+    return {"threads": [1], **json.loads(path.read_text())}
+
+
 def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | None = None,
                   bounds: tuple[str, ...] = ("reference",), threads: int = 1) -> list[dict]:
     """Train one candidate (at ``threads`` threads, 1 for the sweep), then score it on the test split; returns
@@ -401,8 +407,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     cost = RUNS / f"{name}.cost.json"  # written when the training finishes: a finished run is scored, not re-run
     partial = RUNS / f"{name}.cost_partial.json"  # the segments before this one (--stop-after)
     if not cost.exists():
-        before = {"cpu_s": 0.0, "wall_s": 0.0, "threads": [1]}  # runs older than the threads key: one thread
-        before = {**before, **json.loads(partial.read_text())} if partial.exists() else {**before, "threads": []}
+        before = read_cost(partial) if partial.exists() else {"cpu_s": 0.0, "wall_s": 0.0, "threads": []}
         t0 = time.time()
         with (RUNS / f"{name}.log").open("a") as log:
             cpu_s = run_timed(cmd, env, log, segment=bool(stop_after_minutes))
@@ -416,7 +421,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
             return []
         cost.write_text(json.dumps(spent))
         partial.unlink(missing_ok=True)
-    spent = {"threads": [1], **json.loads(cost.read_text())}
+    spent = read_cost(cost)
     train_cpu_s, train_s, used_threads = spent["cpu_s"], spent["wall_s"], "+".join(map(str, spent["threads"]))
     rows = []
     for use_ema, bound in [(e, b) for e in ([True, False] if raw_too else [True]) for b in bounds]:
@@ -637,7 +642,6 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     model, the AR-initialised MDLM, and every other candidate (one point each)."""
     import json
     import statistics
-
 
     groups: dict[tuple[str, float], list[float]] = {}
     rec = read_results()

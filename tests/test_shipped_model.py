@@ -77,7 +77,6 @@ def test_shipped_model_has_learned_dna_beyond_composition(ecoli):
     assert gap.mean() > max(0.03, 3 * se), (gap.mean(), se)
 
 
-
 # The second shipped E. coli model: `ecoli` trained 30,000 steps more (benchmarks/recipe.py, candidate ecoli_cont30k)
 LONG = "ecoli_40k"
 
@@ -95,16 +94,14 @@ def test_the_longer_trained_model_reproduces_its_figure_and_beats_the_model_it_s
     shipped ``ecoli``'s own test above ties that model to the Markov chains. ~80 CPU-s."""
     import math
 
-    from mdlm_dna.data.tokenizers import BASES
-    from mdlm_dna.evaluation.markov import ecoli_splits
+    from mdlm_dna.api import reference_windows
 
     folder = data_dir() / "models" / LONG
     card = (folder / "README.md").read_text()
     assert "python -m mdlm_dna.pretrain" in card and "init_from=ecoli" in card and "| test |" in card
     recorded = json.loads((folder / "config.json").read_text())["metrics"]["test"]
     assert recorded["windows"] == TEST_WINDOWS and recorded["t_samples"] >= 16
-    ids = ecoli_splits()["test"]
-    seqs = ["".join(BASES[i] for i in ids[a : a + 128]) for a in range(0, len(ids) - 127, 128)]
+    seqs = [ecoli_40k.tokenizer.decode(r) for r in reference_windows(ecoli_40k, ecoli_40k.seq_len)]
     assert len(seqs) == TEST_WINDOWS
     longer, start = (m.score(seqs, t_samples=DRAWS, common_noise=False, progress=False) for m in (ecoli_40k, ecoli))
     now = float(longer["nelbo_nats"].sum() / longer["tokens"].sum() / math.log(2))
