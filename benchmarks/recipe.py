@@ -173,6 +173,12 @@ CANDIDATES: dict[str, tuple[Shape, dict[str, str], bool]] = {
     # Runs for hours at one thread: in segments (--stop-after), each resuming the last (run_candidate)
     "ecoli_cont30k": (DEFAULT_SHAPE, {**CONV5, "trainer.max_steps": "30000", "optim.lr": "1e-3",
                                       "optim.warmup_steps": "200", EVERY: "2000", SOURCE: "ecoli"}, False),
+    # eighth round: ecoli_40k read on 256-base windows (beyond its training length) already scores lower than on its
+    # own 128: the edges of a window see one side only. Adapt it to 512-base windows at the same tokens per step
+    # (8 x 512), a fresh cosine from a lower peak (its last lr was 1e-4), scored on 512-base test windows
+    "ecoli40k_L512": ((128, 4, 4, 512, 8), {**CONV5, "trainer.max_steps": "7000", "optim.lr": "5e-4",
+                                            "optim.warmup_steps": "200", EVERY: "1000", SCORE_LENGTH: "512",
+                                            "data.val_max_windows": "128", SOURCE: "ecoli_cont30k"}, False),
     # the AR baseline on the same backbone (causal attention and convolution): the cheap end of its curve
     "ar300_s0": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300"}, False),
     "ar300_s1": (DEFAULT_SHAPE, {**AR, "trainer.max_steps": "300", "seed": "1"}, False),
@@ -338,14 +344,15 @@ def train_flops(name: str, steps: int | None = None) -> float:
 
 
 def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int = 128,
-               save: str | None = None, bound: str = "reference") -> dict[str, float]:
+               save: str | None = None, bound: str = "reference", strands: str = "forward") -> dict[str, float]:
     """Test bits/base of a checkpoint with its standard error: every non-overlapping ``length``-base window of
     the E. coli test split (1,813 of 128) scored with ``t_samples`` noise draws (``DiffusionLM.score`` with
     ``common_noise=False``: independent noise per window, the same for every model), the standard error over
     windows (window-to-window spread plus the Monte-Carlo noise of the NELBO estimate). AR scores are exact (one
     draw). ``save``: a .npy file for the per-window bits/base (paired differences between models: ``paired``).
     ``bound``: "reference" (the NELBO as training makes it) or "full" (the sampler's whole bound, eps = 0:
-    ``DiffusionLM.score``), the one to set beside exact likelihoods."""
+    ``DiffusionLM.score``), the one to set beside exact likelihoods. ``strands``: "both" averages the denoiser over
+    the two strands (``DiffusionLM.score``)."""
     import math
 
     from mdlm_dna import DiffusionLM
@@ -355,7 +362,7 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
     ids = ecoli_splits()["test"]
     seqs = ["".join(BASES[i] for i in ids[a : a + length]) for a in range(0, len(ids) - length + 1, length)]
     model = DiffusionLM.from_pretrained(str(ckpt), use_ema=use_ema)
-    df = model.score(seqs, t_samples=t_samples, progress=False, common_noise=False, bound=bound)
+    df = model.score(seqs, t_samples=t_samples, progress=False, common_noise=False, bound=bound, strands=strands)
     bits = df["bits_per_base"]
     if save:
         np.save(save, bits.to_numpy())
@@ -378,7 +385,8 @@ def read_cost(path: Path) -> dict:
 
 
 def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | None = None,
-                  bounds: tuple[str, ...] = ("reference",), threads: int = 1) -> list[dict]:
+                  bounds: tuple[str, ...] = ("reference",), threads: int = 1,
+                  strands: tuple[str, ...] = ("forward",)) -> list[dict]:
     """Train one candidate (at ``threads`` threads, 1 for the sweep), then score it on the test split; returns
     its CSV rows.
 
@@ -386,9 +394,9 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     saved at the step reached); a run that has not reached its steps is not scored, and its CPU seconds so far
     are kept in ``NAME.cost_partial.json`` and added to the next segment's: run the same command again to
     continue it.
-    ``bounds``: score with each. ``threads``: a long run alone on the machine may take both cores for a segment;
-    its CPU seconds stay comparable (at 2 threads a step costs ~1.03x the CPU seconds of 1 thread,
-    recipe_step_times.csv), its wall-clock does not, so each row says which thread counts its segments used."""
+    ``bounds``, ``strands``: score with each combination. ``threads``: a long run alone on the machine may take both
+    cores for a segment; its CPU seconds stay comparable (at 2 threads a step costs ~1.03x the CPU seconds of 1
+    thread, recipe_step_times.csv), its wall-clock does not, so each row says which thread counts its segments used."""
     import pandas as pd
 
     shape, changes, raw_too = CANDIDATES[name]
@@ -424,12 +432,13 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     spent = read_cost(cost)
     train_cpu_s, train_s, used_threads = spent["cpu_s"], spent["wall_s"], "+".join(map(str, spent["threads"]))
     rows = []
-    for use_ema, bound in [(e, b) for e in ([True, False] if raw_too else [True]) for b in bounds]:
+    for use_ema, bound, strand in [(e, b, s) for e in ([True, False] if raw_too else [True]) for b in bounds
+                                   for s in strands]:
         tag = "ema" if use_ema else "raw"
-        save = window_scores(name, tag, t_samples, bound)
+        save = window_scores(name, tag, t_samples, bound, strand)
         code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import recipe; "
                 f"print(json.dumps(recipe.score_test({str(run_dir / 'checkpoints' / 'last.ckpt')!r}, "
-                f"{t_samples}, {use_ema}, {score_length}, save={str(save)!r}, bound={bound!r})))")
+                f"{t_samples}, {use_ema}, {score_length}, save={str(save)!r}, bound={bound!r}, strands={strand!r})))")
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                              cwd=ROOT)
         res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -437,7 +446,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
             "name": name, "overrides": " ".join(overrides), "steps": steps,
             "tokens": steps * shape[3] * shape[4], "weights": "EMA" if use_ema else "raw",
             "test_bpb": round(res["bits_per_base"], 4), "test_se": round(res["se"], 4), "windows": res["windows"],
-            "window_length": score_length, "bound": bound,
+            "window_length": score_length, "bound": bound, "strands": strand,
             "t_samples": 1 if changes.get("objective") == "ar" else t_samples,
             "train_flops": f"{train_flops(name):.4g}", "cpu_s": round(train_cpu_s, 1),
             "wall_s_1_thread": round(train_s, 1), "threads": used_threads, "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -447,7 +456,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     record.to_csv(RESULTS, index=False)  # new columns (test_se, train_flops) stay empty in older rows
     for r in rows:
         print(f"{name:12s} {r['weights']:3s} steps={steps:4d} test bits/base {r['test_bpb']:.4f} "
-              f"+- {r['test_se']:.4f} ({r['bound']} bound)", flush=True)
+              f"+- {r['test_se']:.4f} ({r['bound']} bound, {r['strands']} strand(s))", flush=True)
     return rows
 
 
@@ -527,11 +536,13 @@ PLOT = ROOT / "benchmarks" / "recipe_flops.png"
 BASELINE = ("c5_s0", "c5_s1", "c5_s2")  # the default recipe's seeds: paired differences are taken against them
 
 
-def window_scores(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference") -> Path:
-    """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count and
-    bound."""
+def window_scores(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference",
+                  strands: str = "forward") -> Path:
+    """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count, bound
+    and strands."""
     draws = "" if t_samples == 16 else f"_t{t_samples}"
-    return RUNS / name / f"test_windows_{weights}{draws}{'' if bound == 'reference' else f'_{bound}'}.npy"
+    tags = ("" if bound == "reference" else f"_{bound}") + ("" if strands == "forward" else f"_{strands}")
+    return RUNS / name / f"test_windows_{weights}{draws}{tags}.npy"
 
 
 def seed_of(name: str) -> int:
@@ -549,14 +560,14 @@ def paired_difference(mine: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
-def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference"
-                      ) -> tuple[float, float] | None:
+def paired_to_default(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference",
+                      strands: str = "forward") -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the default of the same seed) and its standard error, from
     the per-window test scores both runs saved (same windows, same noise draws); None without them.
 
     A seed's difference is over windows; the standard error is over windows too (one training seed per row)."""
     ref = window_scores(BASELINE[min(seed_of(name), len(BASELINE) - 1)], weights, t_samples, bound)
-    mine = window_scores(name, weights, t_samples, bound)
+    mine = window_scores(name, weights, t_samples, bound, strands)
     if name in BASELINE or not (ref.exists() and mine.exists()):
         return None
     mine, ref = np.load(mine), np.load(ref)
@@ -586,11 +597,11 @@ def chain_window_bits(length: int = 128, order: int = 6) -> np.ndarray:
 
 
 def paired_to_chain(name: str, weights: str = "ema", length: int = 128, t_samples: int = 16, order: int = 6,
-                    bound: str = "reference") -> tuple[float, float] | None:
+                    bound: str = "reference", strands: str = "forward") -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the order-``order`` chain on the same test windows) and its
     standard error over windows; None without the candidate's per-window scores. The window-to-window spread is
     common to both and cancels: what is left is the NELBO's Monte-Carlo noise and the real differences."""
-    mine = window_scores(name, weights, t_samples, bound)
+    mine = window_scores(name, weights, t_samples, bound, strands)
     if not mine.exists():
         return None
     return paired_difference(np.load(mine), chain_window_bits(length, order))
@@ -603,6 +614,7 @@ def read_results():
 
     df = pd.read_csv(RESULTS)
     df["bound"] = df["bound"].fillna("reference") if "bound" in df else "reference"
+    df["strands"] = df["strands"].fillna("forward") if "strands" in df else "forward"  # rows before the column
     return df
 
 
@@ -616,14 +628,14 @@ def table() -> str:
     df["test_se"] = df["test_se"] if "test_se" in df else float("nan")  # rows before this round have none
     df["train_flops"] = [train_flops(n, int(s)) if n in CANDIDATES else train_flops("c5_s0", int(s))
                          for n, s in zip(df["name"], df["steps"])]
-    deltas = [paired_to_default(n, w.lower(), int(t), b)
-              for n, w, t, b in zip(df["name"], df["weights"], df["t_samples"], df["bound"])]
+    deltas = [paired_to_default(n, w.lower(), int(t), b, s)
+              for n, w, t, b, s in zip(df["name"], df["weights"], df["t_samples"], df["bound"], df["strands"])]
     df["minus default (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                     (x or (None, None) for x in deltas)]
     lengths = df["window_length"] if "window_length" in df else pd.Series(float("nan"), index=df.index)
     df["window"] = lengths.fillna(128).astype(int)  # rows before SCORE_LENGTH were scored at 128
-    chain = [paired_to_chain(n, w.lower(), L, int(t), bound=b) for n, w, L, t, b in
-             zip(df["name"], df["weights"], df["window"], df["t_samples"], df["bound"])]
+    chain = [paired_to_chain(n, w.lower(), L, int(t), bound=b, strands=s) for n, w, L, t, b, s in
+             zip(df["name"], df["weights"], df["window"], df["t_samples"], df["bound"], df["strands"])]
     df["minus order-6 chain (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                           (x or (None, None) for x in chain)]
     df["test_se"] = df["test_se"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
@@ -631,7 +643,7 @@ def table() -> str:
     df["test_bpb"] = df["test_bpb"].map(lambda v: f"{v:.4f}")
     df["cpu_s"] = df["cpu_s"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     df["window"] = df["window"].astype(str)
-    cols = ["name", "steps", "weights", "window", "bound", "test_bpb", "test_se", "minus default (paired)",
+    cols = ["name", "steps", "weights", "window", "bound", "strands", "test_bpb", "test_se", "minus default (paired)",
             "minus order-6 chain (paired)", "train_flops", "cpu_s", "t_samples"]
     return df[cols].to_markdown(index=False, disable_numparse=True)
 
@@ -646,7 +658,7 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     groups: dict[tuple[str, float], list[float]] = {}
     rec = read_results()
     # the plot's points are all the reference estimate (full-bound rows are in the table)
-    rec = rec[(rec["weights"] == "EMA") & (rec["bound"] == "reference")]
+    rec = rec[(rec["weights"] == "EMA") & (rec["bound"] == "reference") & (rec["strands"] == "forward")]
     # a run rescored with more noise draws (--t-samples) is one point: its most precise scoring
     rec = rec.sort_values("t_samples", kind="stable").drop_duplicates("name", keep="last").sort_index()
     default = {*BASELINE, "mdlm857", "c5_1200"}
@@ -759,6 +771,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="threads per training run (a long run alone on the machine: 2; the sweep: 1)")
     ap.add_argument("--bounds", nargs="+", default=["reference"], choices=["reference", "full"],
                     help="score with these bounds (full: the sampler's whole bound, beside exact likelihoods)")
+    ap.add_argument("--strands", nargs="+", default=["forward"], choices=["forward", "both"],
+                    help="score with these (both: the denoiser averaged over the two strands, DiffusionLM.score)")
     args = ap.parse_args(argv)
     names = list(CANDIDATES) if not args.run else args.run
     if args.table:
@@ -786,7 +800,7 @@ def main(argv: list[str] | None = None) -> None:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda name: run_candidate(name, args.t_samples, args.stop_after, tuple(args.bounds),
-                                                  args.threads), names))
+                                                  args.threads, tuple(args.strands)), names))
     print(table())
 
 

@@ -359,6 +359,7 @@ class DiffusionLM:
         label: str | int | None = None,
         common_noise: bool = True,
         bound: Literal["reference", "full"] = "reference",
+        strands: Literal["forward", "both"] = "forward",
     ) -> pd.DataFrame:
         """Per-sequence NELBO (an upper bound on -log p; exact NLL for AR) and bits per base (text: token).
 
@@ -378,6 +379,10 @@ class DiffusionLM:
         ``bound="full"``: the whole NELBO of the sampler (:meth:`MDLM.full_bound`), not the reference code's
         estimate, which leaves out 0.0019 bits/base on E. coli: use it beside exact likelihoods (AR, Markov chains,
         compressors). AR scores are exact either way.
+
+        ``strands="both"`` (MDLM, DNA): the denoiser averaged with its reading of the reverse complement
+        (post-hoc conjoining, :mod:`mdlm_dna.diffusion.strands`): the bound of a strand-symmetric model made from
+        this one, at twice the cost.
         """
         from mdlm_dna.evaluation.common_noise import batch_noise
 
@@ -398,7 +403,7 @@ class DiffusionLM:
         tokens = np.zeros(len(encoded), dtype=np.int64)
         jobs = [(n, rows[b : b + batch_size]) for n, rows in sorted(pieces.items())
                 for b in range(0, len(rows), batch_size)]
-        with self._bound(bound):
+        with self._bound(bound), self._strands(strands):
             for n, rows in progress_bar(jobs, progress, desc="scoring", unit="batch"):
                 x0 = torch.tensor([r for _, _, r in rows], dtype=torch.long, device=self.device)
                 total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
@@ -543,11 +548,13 @@ class DiffusionLM:
         trainer: dict[str, Any] | None = None,
         count_n: bool | None = None,
         bound: Literal["reference", "full"] = "reference",
+        strands: Literal["forward", "both"] = "forward",
     ) -> dict[str, Any]:
         """NELBO (nats/token), bits per base (token) and perplexity on the run's held-out ``split``.
 
         DNA: per A/C/G/T base (N bases are given context) unless ``count_n`` (default: the run's ``data.count_n``).
-        ``bound``: as in :meth:`score` ("full": the sampler's whole NELBO, comparable with exact likelihoods).
+        ``bound``: as in :meth:`score` ("full": the sampler's whole NELBO, comparable with exact likelihoods);
+        ``strands``: as in :meth:`score` ("both": the two strands' predictions averaged).
         """
         import copy
 
@@ -576,7 +583,7 @@ class DiffusionLM:
         module.count_n = run_count_n if count_n is None else bool(count_n)
         module.config["eval"], module.seed = config["eval"], int(seed)
         try:
-            with self._bound(bound):
+            with self._bound(bound), self._strands(strands):
                 if split == "test":
                     raw = runner.test(module, datamodule=dm, verbose=False)[0]
                     prefix, loader = "test", runner.test_dataloaders
@@ -603,7 +610,16 @@ class DiffusionLM:
             "t_samples": int(t_samples),
             "count_n": bool(run_count_n if count_n is None else count_n),  # DNA: False = bits per A/C/G/T base
             "bound": bound,
+            "strands": strands,
         }
+
+    def _strands(self, strands: str) -> AbstractContextManager:
+        """"forward": the model as trained; "both": its denoiser averaged over the two strands (MDLM on DNA)."""
+        if strands == "forward":
+            return nullcontext()
+        from mdlm_dna.diffusion.strands import both_strands
+
+        return both_strands(self.objective, self.tokenizer.complement_ids)
 
     def _bound(self, bound: str) -> AbstractContextManager:
         """The NELBO estimate to score with: "reference" (what training minimises, as the MDLM code reports it)

@@ -6,6 +6,7 @@ perplexity is an upper bound too (exact for AR).
 python -m mdlm_dna.evaluate ckpt=ecoli                                  # the shipped model
 python -m mdlm_dna.evaluate ckpt=RUN                                     # a run folder, a .ckpt, an exported folder
 python -m mdlm_dna.evaluate ckpt=RUN split=validation t_samples=16
+python -m mdlm_dna.evaluate ckpt=ecoli_40k strands=both bound=full         # both strands' predictions averaged
 python -m mdlm_dna.evaluate ckpt=TEXT_RUN zero_shot=[ptb.txt,wiki.txt]   # a table per file
 """
 
@@ -50,6 +51,7 @@ class EvaluateConfig(CommandConfig):
     genome_path: str | None = None
     count_n: bool | None = None
     bound: Literal["reference", "full"] = "reference"
+    strands: Literal["forward", "both"] = "forward"
     zero_shot: list[str] | None = None
     zero_shot_document: Literal["file", "paragraph", "line"] = "paragraph"
     cache_dir: str | None = None
@@ -72,7 +74,8 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     result = model.evaluate(split=str(cfg.split), t_samples=int(cfg.t_samples), max_windows=cfg.max_windows,
                             batch_size=cfg.batch_size, genome_path=cfg.genome_path, seed=int(cfg.seed),
                             cache_dir=cfg.cache_dir, trainer=OmegaConf.to_container(cfg.trainer),
-                            count_n=cfg.get("count_n"), bound=str(cfg.get("bound", "reference")))
+                            count_n=cfg.get("count_n"), bound=str(cfg.get("bound", "reference")),
+                            strands=str(cfg.get("strands", "forward")))
     result["ckpt"] = str(cfg.ckpt)
     result["bits_per_base" if model.unit == "base" else "bits_per_token"] = result[f"bits_per_{model.unit}"]
     prefix = "test" if cfg.split == "test" else "val"
@@ -80,7 +83,8 @@ def evaluate(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     print(f"{prefix} NELBO: {result['nelbo_nats_per_token']:.4f} nats/token | "
           f"{result[f'bits_per_{model.unit}']:.4f} +- {result[f'bits_per_{model.unit}_se']:.4f} bits/{model.unit} | "
           f"perplexity {result['perplexity']:.4f} "
-          f"({weights} weights, {result['windows']} windows, {result['bound']} bound)")
+          f"({weights} weights, {result['windows']} windows, {result['bound']} bound"
+          f"{', both strands' if result['strands'] == 'both' else ''})")
     if cfg.output:
         Path(cfg.output).write_text(json.dumps(result, indent=1))
     return result

@@ -184,7 +184,10 @@ def test_partial_dicts_work_from_python(run_dir, tmp_path):
               "output": str(tmp_path / "x.fa"), "progress": False})
     out = evaluate({"ckpt": str(run_dir), "max_windows": 8, "t_samples": 1,
                     "trainer": {"enable_progress_bar": False}})
-    assert 1.0 < out["bits_per_base"] < 4.0
+    assert 1.0 < out["bits_per_base"] < 4.0 and out["strands"] == "forward"
+    both = evaluate({"ckpt": str(run_dir), "max_windows": 8, "t_samples": 1, "strands": "both",
+                     "trainer": {"enable_progress_bar": False}})
+    assert both["strands"] == "both" and both["bits_per_base"] != out["bits_per_base"]
 
 
 def test_score_embed_export_clis(run_dir, tmp_path):

@@ -119,6 +119,10 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
     assert not (tmp_path / "ecoli_cont30k.cost_partial.json").exists()
     assert json.loads((tmp_path / "ecoli_cont30k.cost.json").read_text())["threads"] == [1, 2]
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 2
+    rows = recipe.run_candidate("ecoli_cont30k", bounds=("full",), strands=("forward", "both"))  # rescored only
+    assert [r["strands"] for r in rows] == ["forward", "both"] and threads_seen == ["1", "2"]
+    assert "strands='both'" in scored[-1] and "test_windows_ema_full_both.npy" in scored[-1]
+    assert pd.read_csv(tmp_path / "runs.csv")["strands"].fillna("forward").tolist() == ["forward"] * 3 + ["both"]
 
 
 def test_a_stopped_segment_is_not_a_failure_but_other_exits_are(tmp_path):

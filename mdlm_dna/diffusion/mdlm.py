@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdlm_dna.diffusion.noise import NoiseSchedule
+from mdlm_dna.diffusion.strands import strand_mixture
 
 
 @dataclass
@@ -135,6 +136,7 @@ class MDLM(nn.Module):
         self.below_t_min = False  # full_bound(): add the integral over [0, t_min]
         self.time_steps = None if num_steps is None else int(num_steps)  # (D3PM's num_steps is its own)
         self.never_predict = tuple(never_predict)
+        self.strand_complement: tuple[int, ...] | None = None  # strands.both_strands(): both strands' mean
         self.register_buffer("excluded_ids", torch.empty(0, dtype=torch.long), persistent=False)
         self.set_subs_parts(zero_masking, carry_over)
 
@@ -218,10 +220,12 @@ class MDLM(nn.Module):
         Their log-softmax is log p_theta(x_0 | x_t) at the masked positions (``| y`` for a class-conditional
         backbone given ``labels`` [B]; index ``num_classes`` is the null class).
         """
-        if labels is None:  # the unconditional call, unchanged: any backbone works
-            logits = self.backbone(xt, self.schedule.sigma(t))
+        extra = {} if labels is None else {"labels": labels}  # the unconditional call: any backbone works
+        if self.strand_complement is None:
+            logits = self.backbone(xt, self.schedule.sigma(t), **extra)
         else:
-            logits = self.backbone(xt, self.schedule.sigma(t), labels=labels)
+            logits = strand_mixture(self.backbone, xt, self.schedule.sigma(t), self.strand_complement,
+                                    self.excluded_ids, self.pad_id, **extra)
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()  # log-softmax and the loss in full precision
         return logits.index_fill(-1, self.excluded_ids, float("-inf"))
