@@ -344,7 +344,8 @@ def train_flops(name: str, steps: int | None = None) -> float:
 
 
 def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int = 128,
-               save: str | None = None, bound: str = "reference", strands: str = "forward") -> dict[str, float]:
+               save: str | None = None, bound: str = "reference", strands: str = "forward", context: int = 0
+               ) -> dict[str, float]:
     """Test bits/base of a checkpoint with its standard error: every non-overlapping ``length``-base window of
     the E. coli test split (1,813 of 128) scored with ``t_samples`` noise draws (``DiffusionLM.score`` with
     ``common_noise=False``: independent noise per window, the same for every model), the standard error over
@@ -352,22 +353,40 @@ def score_test(ckpt: str, t_samples: int = 16, use_ema: bool = True, length: int
     draw). ``save``: a .npy file for the per-window bits/base (paired differences between models: ``paired``).
     ``bound``: "reference" (the NELBO as training makes it) or "full" (the sampler's whole bound, eps = 0:
     ``DiffusionLM.score``), the one to set beside exact likelihoods. ``strands``: "both" averages the denoiser over
-    the two strands (``DiffusionLM.score``)."""
+    the two strands (``DiffusionLM.score``). ``context`` C: the chromosome read in order, as a compressor reads it:
+    windows of ``length`` bases step by ``length - C``, each scoring its last ``length - C`` bases given the C
+    before them (``DiffusionLM.score(context=C)``; the first window's context is the validation split's tail), so
+    the same test bases are scored, each with at least C bases to its left."""
     import math
 
     from mdlm_dna import DiffusionLM
     from mdlm_dna.data.tokenizers import BASES
     from mdlm_dna.evaluation.markov import ecoli_splits
 
-    ids = ecoli_splits()["test"]
-    seqs = ["".join(BASES[i] for i in ids[a : a + length]) for a in range(0, len(ids) - length + 1, length)]
+    seqs = ["".join(BASES[i] for i in w) for w in scored_windows(ecoli_splits(), length, context)]
     model = DiffusionLM.from_pretrained(str(ckpt), use_ema=use_ema)
-    df = model.score(seqs, t_samples=t_samples, progress=False, common_noise=False, bound=bound, strands=strands)
+    df = model.score(seqs, t_samples=t_samples, progress=False, common_noise=False, bound=bound, strands=strands,
+                     context=context)
     bits = df["bits_per_base"]
     if save:
         np.save(save, bits.to_numpy())
     mean = float(df["nelbo_nats"].sum() / df["tokens"].sum() / math.log(2))
     return {"bits_per_base": mean, "se": float(bits.std(ddof=1) / math.sqrt(len(bits))), "windows": len(seqs)}
+
+
+def scored_windows(splits: dict[str, np.ndarray], length: int, context: int = 0) -> list[np.ndarray]:
+    """``score_test``'s windows: the test split in non-overlapping ``length``-base windows, or with ``context`` C
+    windows stepping by ``length - C`` whose first C bases (the bases before them, the validation split's tail for
+    the first) are given: either way the scored bases are the test split's first ``n x (length - C)``.
+
+    >>> s = {"validation": np.arange(100, 110), "test": np.arange(10)}
+    >>> [w.tolist() for w in scored_windows(s, 4)]
+    [[0, 1, 2, 3], [4, 5, 6, 7]]
+    >>> [w.tolist() for w in scored_windows(s, 4, context=2)]
+    [[108, 109, 0, 1], [0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9]]
+    """
+    ids = np.concatenate([splits["validation"][len(splits["validation"]) - context :], splits["test"]])
+    return [ids[a : a + length] for a in range(0, len(ids) - length + 1, length - context)]
 
 
 def trained_steps(run_dir: Path) -> int:
@@ -386,7 +405,7 @@ def read_cost(path: Path) -> dict:
 
 def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | None = None,
                   bounds: tuple[str, ...] = ("reference",), threads: int = 1,
-                  strands: tuple[str, ...] = ("forward",)) -> list[dict]:
+                  strands: tuple[str, ...] = ("forward",), context: int = 0) -> list[dict]:
     """Train one candidate (at ``threads`` threads, 1 for the sweep), then score it on the test split; returns
     its CSV rows.
 
@@ -394,9 +413,10 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     saved at the step reached); a run that has not reached its steps is not scored, and its CPU seconds so far
     are kept in ``NAME.cost_partial.json`` and added to the next segment's: run the same command again to
     continue it.
-    ``bounds``, ``strands``: score with each combination. ``threads``: a long run alone on the machine may take both
-    cores for a segment; its CPU seconds stay comparable (at 2 threads a step costs ~1.03x the CPU seconds of 1
-    thread, recipe_step_times.csv), its wall-clock does not, so each row says which thread counts its segments used."""
+    ``bounds``, ``strands``: score with each combination; ``context``: ``score_test``'s. ``threads``: a long run
+    alone on the machine may take both cores for a segment; its CPU seconds stay comparable (at 2 threads a step
+    costs ~1.03x the CPU seconds of 1 thread, recipe_step_times.csv), its wall-clock does not, so each row says
+    which thread counts its segments used."""
     import pandas as pd
 
     shape, changes, raw_too = CANDIDATES[name]
@@ -435,10 +455,11 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     for use_ema, bound, strand in [(e, b, s) for e in ([True, False] if raw_too else [True]) for b in bounds
                                    for s in strands]:
         tag = "ema" if use_ema else "raw"
-        save = window_scores(name, tag, t_samples, bound, strand)
+        save = window_scores(name, tag, t_samples, bound, strand, context)
         code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import recipe; "
                 f"print(json.dumps(recipe.score_test({str(run_dir / 'checkpoints' / 'last.ckpt')!r}, "
-                f"{t_samples}, {use_ema}, {score_length}, save={str(save)!r}, bound={bound!r}, strands={strand!r})))")
+                f"{t_samples}, {use_ema}, {score_length}, save={str(save)!r}, bound={bound!r}, strands={strand!r}, "
+                f"context={context})))")
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                              cwd=ROOT)
         res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -446,7 +467,7 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
             "name": name, "overrides": " ".join(overrides), "steps": steps,
             "tokens": steps * shape[3] * shape[4], "weights": "EMA" if use_ema else "raw",
             "test_bpb": round(res["bits_per_base"], 4), "test_se": round(res["se"], 4), "windows": res["windows"],
-            "window_length": score_length, "bound": bound, "strands": strand,
+            "window_length": score_length, "bound": bound, "strands": strand, "context": context,
             "t_samples": 1 if changes.get("objective") == "ar" else t_samples,
             "train_flops": f"{train_flops(name):.4g}", "cpu_s": round(train_cpu_s, 1),
             "wall_s_1_thread": round(train_s, 1), "threads": used_threads, "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -537,11 +558,12 @@ BASELINE = ("c5_s0", "c5_s1", "c5_s2")  # the default recipe's seeds: paired dif
 
 
 def window_scores(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference",
-                  strands: str = "forward") -> Path:
-    """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count, bound
-    and strands."""
+                  strands: str = "forward", context: int = 0) -> Path:
+    """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count, bound,
+    strands and context."""
     draws = "" if t_samples == 16 else f"_t{t_samples}"
     tags = ("" if bound == "reference" else f"_{bound}") + ("" if strands == "forward" else f"_{strands}")
+    tags += f"_ctx{context}" if context else ""
     return RUNS / name / f"test_windows_{weights}{draws}{tags}.npy"
 
 
@@ -597,14 +619,15 @@ def chain_window_bits(length: int = 128, order: int = 6) -> np.ndarray:
 
 
 def paired_to_chain(name: str, weights: str = "ema", length: int = 128, t_samples: int = 16, order: int = 6,
-                    bound: str = "reference", strands: str = "forward") -> tuple[float, float] | None:
+                    bound: str = "reference", strands: str = "forward", context: int = 0) -> tuple[float, float] | None:
     """Mean per-window difference (candidate minus the order-``order`` chain on the same test windows) and its
     standard error over windows; None without the candidate's per-window scores. The window-to-window spread is
-    common to both and cancels: what is left is the NELBO's Monte-Carlo noise and the real differences."""
-    mine = window_scores(name, weights, t_samples, bound, strands)
+    common to both and cancels: what is left is the NELBO's Monte-Carlo noise and the real differences. ``length``:
+    the window; with ``context`` each window scores its last ``length - context`` bases."""
+    mine = window_scores(name, weights, t_samples, bound, strands, context)
     if not mine.exists():
         return None
-    return paired_difference(np.load(mine), chain_window_bits(length, order))
+    return paired_difference(np.load(mine), chain_window_bits(length - context, order))
 
 
 def read_results():
@@ -615,6 +638,7 @@ def read_results():
     df = pd.read_csv(RESULTS)
     df["bound"] = df["bound"].fillna("reference") if "bound" in df else "reference"
     df["strands"] = df["strands"].fillna("forward") if "strands" in df else "forward"  # rows before the column
+    df["context"] = df["context"].fillna(0).astype(int) if "context" in df else 0
     return df
 
 
@@ -634,8 +658,8 @@ def table() -> str:
                                     (x or (None, None) for x in deltas)]
     lengths = df["window_length"] if "window_length" in df else pd.Series(float("nan"), index=df.index)
     df["window"] = lengths.fillna(128).astype(int)  # rows before SCORE_LENGTH were scored at 128
-    chain = [paired_to_chain(n, w.lower(), L, int(t), bound=b, strands=s) for n, w, L, t, b, s in
-             zip(df["name"], df["weights"], df["window"], df["t_samples"], df["bound"], df["strands"])]
+    chain = [paired_to_chain(n, w.lower(), L, int(t), bound=b, strands=s, context=c) for n, w, L, t, b, s, c in
+             zip(df["name"], df["weights"], df["window"], df["t_samples"], df["bound"], df["strands"], df["context"])]
     df["minus order-6 chain (paired)"] = [f"{d:+.4f} +- {e:.4f}" if d is not None else "" for d, e in
                                           (x or (None, None) for x in chain)]
     df["test_se"] = df["test_se"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
@@ -643,8 +667,8 @@ def table() -> str:
     df["test_bpb"] = df["test_bpb"].map(lambda v: f"{v:.4f}")
     df["cpu_s"] = df["cpu_s"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
     df["window"] = df["window"].astype(str)
-    cols = ["name", "steps", "weights", "window", "bound", "strands", "test_bpb", "test_se", "minus default (paired)",
-            "minus order-6 chain (paired)", "train_flops", "cpu_s", "t_samples"]
+    cols = ["name", "steps", "weights", "window", "context", "bound", "strands", "test_bpb", "test_se",
+            "minus default (paired)", "minus order-6 chain (paired)", "train_flops", "cpu_s", "t_samples"]
     return df[cols].to_markdown(index=False, disable_numparse=True)
 
 
@@ -658,7 +682,8 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
     groups: dict[tuple[str, float], list[float]] = {}
     rec = read_results()
     # the plot's points are all the reference estimate (full-bound rows are in the table)
-    rec = rec[(rec["weights"] == "EMA") & (rec["bound"] == "reference") & (rec["strands"] == "forward")]
+    rec = rec[(rec["weights"] == "EMA") & (rec["bound"] == "reference") & (rec["strands"] == "forward")
+              & (rec["context"] == 0)]
     # a run rescored with more noise draws (--t-samples) is one point: its most precise scoring
     rec = rec.sort_values("t_samples", kind="stable").drop_duplicates("name", keep="last").sort_index()
     default = {*BASELINE, "mdlm857", "c5_1200"}
@@ -773,6 +798,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="score with these bounds (full: the sampler's whole bound, beside exact likelihoods)")
     ap.add_argument("--strands", nargs="+", default=["forward"], choices=["forward", "both"],
                     help="score with these (both: the denoiser averaged over the two strands, DiffusionLM.score)")
+    ap.add_argument("--context", type=int, default=0, metavar="C",
+                    help="score the test split in order: windows step by window - C, each given the C bases before")
     args = ap.parse_args(argv)
     names = list(CANDIDATES) if not args.run else args.run
     if args.table:
@@ -800,7 +827,7 @@ def main(argv: list[str] | None = None) -> None:
         os.nice(args.nice)  # inherited by every run
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda name: run_candidate(name, args.t_samples, args.stop_after, tuple(args.bounds),
-                                                  args.threads, tuple(args.strands)), names))
+                                                  args.threads, tuple(args.strands), args.context), names))
     print(table())
 
 

@@ -360,6 +360,7 @@ class DiffusionLM:
         common_noise: bool = True,
         bound: Literal["reference", "full"] = "reference",
         strands: Literal["forward", "both"] = "forward",
+        context: NonNegativeInt = 0,
     ) -> pd.DataFrame:
         """Per-sequence NELBO (an upper bound on -log p; exact NLL for AR) and bits per base (text: token).
 
@@ -383,10 +384,23 @@ class DiffusionLM:
         ``strands="both"`` (MDLM, DNA): the denoiser averaged with its reading of the reverse complement
         (post-hoc conjoining, :mod:`mdlm_dna.diffusion.strands`): the bound of a strand-symmetric model made from
         this one, at twice the cost.
+
+        ``context``: the first ``context`` bases (tokens) of every sequence are conditioned on, not scored: the
+        NELBO bounds -log p(rest | first ``context``), over the rest's bases (they stay unmasked in every draw, as
+        in conditional generation). Scoring a long sequence as overlapping pieces, each given the bases before it,
+        adds up to a bound on the whole in which every base sees ``context`` bases to its left (the protocol of a
+        compressor reading in order). MDLM-family objectives; must leave a base to score in each sequence.
         """
         from mdlm_dna.evaluation.common_noise import batch_noise
 
         encoded = self._encode_all(seqs, "score()")
+        short = [i for i, e in enumerate(encoded) if len(e) <= context]
+        if short:
+            raise ConfigError(f"score(context={context}): sequence {short[0]} has {len(encoded[short[0]])} tokens, "
+                              f"none left to score after the context ({len(short)} such sequence(s))")
+        if context and self.objective_name == "ar":
+            raise ConfigError("score(context=...) is for the masked objectives; an AR model's score of a suffix "
+                              "given its prefix is the difference of two scores")
         L = self.seq_len
         draws = 1 if self.objective_name == "ar" else int(t_samples)
         labels = None
@@ -408,6 +422,10 @@ class DiffusionLM:
                 x0 = torch.tensor([r for _, _, r in rows], dtype=torch.long, device=self.device)
                 total = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
                 counted = self.module.counted_positions(x0, count_n)
+                if context:  # window w of a sequence starts at w * L: its positions before `context` are given
+                    start = torch.tensor([w * L for _, w, _ in rows], device=self.device)
+                    scored = torch.arange(n, device=self.device)[None, :] + start[:, None] >= context
+                    counted = scored if counted is None else scored & counted  # (score's windows have no padding)
                 extra = {} if labels is None else {"labels": torch.full((len(rows),), labels, device=self.device)}
                 keys = [(w, None if common_noise else i) for i, w, _ in rows]
                 noise = batch_noise(seed, keys, n, draws, self.device)

@@ -2,6 +2,7 @@
 
     python -m mdlm_dna.score ckpt=ecoli input=candidates.fa out=scores.tsv
     python -m mdlm_dna.score ckpt=RUN input=table.csv column=sequence t_samples=32
+    python -m mdlm_dna.score ckpt=ecoli_40k input=reads.fa context=64 strands=both   # -log p(rest | first 64)
 
 For diffusion objectives the NELBO is a Monte-Carlo estimate of an upper bound on -log p(x) (``t_samples``
 noise draws per window); for AR it is the exact negative log-likelihood.
@@ -10,7 +11,7 @@ noise draws per window); for AR it is the exact negative log-likelihood.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import hydra
 import pandas as pd
@@ -27,6 +28,7 @@ from mdlm_dna.utils.resources import config_dir
 from mdlm_dna.utils.validation import (
     Int,
     ModelCommandConfig,
+    NonNegativeInt,
     PositiveInt,
     Required,
     from_pretrained_kwargs,
@@ -54,6 +56,9 @@ class ScoreConfig(ModelCommandConfig):
     seed: Int = 0
     common_noise: bool = True
     count_n: bool | None = None
+    bound: Literal["reference", "full"] = "reference"
+    strands: Literal["forward", "both"] = "forward"
+    context: NonNegativeInt = 0
     progress: bool | None = None
 
 
@@ -72,7 +77,8 @@ def score(cfg: DictConfig | dict[str, Any]) -> pd.DataFrame:
             except TokenizerError as e:
                 raise DataError(str(e)) from None
     table = model.score(seqs, t_samples=cfg.t_samples, batch_size=cfg.batch_size, seed=cfg.seed,
-                        progress=cfg.progress, count_n=cfg.count_n, common_noise=cfg.common_noise)
+                        progress=cfg.progress, count_n=cfg.count_n, common_noise=cfg.common_noise,
+                        bound=cfg.bound, strands=cfg.strands, context=cfg.context)
     table.insert(0, "name", names)
     table.to_csv(out, sep="\t", index=False)
     unit = f"bits_per_{model.unit}"

@@ -204,6 +204,9 @@ def test_score_embed_export_clis(run_dir, tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("name,sequence\nx,ACGTAC\ny,GGTTAAC\n")
     assert score({"ckpt": str(run_dir), "input": str(csv), "t_samples": 1})["length"].tolist() == [6, 7]
+    given = score({"ckpt": str(run_dir), "input": str(csv), "t_samples": 1, "context": 4, "strands": "both",
+                   "bound": "full", "out": str(tmp_path / "given.tsv")})
+    assert given["tokens"].tolist() == [2, 3]  # the first 4 bases of each are given, not scored
     folder = export({"ckpt": str(run_dir), "out": str(tmp_path / "ex"), "validation": False, "test": True,
                      "max_windows": 8, "t_samples": 1})
     card = (folder / "README.md").read_text()

@@ -123,6 +123,8 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
     assert [r["strands"] for r in rows] == ["forward", "both"] and threads_seen == ["1", "2"]
     assert "strands='both'" in scored[-1] and "test_windows_ema_full_both.npy" in scored[-1]
     assert pd.read_csv(tmp_path / "runs.csv")["strands"].fillna("forward").tolist() == ["forward"] * 3 + ["both"]
+    rows = recipe.run_candidate("ecoli_cont30k", strands=("both",), context=64)
+    assert rows[0]["context"] == 64 and "context=64" in scored[-1] and "test_windows_ema_both_ctx64.npy" in scored[-1]
 
 
 def test_a_stopped_segment_is_not_a_failure_but_other_exits_are(tmp_path):
@@ -139,3 +141,13 @@ def test_a_stopped_segment_is_not_a_failure_but_other_exits_are(tmp_path):
             recipe.run_timed([sys.executable, "-c", busy], {}, log)
         with pytest.raises(subprocess.CalledProcessError):
             recipe.run_timed([sys.executable, "-c", "import sys; sys.exit(1)"], {}, log, segment=True)
+
+
+def test_scored_windows_cover_the_test_split_in_order_with_the_bases_before_as_context():
+    import numpy as np
+
+    splits = {"validation": np.arange(100, 110), "test": np.arange(10)}
+    assert [w.tolist() for w in recipe.scored_windows(splits, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    windows = recipe.scored_windows(splits, 4, context=2)
+    assert windows[0].tolist() == [108, 109, 0, 1]  # the first window's context: the validation split's tail
+    assert np.concatenate([w[2:] for w in windows]).tolist() == list(range(10))  # every test base once, in order

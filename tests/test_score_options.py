@@ -1,4 +1,5 @@
-"""Both strands at once (``score`` / ``evaluate`` ``strands="both"``, mdlm_dna.diffusion.strands)."""
+"""Scoring options: both strands at once (``strands="both"``, mdlm_dna.diffusion.strands) and given context bases
+(``score(context=C)``)."""
 
 from __future__ import annotations
 
@@ -133,3 +134,27 @@ def test_text_has_no_other_strand():
     with pytest.raises(ConfigError, match="text"):
         with both_strands(tiny().objective, None):
             pass
+
+
+def test_context_bases_are_given_and_not_scored():
+    """``score(context=C)``: -log p(rest | first C). Against an independent computation: the objective's own NELBO
+    with the first C positions left out of ``counted``, under the same noise draws as a plain score would use."""
+    from mdlm_dna.evaluation.common_noise import batch_noise
+
+    model = tiny()
+    seq = dna(32, 10)
+    scored = model.score([seq], t_samples=4, context=12)
+    assert int(scored["tokens"].iloc[0]) == 20
+    x = torch.tensor([model.encode(seq)])
+    counted = torch.arange(32)[None, :] >= 12
+    noise = batch_noise(0, [(0, None)], 32, 4, torch.device("cpu"))
+    with torch.no_grad():
+        nats = sum(float(model.objective.nelbo(x, generator=noise[k], counted=counted).per_sequence) for k in range(4))
+    assert float(scored["nelbo_nats"].iloc[0]) == pytest.approx(nats / 4, rel=1e-5)
+    plain = model.score([seq], t_samples=4)
+    assert int(plain["tokens"].iloc[0]) == 32 and float(plain["nelbo_nats"].iloc[0]) != pytest.approx(nats / 4)
+    # a longer sequence: the context sits in its first window only; every later window is scored whole
+    long = dna(70, 11)
+    assert int(model.score([long], t_samples=1, context=40)["tokens"].iloc[0]) == 30
+    with pytest.raises(ConfigError, match="none left to score"):
+        model.score([seq], context=32)
