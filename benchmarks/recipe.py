@@ -70,7 +70,7 @@ CHAIN6_RUNS = ("c5_mk6", "c5_mk6_1200")  # its runs (seeds of one recipe share a
 # a candidate key: start from the last checkpoint of that candidate's run, or from a shipped model by its name
 # (``pretrain init_from``); its training FLOPs count the source's
 SOURCE = "_init_from"
-CONTINUED = "shipped ecoli trained 30,000 steps more (MDLM, shipped as ecoli_40k)"
+CONTINUED = "shipped ecoli trained further (MDLM: ecoli_40k, then ecoli_47k on 512-base windows)"
 # a candidate key: score on test windows of this many bases (default 128), e.g. the model's own longer window, whose
 # fewer edges cost less context (a window's first bases are predicted from one side only)
 SCORE_LENGTH = "_score_length"
@@ -697,7 +697,7 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
             continue
         changes = CANDIDATES.get(name, (None, {}, None))[1]
         family = re.sub(r"_s\d+$", "", name)  # seeds of one recipe are one point
-        continued = changes.get(SOURCE) not in (None, *CANDIDATES)  # a shipped MDLM trained further
+        continued = SOURCE in changes and not from_ar(name)  # a shipped MDLM (or its continuation) trained further
         series = ("AR" if changes.get("objective") == "ar" else CONTINUED if continued
                   else f"AR -> MDLM: {family}" if SOURCE in changes else "MDLM, default recipe" if name in default
                   else CHAIN6 if family in CHAIN6_RUNS else f"recipe: {family}")
@@ -717,6 +717,18 @@ def curve_points() -> dict[str, list[tuple[float, float, float, int]]]:
         se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
         out.setdefault(series, []).append((flops, statistics.fmean(values), se, len(values)))
     return out
+
+
+def from_ar(name: str) -> bool:
+    """Whether a candidate's chain of init_from sources starts at an AR run (the AR -> MDLM route).
+
+    >>> from_ar("ar600_mdlm300"), from_ar("ecoli40k_L512"), from_ar("c5_s0")
+    (True, False, False)
+    """
+    changes = CANDIDATES.get(name, (None, {}, None))[1]
+    if changes.get("objective") == "ar":
+        return True
+    return changes.get(SOURCE) in CANDIDATES and from_ar(changes[SOURCE])
 
 
 def standings() -> str:

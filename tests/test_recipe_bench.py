@@ -151,3 +151,10 @@ def test_scored_windows_cover_the_test_split_in_order_with_the_bases_before_as_c
     windows = recipe.scored_windows(splits, 4, context=2)
     assert windows[0].tolist() == [108, 109, 0, 1]  # the first window's context: the validation split's tail
     assert np.concatenate([w[2:] for w in windows]).tolist() == list(range(10))  # every test base once, in order
+
+
+def test_continued_models_and_ar_initialised_ones_are_told_apart_through_their_sources():
+    """The plot's series: an MDLM started from an AR run (directly or through another MDLM) is "AR -> MDLM"; the
+    shipped model trained further, and that run trained further again (ecoli40k_L512 from ecoli_cont30k), are not."""
+    assert recipe.from_ar("ar600_mdlm300") and recipe.from_ar("ar600")
+    assert not recipe.from_ar("ecoli40k_L512") and not recipe.from_ar("ecoli_cont30k") and not recipe.from_ar("c5_s0")
