@@ -165,3 +165,12 @@ def test_the_512_base_model_is_below_the_best_dna_compressor_on_its_full_bound()
     se_recorded = WIDE_DRAW_SD / math.sqrt(WIDE_WINDOWS * int(row["t_samples"]))
     assert abs(now - float(row["test_bpb"])) < 3 * math.hypot(se_now, se_recorded), now
     assert now < GECO3, now
+
+
+def test_shipped_models_name_their_genome_by_the_shipped_file_not_a_path_of_the_machine_that_trained_them():
+    """A model trained elsewhere recorded that machine's absolute genome path: loading it then warns and falls back
+    (ecoli_47k's export did, from a git worktree). Every shipped config names the genome through ``data_file``."""
+    for name, folder in shipped_models().items():
+        genome = json.loads((Path(folder) / "config.json").read_text())["run_config"].get("genome") or {}
+        path = str(genome.get("path") or "")
+        assert not path.startswith("/"), (name, path)
