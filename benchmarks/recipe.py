@@ -36,6 +36,7 @@ import numpy as np
 from common import ROOT, arg_parser, model_config, pretrain_config, read_runs, time_calls, write_record
 
 RUNS = ROOT / "runs" / "recipe"
+WINDOWS = ROOT / "benchmarks" / "paired_windows" / "recipe"  # per-window test scores (window_scores)
 STEP_TIMES = ROOT / "benchmarks" / "recipe_step_times.csv"
 RESULTS = ROOT / "benchmarks" / "recipe_runs.csv"
 
@@ -455,7 +456,8 @@ def run_candidate(name: str, t_samples: int = 16, stop_after_minutes: float | No
     for use_ema, bound, strand in [(e, b, s) for e in ([True, False] if raw_too else [True]) for b in bounds
                                    for s in strands]:
         tag = "ema" if use_ema else "raw"
-        save = window_scores(name, tag, t_samples, bound, strand, context)
+        save = window_scores(name, tag, t_samples, bound, strand, context, saving=True)
+        save.parent.mkdir(parents=True, exist_ok=True)
         code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import recipe; "
                 f"print(json.dumps(recipe.score_test({str(run_dir / 'checkpoints' / 'last.ckpt')!r}, "
                 f"{t_samples}, {use_ema}, {score_length}, save={str(save)!r}, bound={bound!r}, strands={strand!r}, "
@@ -558,13 +560,16 @@ BASELINE = ("c5_s0", "c5_s1", "c5_s2")  # the default recipe's seeds: paired dif
 
 
 def window_scores(name: str, weights: str = "ema", t_samples: int = 16, bound: str = "reference",
-                  strands: str = "forward", context: int = 0) -> Path:
+                  strands: str = "forward", context: int = 0, saving: bool = False) -> Path:
     """Where a run's per-window test scores are kept (``score_test``'s ``save``), one file per draw count, bound,
-    strands and context."""
+    strands and context: in the repository (``WINDOWS``, a few kB each), so that the table's paired columns can be
+    regenerated on a fresh checkout. Runs scored before 2026-12-08 kept theirs in the run folder, which is read
+    when it is there and no newer scoring is (``RUNS / name``); ``saving``: the path a new scoring writes."""
     draws = "" if t_samples == 16 else f"_t{t_samples}"
     tags = ("" if bound == "reference" else f"_{bound}") + ("" if strands == "forward" else f"_{strands}")
     tags += f"_ctx{context}" if context else ""
-    return RUNS / name / f"test_windows_{weights}{draws}{tags}.npy"
+    kept, older = (folder / name / f"test_windows_{weights}{draws}{tags}.npy" for folder in (WINDOWS, RUNS))
+    return older if not saving and older.exists() and not kept.exists() else kept
 
 
 def seed_of(name: str) -> int:

@@ -92,6 +92,7 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
     import pandas as pd
 
     monkeypatch.setattr(recipe, "RUNS", tmp_path)
+    monkeypatch.setattr(recipe, "WINDOWS", tmp_path / "windows")
     monkeypatch.setattr(recipe, "RESULTS", tmp_path / "runs.csv")
     threads_seen = []
 
@@ -115,7 +116,8 @@ def test_a_long_candidate_runs_in_segments_and_adds_their_cpu_seconds(tmp_path, 
     rows = recipe.run_candidate("ecoli_cont30k", bounds=("reference", "full"), threads=2)
     assert [r["bound"] for r in rows] == ["reference", "full"] and all(r["cpu_s"] == 20.0 for r in rows)
     assert threads_seen == ["1", "2"] and all(r["threads"] == "1+2" for r in rows)
-    assert "bound='full'" in scored[1] and "test_windows_ema_full.npy" in scored[1]
+    assert "bound='full'" in scored[1] and "windows/ecoli_cont30k/test_windows_ema_full.npy" in scored[1]
+    assert (tmp_path / "windows" / "ecoli_cont30k").is_dir()  # made for the scoring process to save into
     assert not (tmp_path / "ecoli_cont30k.cost_partial.json").exists()
     assert json.loads((tmp_path / "ecoli_cont30k.cost.json").read_text())["threads"] == [1, 2]
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 2
@@ -158,3 +160,18 @@ def test_continued_models_and_ar_initialised_ones_are_told_apart_through_their_s
     shipped model trained further, and that run trained further again (ecoli40k_L512 from ecoli_cont30k), are not."""
     assert recipe.from_ar("ar600_mdlm300") and recipe.from_ar("ar600")
     assert not recipe.from_ar("ecoli40k_L512") and not recipe.from_ar("ecoli_cont30k") and not recipe.from_ar("c5_s0")
+
+
+def test_window_scores_are_kept_in_the_repository_and_older_run_folders_still_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(recipe, "WINDOWS", tmp_path / "kept")
+    new = recipe.window_scores("c5_s0", bound="full")
+    assert new == tmp_path / "kept" / "c5_s0" / "test_windows_ema_full.npy"
+    older = tmp_path / "runs" / "c5_s0" / "test_windows_ema_full.npy"
+    older.parent.mkdir(parents=True)
+    older.write_bytes(b"")
+    assert recipe.window_scores("c5_s0", bound="full") == older  # scored before the move
+    assert recipe.window_scores("c5_s0", bound="full", saving=True) == new  # a rescoring goes to the repository
+    new.parent.mkdir(parents=True)
+    new.write_bytes(b"")
+    assert recipe.window_scores("c5_s0", bound="full") == new  # a rescoring wins
