@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from common import ROOT, arg_parser, write_record
+from recipe import chain_window_bits, paired_difference, score_test
 
 WINDOWS = ROOT / "benchmarks" / "paired_windows"
 RECORD = ROOT / "benchmarks" / "paired_scores.md"
@@ -135,9 +136,9 @@ def paired(a: np.ndarray, block_a: int, b: np.ndarray, block_b: int) -> dict[str
     if count < 2:
         raise ValueError(f"{count} common block(s) of {size} bases: too few to pair")
     x, y = blocks(a, block_a, size, count), blocks(b, block_b, size, count)
-    d = x - y
-    return {"difference": float(d.mean()), "se": float(d.std(ddof=1) / math.sqrt(count)), "a": float(x.mean()),
-            "b": float(y.mean()), "blocks": count, "bases": count * size}
+    difference, se = paired_difference(x, y)
+    return {"difference": difference, "se": se, "a": float(x.mean()), "b": float(y.mean()), "blocks": count,
+            "bases": count * size}
 
 
 def window_path(scoring: Scoring, t_samples: int) -> Path:
@@ -147,10 +148,8 @@ def window_path(scoring: Scoring, t_samples: int) -> Path:
 def window_bits(scoring: Scoring, t_samples: int = 16, run: bool = True) -> np.ndarray | None:
     """A scoring's per-window test bits/base: kept, computed (and kept), or None when ``run`` is false and none is
     kept. A chain needs no draws and is not kept (it is exact and takes seconds)."""
-    import recipe
-
     if scoring.chain_order is not None:
-        return recipe.chain_window_bits(scoring.block, scoring.chain_order)
+        return chain_window_bits(scoring.block, scoring.chain_order)
     path = window_path(scoring, t_samples)
     if path.exists():
         return np.load(path)
@@ -158,8 +157,8 @@ def window_bits(scoring: Scoring, t_samples: int = 16, run: bool = True) -> np.n
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.process_time()
-    res = recipe.score_test(scoring.model, t_samples, True, scoring.length, save=str(path), bound=scoring.bound,
-                            strands=scoring.strands, context=scoring.context)
+    res = score_test(scoring.model, t_samples, True, scoring.length, save=str(path), bound=scoring.bound,
+                     strands=scoring.strands, context=scoring.context)
     print(f"{scoring.key}: {res['bits_per_base']:.4f} +- {res['se']:.4f} over {res['windows']} windows "
           f"({time.process_time() - t0:.0f} CPU-s)", flush=True)
     return np.load(path)
