@@ -87,11 +87,15 @@ def build_classifier(cfg: Mapping[str, Any], num_classes: int, max_length: int) 
             strands=head.get("strands", "forward"),
             complement_ids=tok.complement_ids,
             pad_id=tok.pad_id,
+            position_bias=bool(head.get("position_bias", False)),
+            max_length=int(max_length),
         )
         if head.get("freeze_backbone"):
             desc += ", frozen"
         if head.get("strands", "forward") == "both":
             desc += ", both strands read"
+        if head.get("position_bias"):
+            desc += ", position-scored pooling"
     else:
         raise ValueError(f"classifier must be 'backbone' or 'cnn', got {cfg['classifier']!r}")
     if head.get("conjoin_train") or head.get("conjoin_test"):

@@ -122,6 +122,39 @@ def test_attention_pooling_starts_as_mean_and_learns_where_to_look():
     assert train_accuracy(lambda h, n: pool(h, n, "mean")) < 0.9
 
 
+def test_position_scores_find_a_signal_at_a_fixed_offset_that_features_cannot_flag():
+    """A label carried at one fixed position whose features look like every other position's (no flag channel;
+    a rotary backbone's states do not say where they are): the feature score cannot find it, the position score
+    can. Untrained, the position-scored pool is still mean pooling; a batch longer than it was built for is
+    refused."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 12, 4)
+    labels = torch.randint(0, 2, (256,))
+    x[:, 5, 1] = 2.0 * (2 * labels - 1)
+    full = torch.full((256,), 12)
+
+    def train_accuracy(pooler) -> float:
+        torch.manual_seed(1)
+        head = nn.Linear(4, 2)
+        opt = torch.optim.Adam([*head.parameters(), *pooler.parameters()], lr=0.05)
+        for _ in range(200):
+            opt.zero_grad()
+            F.cross_entropy(head(pooler(x, full)), labels).backward()
+            opt.step()
+        return float((head(pooler(x, full)).argmax(1) == labels).float().mean())
+
+    lengths = torch.tensor([12, 7])
+    torch.testing.assert_close(AttentionPool(4, max_positions=12)(x[:2], lengths), pool(x[:2], lengths, "mean"))
+    positional = AttentionPool(4, max_positions=12)
+    assert train_accuracy(positional) > 0.97
+    assert int(positional.position_score.argmax()) == 5
+    assert train_accuracy(AttentionPool(4)) < 0.9
+    with pytest.raises(ValueError, match="at most 12"):
+        positional(torch.randn(1, 13, 4), torch.tensor([13]))
+    with pytest.raises(ValueError, match="pooling='attention'"):
+        SequenceClassifier(_tiny_dit(), num_classes=2, pooling="mean", position_bias=True, max_length=12)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "first", "last", "attention"])
 def test_n_only_and_padded_sequences_give_finite_loss_and_gradients(pooling):
     model = SequenceClassifier(_tiny_dit(), num_classes=2, pooling=pooling)

@@ -44,10 +44,10 @@ def runs(tmp_path_factory):
         "dit_attention": tiny_finetune(root / "dit_attention", "model=dit_tiny", "model.d_model=32",
                                        "model.n_layers=1", "model.n_heads=2", "model.cond_dim=16",
                                        "head.pooling=attention"),
-        # a causal backbone reading both strands (head.strands=both), pooled by attention
+        # a causal backbone reading both strands (head.strands=both), pooled by attention with position scores
         "dit_both": tiny_finetune(root / "dit_both", "model=dit_tiny", "model.d_model=32", "model.n_layers=1",
                                   "model.n_heads=2", "model.cond_dim=16", "model.causal=true",
-                                  "head.pooling=attention", "head.strands=both"),
+                                  "head.pooling=attention", "head.strands=both", "head.position_bias=true"),
     }
 
 

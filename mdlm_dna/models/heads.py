@@ -60,19 +60,39 @@ class AttentionPool(nn.Module):
     The score starts at zero, so an untrained pool is exactly ``mean`` pooling; training moves the weight to
     the positions that tell the classes apart (a promoter's core in a 300-base window).
 
+    ``max_positions`` adds a learned score per position (0 .. max_positions - 1, also zero at first). A backbone
+    with rotary or no position encoding gives every position features that say nothing of where it is, so the
+    feature score alone cannot prefer "30 bases before the TSS" in windows aligned on the TSS (GUE's promoter
+    tasks); the position score can. Rows longer than ``max_positions`` are refused.
+
     >>> AttentionPool(4)(torch.ones(2, 3, 4), torch.tensor([3, 1])).tolist()
     [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    >>> pool_ = AttentionPool(1, max_positions=3)
+    >>> _ = pool_.position_score.data.copy_(torch.tensor([0.0, 0.0, 50.0]))  # all weight on the third position
+    >>> pool_(torch.tensor([[[1.0], [2.0], [7.0]]]), torch.tensor([3])).tolist()
+    [[7.0]]
     """
 
-    def __init__(self, d_model: int):
+    def __init__(self, d_model: int, max_positions: int | None = None):
         super().__init__()
         self.score = nn.Linear(d_model, 1)
         nn.init.zeros_(self.score.weight)
         nn.init.zeros_(self.score.bias)
+        self.max_positions = max_positions
+        if max_positions is not None:  # absent otherwise: older classifiers keep their parameter names
+            if max_positions < 1:
+                raise ValueError(f"max_positions must be positive, got {max_positions}")
+            self.position_score = nn.Parameter(torch.zeros(max_positions))
 
     def forward(self, hidden: Tensor, lengths: Tensor) -> Tensor:
         real = valid_mask(lengths.clamp(min=1), hidden.shape[1])  # an empty row reads its first position
-        score = self.score(hidden).squeeze(-1).float().masked_fill(~real, float("-inf"))
+        score = self.score(hidden).squeeze(-1).float()
+        if self.max_positions is not None:
+            if hidden.shape[1] > self.max_positions:
+                raise ValueError(f"a batch of {hidden.shape[1]} positions; the position score was built for at most "
+                                 f"{self.max_positions} (the classifier's max_length)")
+            score = score + self.position_score[: hidden.shape[1]].float()
+        score = score.masked_fill(~real, float("-inf"))
         return (torch.softmax(score, dim=1).to(hidden.dtype)[..., None] * hidden).sum(dim=1)
 
 
@@ -102,7 +122,8 @@ def align_reverse(states: Tensor, lengths: Tensor) -> Tensor:
 
 class SequenceClassifier(nn.Module):
     """backbone.hidden_states -> pooling -> dropout -> linear; optionally with a frozen backbone, optionally
-    reading both strands (``strands="both"``: ``complement_ids`` and ``pad_id`` of the tokenizer needed)."""
+    reading both strands (``strands="both"``: ``complement_ids`` and ``pad_id`` of the tokenizer needed), optionally
+    with a learned score per position in the attention pool (``position_bias``: ``max_length`` needed)."""
 
     def __init__(
         self,
@@ -115,6 +136,8 @@ class SequenceClassifier(nn.Module):
         strands: str = "forward",
         complement_ids: Sequence[int] | None = None,
         pad_id: int | None = None,
+        position_bias: bool = False,
+        max_length: int | None = None,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -125,6 +148,9 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"unknown strands {strands!r}; choose one of {STRANDS}")
         if strands == "both" and (complement_ids is None or pad_id is None):
             raise ValueError("strands='both' needs the tokenizer's complement_ids and pad_id")
+        if position_bias and (pooling != "attention" or max_length is None):
+            raise ValueError("position_bias=True scores positions inside the attention pool: it needs "
+                             "pooling='attention' and the classifier's max_length")
         self.backbone, self.pooling, self.freeze_backbone = backbone, pooling, freeze_backbone
         self.pad_mode, self.strands, self.pad_id = pad_mode, strands, pad_id
         if strands == "both":
@@ -133,7 +159,7 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(width, num_classes)
         if pooling == "attention":  # absent otherwise: classifiers with other poolings keep their parameter names
-            self.attention = AttentionPool(width)
+            self.attention = AttentionPool(width, max_positions=max_length if position_bias else None)
         if freeze_backbone:
             self.backbone.requires_grad_(False)
 

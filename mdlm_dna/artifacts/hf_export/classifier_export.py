@@ -35,6 +35,7 @@ def classifier_settings(clf: SequenceClassifier) -> tuple[dict[str, Any], dict[s
     spec, head = clf.spec, dict(clf.spec.get("head") or {})
     section = {"kind": spec["classifier"], "num_classes": int(spec["num_classes"]),
                "max_length": int(spec["max_length"]), "pooling": head.get("pooling", "mean"),
+               "position_bias": bool(head.get("position_bias")),
                "pad_mode": head.get("pad_mode", "pad"), "strands": head.get("strands", "forward"),
                "conjoin_test": bool(head.get("conjoin_test")), "conjoin_wrapper": hasattr(clf.model, "on_test"),
                "complement_ids": list(NucleotideTokenizer.complement_ids)}

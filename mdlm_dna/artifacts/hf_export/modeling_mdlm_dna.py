@@ -586,15 +586,24 @@ def pool(hidden, lengths, mode):
 
 
 class AttentionPool(nn.Module):
-    """A softmax over each row's real positions of a learned score of their features."""
+    """A softmax over each row's real positions of a learned score of their features (and, with max_positions,
+    of their position)."""
 
-    def __init__(self, d_model):
+    def __init__(self, d_model, max_positions=None):
         super().__init__()
         self.score = nn.Linear(d_model, 1)
+        self.max_positions = max_positions
+        if max_positions is not None:
+            self.position_score = nn.Parameter(torch.zeros(int(max_positions)))
 
     def forward(self, hidden, lengths):
         real = torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths.clamp(min=1)[:, None]
-        score = self.score(hidden).squeeze(-1).float().masked_fill(~real, float("-inf"))
+        score = self.score(hidden).squeeze(-1).float()
+        if self.max_positions is not None:
+            if hidden.shape[1] > self.max_positions:
+                raise ValueError(f"{hidden.shape[1]} positions; this classifier reads at most {self.max_positions}")
+            score = score + self.position_score[: hidden.shape[1]].float()
+        score = score.masked_fill(~real, float("-inf"))
         return (torch.softmax(score, dim=1).to(hidden.dtype)[..., None] * hidden).sum(dim=1)
 
 
@@ -631,7 +640,7 @@ class BackboneClassifier(nn.Module):
         width = int(backbone_settings["d_model"]) * (2 if self.strands == "both" else 1)
         self.head = nn.Linear(width, int(c["num_classes"]))
         if self.pooling == "attention":
-            self.attention = AttentionPool(width)
+            self.attention = AttentionPool(width, c["max_length"] if c.get("position_bias") else None)
 
     def _read(self, input_ids, lengths, key_mask=None):
         if self.strands != "both":
