@@ -111,13 +111,13 @@ def run_one(cfg: dict[str, Any], data: TaskData, seed: int, run_dir: Path, max_l
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "train_seconds": round(train_s, 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters()),  # the EMA's copy not counted
         "source": data.source,
         "init": cfg.get("init") or cfg.get("ckpt"),
     }
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     # the tested weights (the best epoch when selected) and what rebuilds them: reuse, or a guidance classifier
-    save_classifier(run_dir, model, {**spec, "classes": list(data.classes), "noise_aware": noise_aware,
+    save_classifier(run_dir, module.eval_model, {**spec, "classes": list(data.classes), "noise_aware": noise_aware,
                                      "task": data.name, "seed": seed})
     print(
         f"{data.name} seed {seed} [{desc}]: test accuracy {result['accuracy']:.4f} | MCC {result['mcc']:.4f} | "
@@ -173,6 +173,7 @@ class FinetuneTask(Section):
 
 class FinetuneHead(Section):
     pooling: Literal["mean", "first", "last", "attention"] = "mean"
+    position_bias: bool = False
     dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
     freeze_backbone: bool = False
     pad_mode: Literal["pad", "group"] = "pad"
@@ -195,6 +196,7 @@ class FinetuneOptim(Section):
     weight_decay: NonNegativeFloat = 0.1
     warmup_fraction: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.01
     min_lr_ratio: Probability = 0.1
+    ema_decay: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] | None = None
 
 
 class FinetuneTrainer(Section):

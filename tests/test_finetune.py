@@ -428,3 +428,43 @@ def test_dit_attention_mask_makes_right_padding_invisible(causal):
     torch.testing.assert_close(masked, alone, rtol=1e-5, atol=1e-5)
     # without the mask the bidirectional DiT sees the padding (the causal one cannot: padding comes after)
     assert torch.allclose(unmasked, alone, atol=1e-5) == causal
+
+
+def test_fine_tuning_ema_follows_the_warm_up_recursion_and_is_what_validation_reads():
+    """optim.ema_decay: the averaged weights equal an EMA computed here from the weights after every optimizer step
+    (decay min(d, (1 + n) / (10 + n))); validation reads them, not the training weights."""
+    import lightning.pytorch as pl
+
+    from mdlm_dna.train.classifier import ClassifierModule
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(_tiny_dit(), num_classes=2, pooling="mean")
+    module = ClassifierModule(model, 2, {"lr": 1e-2, "weight_decay": 0.1, "ema_decay": 0.6})
+    batch = _batch(["ACGTACGTAC", "TTGCA", "GGGCCCAT", "ATATATAT"])
+    batch["labels"] = torch.tensor([0, 1, 1, 0])
+    loader = torch.utils.data.DataLoader([batch] * 5, batch_size=None)  # each item one whole batch
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            seen.append({n: p.detach().clone() for n, p in pl_module.model.named_parameters()})
+
+    trainer = pl.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()])
+    trainer.fit(module, train_dataloaders=loader)
+    assert len(seen) == 5
+    expected = dict(seen[0])  # the first update copies the weights
+    for n_done, weights in enumerate(seen[1:], start=1):
+        d = min(0.6, (1 + n_done) / (10 + n_done))
+        expected = {k: d * expected[k] + (1 - d) * weights[k] for k in expected}
+    averaged = dict(module.ema.module.named_parameters())
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value)
+    assert not torch.equal(averaged["head.weight"], seen[-1]["head.weight"])
+    module.eval()
+    with torch.no_grad():
+        logged = module.eval_model(batch["input_ids"], batch["lengths"])
+        torch.testing.assert_close(logged, module.ema.module(batch["input_ids"], batch["lengths"]))
+        assert not torch.allclose(logged, module.model(batch["input_ids"], batch["lengths"]))
+    with pytest.raises(ValueError, match="ema_decay"):
+        ClassifierModule(model, 2, {"lr": 1e-3, "ema_decay": 1.0})

@@ -44,6 +44,9 @@ def runs(tmp_path_factory):
         "dit_attention": tiny_finetune(root / "dit_attention", "model=dit_tiny", "model.d_model=32",
                                        "model.n_layers=1", "model.n_heads=2", "model.cond_dim=16",
                                        "head.pooling=attention"),
+        # the EMA of the weights is what is tested and saved (optim.ema_decay)
+        "dit_ema": tiny_finetune(root / "dit_ema", "model=dit_tiny", "model.d_model=32", "model.n_layers=1",
+                                 "model.n_heads=2", "model.cond_dim=16", "optim.ema_decay=0.9"),
         # a causal backbone reading both strands (head.strands=both), pooled by attention with position scores
         "dit_both": tiny_finetune(root / "dit_both", "model=dit_tiny", "model.d_model=32", "model.n_layers=1",
                                   "model.n_heads=2", "model.cond_dim=16", "model.causal=true",
@@ -51,7 +54,7 @@ def runs(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention", "dit_both"])
+@pytest.mark.parametrize("kind", ["cnn", "dit", "dit_attention", "dit_both", "dit_ema"])
 def test_rescoring_the_test_split_reproduces_finetune_metrics_exactly(runs, kind, tmp_path):
     run = runs[kind]
     saved = json.loads((run / "metrics.json").read_text())
