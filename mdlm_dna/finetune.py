@@ -33,6 +33,7 @@ from mdlm_dna.classifier import build_classifier, save_classifier
 from mdlm_dna.cli.entry import user_errors
 from mdlm_dna.data.classification import ClassificationDataConfig, ClassificationDataModule
 from mdlm_dna.data.genomic_benchmarks import GB_TASKS, TaskData, load_task
+from mdlm_dna.train.callbacks import ValidateAtMaxSteps
 from mdlm_dna.train.classifier import ClassifierModule
 from mdlm_dna.utils.resolvers import register_resolvers
 from mdlm_dna.utils.resources import config_dir
@@ -85,7 +86,7 @@ def run_one(cfg: dict[str, Any], data: TaskData, seed: int, run_dir: Path, max_l
     trainer = pl.Trainer(
         **cfg["trainer"],
         default_root_dir=str(run_dir),
-        callbacks=[best],
+        callbacks=[best, ValidateAtMaxSteps()],
         logger=CSVLogger(run_dir, name="logs", version=""),
         enable_checkpointing=True,
     )

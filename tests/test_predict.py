@@ -185,3 +185,14 @@ def test_two_fine_tunes_never_write_one_run_folder(tmp_path):
     assert not (out / "metrics.json").exists()
     tiny_finetune(out, "classifier=cnn", "+cnn.embedding_dim=8")  # released: the folder is usable again
     assert (out / "metrics.json").is_file() and (out / ".lock").is_file()
+
+
+def test_a_run_cut_by_max_steps_inside_an_epoch_validates_its_last_weights(tmp_path):
+    """180 training sequences in batches of 32 are 6 steps an epoch; max_steps=8 ends inside the second epoch. The
+    run still validates at step 8, so the best-validation checkpoint can be the last, annealed weights."""
+    run = tiny_finetune(tmp_path / "cut", "model=dit_tiny", "model.d_model=32", "model.n_layers=1", "model.n_heads=2",
+                        "model.cond_dim=16", "trainer.max_epochs=5", "trainer.max_steps=8")
+    metrics = pd.read_csv(run / "logs" / "metrics.csv")
+    validated = metrics.dropna(subset=["val/mcc"])
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 8
+    assert validated["step"].tolist() == [5, 7]  # after step 6 (the first epoch) and step 8 (0-based steps)

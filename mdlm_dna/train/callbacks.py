@@ -1,4 +1,5 @@
-"""Lightning plug-ins for safe checkpoints, an always-newest ``last.ckpt`` and clean interruption."""
+"""Lightning plug-ins for safe checkpoints, an always-newest ``last.ckpt``, clean interruption, and a validation
+when ``max_steps`` ends a run inside an epoch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter as _ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -232,3 +233,16 @@ def _truncate_metrics(path: Path, step: int) -> None:
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
+
+
+class ValidateAtMaxSteps(Callback):
+    """Validate the last weights when ``trainer.max_steps`` stops training inside an epoch.
+
+    Lightning validates at epoch ends; a run cut by ``max_steps`` mid-epoch ends unvalidated, so a best-validation
+    checkpoint never sees its last, most annealed steps. Asking the trainer to stop at that step makes Lightning
+    validate first (its early-stopping path), then end as it would have.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
