@@ -88,6 +88,20 @@ def test_pooling_reads_real_positions_only():
         pool(h, lengths, "max")
 
 
+def _pooled_train_accuracy(pooler, x: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+    """Train accuracy of ``pooler`` (a module, or a plain function) and a linear head fitted together on x [B, L, 4]."""
+    torch.manual_seed(1)
+    head = nn.Linear(4, 2)
+    full = torch.full((len(x),), x.shape[1])
+    params = [*head.parameters(), *(pooler.parameters() if isinstance(pooler, nn.Module) else [])]
+    opt = torch.optim.Adam(params, lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(head(pooler(x, full)), labels).backward()
+        opt.step()
+    return float((head(pooler(x, full)).argmax(1) == labels).float().mean())
+
+
 def test_attention_pooling_starts_as_mean_and_learns_where_to_look():
     """Untrained it is mean pooling; trained on a task whose signal sits at one position among noise it puts its
     weight there; padding gets no weight whatever it holds."""
@@ -105,21 +119,8 @@ def test_attention_pooling_starts_as_mean_and_learns_where_to_look():
     labels = torch.randint(0, 2, (256,))
     x[:, 5, 0] = 4.0
     x[:, 5, 1] = 2.0 * (2 * labels - 1)
-    full = torch.full((256,), 12)
-
-    def train_accuracy(pooler) -> float:
-        torch.manual_seed(1)
-        head = nn.Linear(4, 2)
-        params = [*head.parameters(), *(pooler.parameters() if isinstance(pooler, nn.Module) else [])]
-        opt = torch.optim.Adam(params, lr=0.05)
-        for _ in range(150):
-            opt.zero_grad()
-            F.cross_entropy(head(pooler(x, full)), labels).backward()
-            opt.step()
-        return float((head(pooler(x, full)).argmax(1) == labels).float().mean())
-
-    assert train_accuracy(AttentionPool(4)) > 0.97
-    assert train_accuracy(lambda h, n: pool(h, n, "mean")) < 0.9
+    assert _pooled_train_accuracy(AttentionPool(4), x, labels, steps=150) > 0.97
+    assert _pooled_train_accuracy(lambda h, n: pool(h, n, "mean"), x, labels, steps=150) < 0.9
 
 
 def test_position_scores_find_a_signal_at_a_fixed_offset_that_features_cannot_flag():
@@ -131,24 +132,12 @@ def test_position_scores_find_a_signal_at_a_fixed_offset_that_features_cannot_fl
     x = torch.randn(256, 12, 4)
     labels = torch.randint(0, 2, (256,))
     x[:, 5, 1] = 2.0 * (2 * labels - 1)
-    full = torch.full((256,), 12)
-
-    def train_accuracy(pooler) -> float:
-        torch.manual_seed(1)
-        head = nn.Linear(4, 2)
-        opt = torch.optim.Adam([*head.parameters(), *pooler.parameters()], lr=0.05)
-        for _ in range(200):
-            opt.zero_grad()
-            F.cross_entropy(head(pooler(x, full)), labels).backward()
-            opt.step()
-        return float((head(pooler(x, full)).argmax(1) == labels).float().mean())
-
     lengths = torch.tensor([12, 7])
     torch.testing.assert_close(AttentionPool(4, max_positions=12)(x[:2], lengths), pool(x[:2], lengths, "mean"))
     positional = AttentionPool(4, max_positions=12)
-    assert train_accuracy(positional) > 0.97
+    assert _pooled_train_accuracy(positional, x, labels, steps=200) > 0.97
     assert int(positional.position_score.argmax()) == 5
-    assert train_accuracy(AttentionPool(4)) < 0.9
+    assert _pooled_train_accuracy(AttentionPool(4), x, labels, steps=200) < 0.9
     with pytest.raises(ValueError, match="at most 12"):
         positional(torch.randn(1, 13, 4), torch.tensor([13]))
     with pytest.raises(ValueError, match="pooling='attention'"):

@@ -32,6 +32,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, M
 
 from mdlm_dna.data.tokenizers import NucleotideTokenizer
 from mdlm_dna.diffusion.mdlm import counted_positions, mask_positions
+from mdlm_dna.train.ema import warmed_up_decay
 from mdlm_dna.train.schedules import warmup_schedule
 
 
@@ -53,8 +54,7 @@ def ema_average(decay: float):
     0.9
     """
     def average(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
+        d = warmed_up_decay(decay, float(num_averaged))
         return averaged * d + current * (1.0 - d)
     return average
 

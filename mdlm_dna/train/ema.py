@@ -6,6 +6,15 @@ import torch
 from torch import nn
 
 
+def warmed_up_decay(decay: float, num_updates: float) -> float:
+    """min(decay, (1 + n) / (10 + n)) after n updates: early averages do not keep the initialisation.
+
+    >>> warmed_up_decay(0.9999, 0)
+    0.1
+    """
+    return min(decay, (1 + num_updates) / (10 + num_updates))
+
+
 class EMA:
     """Shadow copy of a module's floating-point parameters.
 
@@ -22,7 +31,7 @@ class EMA:
     def current_decay(self) -> float:
         if not self.warmup:
             return self.decay
-        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        return warmed_up_decay(self.decay, self.num_updates)
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
